@@ -1,0 +1,44 @@
+"""User settings (theme, image renderer) in the user's config dir, remembered between runs."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tomli_w
+
+from .atomic import atomic_write_text
+
+IMAGE_MODES = ("auto", "sixel", "tgp", "halfcell", "none")
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "lorabake"
+
+
+@dataclass(slots=True)
+class Settings:
+    theme: str = "lorabake-dark"
+    images: str = "auto"
+
+    @classmethod
+    def load(cls) -> Settings:
+        path = config_dir() / "settings.toml"
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return cls()  # a broken settings file must never stop the workbench
+        s = cls()
+        if isinstance(data.get("theme"), str):
+            s.theme = data["theme"]
+        if data.get("images") in IMAGE_MODES:
+            s.images = data["images"]
+        return s
+
+    def save(self) -> None:
+        d = config_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(d / "settings.toml", tomli_w.dumps(asdict(self)))

@@ -1,0 +1,1 @@
+"""The Textual workbench. Never imports torch: the UI must start fast."""

@@ -1,0 +1,102 @@
+"""The workbench application: one mode per workflow stage, keys 1-5 between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from .. import __version__
+from ..core.settings import Settings
+from .project import Project
+from .screens.buckets import BucketsScreen
+from .screens.concepts import ConceptsScreen
+from .screens.config import ConfigScreen
+from .screens.help import HelpScreen, describe_bindings
+from .screens.recover import RecoverScreen
+from .screens.tags import TagsScreen
+from .screens.train import TrainScreen
+from .themes import THEME_VARIABLE_DEFAULTS, discover_themes
+from .widgets.stagebar import STAGES
+
+
+class LorabakeApp(App[int]):
+    TITLE = "lorabake"
+    MODES = {"concepts": ConceptsScreen, "tags": TagsScreen, "buckets": BucketsScreen,
+             "config": ConfigScreen, "train": TrainScreen}
+    DEFAULT_MODE = "concepts"
+    BINDINGS = [
+        *(Binding(str(n), f"stage('{key}')", title, id=f"stage.{key}", show=False)
+          for n, (key, title) in enumerate(STAGES, start=1)),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, project: Project, *, images: str = "none",
+                 settings: Settings | None = None, theme: str | None = None,
+                 save_settings: bool = True) -> None:
+        self.project = project
+        self.images = images
+        self.settings = settings or Settings()
+        self._save_settings = save_settings
+        self._wanted_theme = theme or self.settings.theme
+        super().__init__()
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(THEME_VARIABLE_DEFAULTS)
+
+    def on_mount(self) -> None:
+        themes, errors = discover_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        for err in errors:
+            self.notify(err, title="Theme skipped", severity="warning", timeout=8)
+        if self._wanted_theme in self.available_themes:
+            self.theme = self._wanted_theme
+        else:
+            self.notify(f"unknown theme '{self._wanted_theme}'", severity="warning")
+            self.theme = "lorabake-dark"
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.sub_title = self.project.name
+        pending = self.project.journal.interrupted()
+        if pending is not None:
+            self.push_screen(RecoverScreen(pending))
+
+    def _remember_theme(self, theme) -> None:
+        self.settings.theme = theme.name
+        if self._save_settings:
+            try:
+                self.settings.save()
+            except OSError as exc:
+                self.notify(f"could not save settings: {exc.strerror}", severity="warning")
+
+    # ---- actions ----------------------------------------------------------------------
+    def action_stage(self, key: str) -> None:
+        if self.current_mode != key:
+            self.switch_mode(key)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(describe_bindings(self.screen)))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for n, (key, title) in enumerate(STAGES, start=1):
+            yield SystemCommand(f"Go to {title}", f"Stage {n} ({n})",
+                                lambda k=key: self.action_stage(k))
+        yield SystemCommand("Help", "All keys on this screen (?)", self.action_help)
+        yield from getattr(screen, "screen_commands", lambda: [])()
+        yield from super().get_system_commands(screen)
+
+    @property
+    def version(self) -> str:
+        return __version__
+
+
+def make_app(root: Path, **kwargs) -> LorabakeApp:
+    project = Project(root, reg_root=kwargs.pop("reg_root", None),
+                      caption_ext=kwargs.pop("caption_ext", ".txt"))
+    return LorabakeApp(project, **kwargs)

@@ -1,0 +1,36 @@
+"""What every screen shares: the dataset location, the latest scan and the journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.dataset import Dataset, scan_dataset
+from ..core.journal import Journal
+
+
+@dataclass(slots=True)
+class Project:
+    root: Path
+    reg_root: Path | None = None
+    caption_ext: str = ".txt"
+    epochs: int = 8
+    dataset: Dataset | None = None
+    # bumped after every change lorabake makes, so screens know to rescan when shown again
+    generation: int = 0
+    journal: Journal = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.journal = Journal(self.root)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def changed(self) -> None:
+        self.generation += 1
+
+    def scan(self, progress=None, cancelled=None) -> Dataset:
+        return scan_dataset(self.root, self.reg_root, caption_ext=self.caption_ext,
+                            progress=progress, cancelled=cancelled)

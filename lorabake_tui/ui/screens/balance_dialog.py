@@ -1,0 +1,118 @@
+"""Balance repeats: choose a preset or a target, read the rename plan, Enter applies it."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ...core.balance import OPTIMIZER_TARGETS, BalancePlan, plan_balance
+from ...core.dataset import Dataset
+from ...core.errors import LorabakeError
+from .plan_view import fill_plan_table, plan_summary, setup_plan_table
+
+PRESET_LABELS = {"adamw": "AdamW", "prodigy": "Prodigy", "ia3": "IA3 + AdamW",
+                 "ia3-prodigy": "IA3 + Prodigy"}
+
+
+class BalanceDialog(ModalScreen[BalancePlan | None]):
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                Binding("enter", "apply", "Apply", show=True, priority=False)]
+
+    def __init__(self, dataset: Dataset, epochs: int) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.epochs = epochs
+        self.plan: BalancePlan | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="wide"):
+            yield Static("[b]Balance repeats[/b]  repeats = ceil(target ÷ images), "
+                         "so every concept gets about the same samples per epoch",
+                         classes="title")
+            with Horizontal(id="controls"):
+                yield OptionList(
+                    *(Option(f"{PRESET_LABELS[k]} · {v}", id=k)
+                      for k, v in OPTIMIZER_TARGETS.items()),
+                    Option("Custom target", id="custom"), id="preset")
+                with Vertical(id="numbers"):
+                    yield Label("Target samples per concept per epoch")
+                    yield Input(str(OPTIMIZER_TARGETS["adamw"]), type="integer", id="target")
+                    yield Label("Epochs (for the totals)")
+                    yield Input(str(self.epochs), type="integer", id="epochs")
+            table = DataTable(id="plan", cursor_type="row", zebra_stripes=True)
+            setup_plan_table(table)
+            yield table
+            yield Static(id="plan-summary")
+            yield Static("[b]enter[/b] apply  [b]esc[/b] cancel  [b]tab[/b] next field  "
+                         "[b]↑↓[/b] preset", classes="keys")
+            with Horizontal(classes="buttons"):
+                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#preset", OptionList).highlighted = 0
+        self.query_one("#preset", OptionList).focus()
+        self.recompute()
+
+    # ---- inputs -------------------------------------------------------------------------
+    @on(OptionList.OptionHighlighted, "#preset")
+    def _preset(self, event: OptionList.OptionHighlighted) -> None:
+        key = event.option.id
+        if key in OPTIMIZER_TARGETS:
+            self.query_one("#target", Input).value = str(OPTIMIZER_TARGETS[key])
+        elif key == "custom":
+            self.query_one("#target", Input).focus()
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self.recompute()
+
+    def _number(self, input_id: str) -> int | None:
+        try:
+            value = int(self.query_one(f"#{input_id}", Input).value)
+        except ValueError:
+            return None
+        return value if value >= 1 else None
+
+    def recompute(self) -> None:
+        target, epochs = self._number("target"), self._number("epochs")
+        summary = self.query_one("#plan-summary", Static)
+        if target is None or epochs is None:
+            self.plan = None
+            summary.update("[red]target and epochs must be whole numbers of at least 1[/red]")
+            return
+        try:
+            self.plan = plan_balance(self.dataset, target, epochs=epochs)
+        except LorabakeError as exc:
+            self.plan = None
+            summary.update(f"[red]{exc}[/red]")
+            return
+        fill_plan_table(self.query_one("#plan", DataTable), self.plan)
+        summary.update(plan_summary(self.plan))
+
+    # ---- leaving ------------------------------------------------------------------------
+    @on(OptionList.OptionSelected, "#preset")
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        if self.plan is None:
+            self.notify("fix the target first", severity="error")
+            return
+        if self.plan.conflicts:
+            self.notify(self.plan.conflicts[0], title="Cannot apply", severity="error")
+            return
+        if not self.plan.renames:
+            self.notify("already balanced: nothing to rename")
+            self.dismiss(None)
+            return
+        self.dismiss(self.plan)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,94 @@
+"""A row of thumbnails for one concept folder, decoded in a worker thread and cached."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import HorizontalScroll, Vertical
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from ...core.dataset import ImageItem
+from ...core.thumbnails import ThumbnailCache
+from ..images import image_widget_class
+
+LOW_RES = 512  # below the training resolution on either side: upscaled, and it shows
+
+
+def tile_label(item: ImageItem) -> Text:
+    text = Text(item.path.name, overflow="ellipsis", no_wrap=True)
+    if item.width and item.height:
+        text.append(f"\n{item.width}×{item.height}", style="dim")
+        if min(item.width, item.height) < LOW_RES:
+            text.append(" low-res", style="bold $warning" if False else "bold yellow")
+    elif not item.readable:
+        text.append("\nunreadable", style="bold red")
+    return text
+
+
+class Tile(Vertical):
+    DEFAULT_CSS = """
+    Tile { width: 20; height: 100%; margin-right: 1; }
+    Tile > .thumb { width: 20; height: 1fr; }
+    Tile > .placeholder { content-align: center middle; background: $panel; color: $text-muted; }
+    Tile > .label { height: 2; }
+    """
+
+    def __init__(self, item: ImageItem, image, widget_cls) -> None:
+        super().__init__()
+        self.item, self.image, self.widget_cls = item, image, widget_cls
+
+    def compose(self) -> ComposeResult:
+        if self.widget_cls is not None and self.image is not None:
+            yield self.widget_cls(self.image, classes="thumb")
+        else:
+            yield Static(self.item.ext.lstrip(".").upper(), classes="thumb placeholder")
+        yield Static(tile_label(self.item), classes="label")
+
+
+class ThumbStrip(HorizontalScroll):
+    DEFAULT_CSS = """
+    ThumbStrip { height: 12; border: round $panel; padding: 0 1; }
+    """
+    can_focus = False
+
+    def __init__(self, mode: str, *, count: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.count = count
+        self.cache = ThumbnailCache()
+        self.widget_cls = image_widget_class(mode)
+        self._showing: tuple[str, ...] = ()
+
+    def show(self, title: str, items: list[ImageItem]) -> None:
+        self.border_title = title
+        picked = items[: self.count]
+        key = tuple(str(i.path) for i in picked)
+        if key == self._showing:
+            return
+        self._showing = key
+        self.load(picked, key)
+
+    def clear(self, title: str = "") -> None:
+        self.border_title = title
+        self._showing = ()
+        self.remove_children()
+
+    @work(thread=True, exclusive=True, group="thumbs", exit_on_error=False)
+    def load(self, items: list[ImageItem], key: tuple[str, ...]) -> None:
+        worker = get_current_worker()
+        out = []
+        for item in items:
+            if worker.is_cancelled:
+                return
+            thumb = self.cache.get(item.path) if self.widget_cls is not None else None
+            out.append((item, thumb))
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._put, out, key)
+
+    def _put(self, thumbs, key) -> None:
+        if key != self._showing:
+            return  # the user has moved on
+        self.remove_children()
+        self.mount_all([Tile(item, image, self.widget_cls) for item, image in thumbs])

@@ -170,7 +170,7 @@ class Journal:
                 raise ConflictError(problems[0] if len(problems) == 1 else
                                     f"{len(problems)} conflicts, first: {problems[0]}",
                                     "nothing was changed")
-            self._discard_redo()
+            self._discard_redo(keep=changes)
             entry = Entry(self._next_id(), op, label, APPLYING,
                           datetime.now(UTC).isoformat(timespec="seconds"), list(changes))
             self._save(entry)
@@ -258,19 +258,20 @@ class Journal:
         atomic_write_text(self.dir / f"{entry.id:06d}.json",
                           json.dumps(entry.to_json(), indent=1, ensure_ascii=False))
 
-    def _discard_redo(self) -> None:
+    def _discard_redo(self, keep: list[Change]) -> None:
         """A new operation ends the redo branch, as in any editor."""
         for e in self.entries():
             if e.state in (UNDONE, ROLLED_BACK):
                 (self.dir / f"{e.id:06d}.json").unlink(missing_ok=True)
-        self._gc_blobs()
+        self._gc_blobs(keep)
 
-    def _gc_blobs(self) -> None:
+    def _gc_blobs(self, pending: list[Change]) -> None:
+        """Drop blobs no entry needs; `pending` holds those of the operation starting now."""
         if not self.blobs.is_dir():
             return
         keep: set[str] = set()
-        for e in self.entries():
-            for ch in e.changes:
+        for changes in [*(e.changes for e in self.entries()), pending]:
+            for ch in changes:
                 if isinstance(ch, Write):
                     keep.update(d for d in (ch.before, ch.after) if d)
         for p in self.blobs.iterdir():

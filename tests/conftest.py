@@ -1,0 +1,30 @@
+"""Shared fixtures: every test gets its own config dir and a clean Textual environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .helpers import make_concept
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """No test reads or writes the developer's real settings; no TEXTUAL_* leaks in."""
+    for name in list(os.environ):
+        if name.startswith("TEXTUAL_") and not name.startswith("TEXTUAL_SNAPSHOT"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
+@pytest.fixture
+def small_dataset(tmp_path) -> Path:
+    """Three training folders with 40, 18 and 6 images, one without a repeat prefix."""
+    root = tmp_path / "ds"
+    make_concept(root, "10_outfit_a", 40)
+    make_concept(root, "10_outfit_b", 18)
+    make_concept(root, "10_outfit_c", 6)
+    make_concept(root, "misc", 5)
+    return root

@@ -1,0 +1,24 @@
+"""Small builders of real datasets on disk for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+
+def make_image(path: Path, size=(64, 64), fmt: str | None = None, color=(200, 120, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path, format=fmt)
+    return path
+
+
+def make_concept(root: Path, folder: str, images: int, *, caption: str | None = "mira, 1girl",
+                 ext: str = ".png", size=(64, 64)) -> Path:
+    d = root / folder
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        make_image(d / f"img_{i:03d}{ext}", size)
+        if caption is not None:
+            (d / f"img_{i:03d}.txt").write_text(caption + "\n", encoding="utf-8")
+    return d

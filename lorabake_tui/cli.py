@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         print("lorabake: cancelled", file=sys.stderr)
         return 130
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"lorabake: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lorabake: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

@@ -121,3 +121,10 @@ def test_set_repeats_for_one_folder(small_dataset):
         plan_set_repeats(ds, "10_outfit_c", 0)
     with pytest.raises(LorabakeError):
         plan_set_repeats(ds, "nope", 3)
+
+
+def test_folder_named_only_a_number_keeps_an_empty_class_token(tmp_path):
+    make_concept(tmp_path, "10", 4)
+    plan = plan_balance(scan_dataset(tmp_path), 1000)
+    assert plan.rows[0].repeats_before == 10
+    assert plan.rows[0].new_folder == "250"

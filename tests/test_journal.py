@@ -215,3 +215,9 @@ def test_process_killed_mid_apply_then_rollback(small_dataset, kill_at):
     assert j.interrupted() is None
     assert j.entries()[-1].state == ROLLED_BACK
     assert len(list((small_dataset / "10_outfit_a").glob("*.png"))) == 40
+
+
+def test_undo_with_no_journal_creates_nothing(tmp_path):
+    assert Journal(tmp_path).undo() is None
+    assert Journal(tmp_path).redo() is None
+    assert list(tmp_path.iterdir()) == []

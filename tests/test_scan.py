@@ -509,19 +509,23 @@ def test_concept_samples():
 
 
 def test_reg_samples_without_reg_images_is_zero():
-    assert reg_samples(100, 0) == 0
+    assert reg_samples(100, []) == 0
+    assert reg_samples(100, [(5, None)]) == 0  # a skipped reg folder adds nothing
 
 
 def test_reg_samples_short_reg_is_repeated_up_to_train():
-    assert reg_samples(100, 40) == 100
-    assert reg_samples(100, 100) == 100
+    assert reg_samples(100, [(40, 1)]) == 100
+    assert reg_samples(100, [(100, 1)]) == 100
+    assert reg_samples(100, [(10, 2), (5, 1)]) == 100
 
 
 def test_reg_samples_surplus_reg_is_cut_to_train():
     # kohya registers reg images one by one until they reach the training count and drops
     # the rest ("some of reg images are not used"): 100 one-repeat reg images against 10
     # training samples give 10 reg samples per epoch, not 100.
-    assert reg_samples(10, 100) == 10
+    assert reg_samples(10, [(100, 1)]) == 10
+    # an image's repeats are taken whole: 3+3+3+3 passes 10 at 12, the rest unused
+    assert reg_samples(10, [(5, 3)]) == 12
 
 
 def test_epoch_summary_without_reg():
@@ -539,3 +543,28 @@ def test_epoch_summary_with_reg():
     # a reg folder kohya skips adds nothing
     s = epoch_summary([(10, 5)], [(20, None)], 4)
     assert (s.reg_samples, s.total_samples) == (0, 200)
+
+
+def test_mixed_case_extension_is_flagged(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "1_a"
+    d.mkdir()
+    Image.new("RGB", (8, 8)).save(d / "x.Png", format="PNG")
+    Image.new("RGB", (8, 8)).save(d / "y.PNG", format="PNG")  # all-caps is fine for kohya
+    for stem in ("x", "y"):
+        (d / f"{stem}.txt").write_text("t")
+    ds = scan_dataset(tmp_path)
+    flagged = [p for p in ds.problems if p.code == "ext-case"]
+    assert [p.path for p in flagged] == ["1_a/x.Png"]
+    assert "x.png" in flagged[0].hint
+
+
+def test_caption_with_unicode_line_separator_is_one_line(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "1_a"
+    d.mkdir()
+    Image.new("RGB", (8, 8)).save(d / "x.png")
+    (d / "x.txt").write_text("a\u2028b, c\n", encoding="utf-8")
+    assert not [p for p in scan_dataset(tmp_path).problems if p.code == "caption-multiline"]

@@ -235,6 +235,12 @@ def _scan_concept(folder: Path, root: Path, is_reg: bool, caption_ext: str,
         stem = name[: -len(ext)]
         by_stem.setdefault(stem, []).append(name)
         item = ImageItem(folder / name, ext)
+        real_ext = name[-len(ext):]
+        if real_ext not in (ext, ext.upper()):
+            # kohya globs *.png and *.PNG only: on Linux it never sees a.Png
+            add(Severity.WARNING, f"{rel_folder}/{name}",
+                f"kohya does not see the mixed-case extension {real_ext}",
+                f"rename it to {stem}{ext}", "ext-case")
         _read_header(item, f"{rel_folder}/{name}", add)
         cap_name = stem + caption_ext
         if cap_name in names:
@@ -308,8 +314,9 @@ def _check_caption(path: Path, rel: str, add) -> CaptionState:
         add(Severity.WARNING, rel, "caption starts with a UTF-8 byte-order mark",
             "kohya reads it as part of the first tag; re-save without BOM", "caption-bom")
         text = text[1:]
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    # universal newlines, as kohya's text-mode open sees them (not str.splitlines' extras)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if not lines[0].strip():
         add(Severity.ERROR, rel, "caption is empty" if not text.strip()
             else "caption's first line is empty (kohya reads only the first line)",
             "write tags into it or delete it", "empty-caption")

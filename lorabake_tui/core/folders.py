@@ -13,11 +13,9 @@ class FolderName:
 
 def parse_folder_name(folder: str) -> FolderName:
     """Split as kohya does: on the first `_`; the prefix must convert with int()."""
-    prefix, sep, rest = folder.partition("_")
-    if not sep:
-        return FolderName(None, folder)
+    prefix, _, rest = folder.partition("_")
     try:
-        return FolderName(int(prefix), rest)
+        return FolderName(int(prefix), rest)  # "10" alone is 10 repeats, empty class token
     except ValueError:
         return FolderName(None, folder)
 
@@ -25,4 +23,4 @@ def parse_folder_name(folder: str) -> FolderName:
 def format_folder_name(repeats: int, name: str) -> str:
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    return f"{repeats}_{name}"
+    return f"{repeats}_{name}" if name else str(repeats)

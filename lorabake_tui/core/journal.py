@@ -192,6 +192,8 @@ class Journal:
             return entry
 
     def undo(self) -> Entry | None:
+        if not self.dir.is_dir():
+            return None  # no journal yet: nothing to undo (and nothing created)
         with self.locked():
             entry = self.can_undo()
             if entry is None:
@@ -201,6 +203,8 @@ class Journal:
             return self._reverse_all(entry, UNDONE)
 
     def redo(self) -> Entry | None:
+        if not self.dir.is_dir():
+            return None
         with self.locked():
             entry = self.can_redo()
             if entry is None:

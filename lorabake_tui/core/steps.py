@@ -12,11 +12,20 @@ def concept_samples(images: int, repeats: int | None) -> int:
     return images * repeats
 
 
-def reg_samples(train_samples: int, reg_base_samples: int) -> int:
-    """kohya repeats regularization images until they match the training samples."""
-    if reg_base_samples == 0:
+def reg_samples(train_samples: int, reg_folders: list[tuple[int, int | None]]) -> int:
+    """Regularization samples per epoch as kohya registers them: images are taken in order
+    (each with its folder's repeats) until the training sample count is reached, the rest
+    unused; if they run out first, each gets one more repeat in turn until it is reached."""
+    images = [r for n, r in reg_folders if r is not None and r >= 1 for _ in range(n)]
+    if not images:
         return 0
-    return max(train_samples, reg_base_samples)
+    n = 0
+    for repeats in images:  # first pass: register images with their own repeats
+        n += repeats
+        if n >= train_samples:
+            return n
+    # further passes add one repeat per image; they stop exactly at the training count
+    return max(n, train_samples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,5 +47,5 @@ def epoch_summary(train: list[tuple[int, int | None]], reg: list[tuple[int, int 
                   epochs: int) -> EpochSummary:
     """`train`/`reg`: (images, repeats) per folder."""
     t = sum(concept_samples(n, r) for n, r in train)
-    r = reg_samples(t, sum(concept_samples(n, rr) for n, rr in reg))
+    r = reg_samples(t, reg)
     return EpochSummary(t, r, epochs)

@@ -9,7 +9,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .. import __version__
 from ..core.settings import Settings
 from .project import Project
 from .screens.buckets import BucketsScreen
@@ -90,10 +89,6 @@ class LorabakeApp(App[int]):
         yield SystemCommand("Help", "All keys on this screen (?)", self.action_help)
         yield from getattr(screen, "screen_commands", lambda: [])()
         yield from super().get_system_commands(screen)
-
-    @property
-    def version(self) -> str:
-        return __version__
 
 
 def make_app(root: Path, **kwargs) -> LorabakeApp:

@@ -21,7 +21,7 @@ def tile_label(item: ImageItem) -> Text:
     if item.width and item.height:
         text.append(f"\n{item.width}×{item.height}", style="dim")
         if min(item.width, item.height) < LOW_RES:
-            text.append(" low-res", style="bold $warning" if False else "bold yellow")
+            text.append(" low-res", style="bold yellow")
     elif not item.readable:
         text.append("\nunreadable", style="bold red")
     return text

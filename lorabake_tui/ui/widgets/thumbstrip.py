@@ -49,7 +49,8 @@ class Tile(Vertical):
 
 class ThumbStrip(HorizontalScroll):
     DEFAULT_CSS = """
-    ThumbStrip { height: 12; border: round $panel; padding: 0 1; }
+    ThumbStrip { height: 12; border: round $panel; border-title-color: $text-muted;
+                 padding: 0 1; overflow-x: hidden; }
     """
     can_focus = False
 

@@ -220,3 +220,16 @@ async def test_scan_failure_is_shown_not_raised(tmp_path, bad):
         await pilot.press("f5")
         await settle(pilot)
         assert any("gone" in n.message for n in app._notifications)
+
+
+async def test_user_keymap_remaps_a_binding(small_dataset):
+    settings = Settings(keymap={"concepts.balance": "B"})
+    app = make_app(small_dataset, images="none", settings=settings, save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await pilot.pause()
+        assert isinstance(app.screen, ConceptsScreen)  # b no longer balances
+        await pilot.press("B")
+        await pilot.pause()
+        assert isinstance(app.screen, BalanceDialog)

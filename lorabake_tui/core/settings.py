@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import tomli_w
@@ -23,6 +23,8 @@ def config_dir() -> Path:
 class Settings:
     theme: str = "lorabake-dark"
     images: str = "auto"
+    # binding id -> keys, e.g. {"concepts.balance": "B"}: remaps any key that has an id
+    keymap: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Settings:
@@ -36,6 +38,9 @@ class Settings:
             s.theme = data["theme"]
         if data.get("images") in IMAGE_MODES:
             s.images = data["images"]
+        keymap = data.get("keymap")
+        if isinstance(keymap, dict):
+            s.keymap = {k: v for k, v in keymap.items() if isinstance(v, str)}
         return s
 
     def save(self) -> None:

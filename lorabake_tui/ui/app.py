@@ -59,6 +59,8 @@ class LorabakeApp(App[int]):
             self.notify(f"unknown theme '{self._wanted_theme}'", severity="warning")
             self.theme = "lorabake-dark"
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
         self.sub_title = self.project.name
         pending = self.project.journal.interrupted()
         if pending is not None:

@@ -52,9 +52,21 @@ def lorabake_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "lorabake_tui"]
 
 
-def child_env() -> dict[str, str]:
-    """Environment for timed children: the repo put on PYTHONPATH only if it must be."""
+PYCACHE = OUT / "pycache"
+
+
+def child_env(*, pyc_cache: bool = True) -> dict[str, str]:
+    """Environment for timed children: the repo put on PYTHONPATH only if it must be.
+
+    pyc_cache: run with a bytecode cache, as after `pip install` (which compiles every .py).
+    It lives in bench/out/pycache (PYTHONPYCACHEPREFIX), so nothing is written elsewhere; a
+    PYTHONDONTWRITEBYTECODE in the environment would otherwise make every start compile
+    lorabake_tui from source. pyc_cache=False keeps the environment as it is.
+    """
     env = dict(os.environ)
+    if pyc_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     if _NEEDS_PATH:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
@@ -70,6 +82,13 @@ def time_subprocess(cmd: list[str], *, env: dict[str, str] | None = None,
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
     return elapsed, proc.stdout
+
+
+def pyc_note() -> str:
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return ("note: PYTHONDONTWRITEBYTECODE is set here; children run with a bytecode cache "
+                f"in {PYCACHE} instead (as after pip install), see --no-pyc-cache")
+    return f"children run with their bytecode cache in {PYCACHE}"
 
 
 def best_median(values: list[float]) -> tuple[float, float]:
@@ -119,4 +138,5 @@ def load_line() -> str:
         return "load average: unknown"
     one, five, fifteen = os.getloadavg()
     return (f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPU(s)"
-            + ("  <- busy machine: trust 'best' over 'median'" if one > 0.5 else ""))
+            + ("  <- busy machine: trust 'best' over 'median'"
+               if one > (os.cpu_count() or 1) / 2 else ""))

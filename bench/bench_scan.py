@@ -1,6 +1,7 @@
 """How long does scanning a 10k-image dataset take?
 
     python bench/bench_scan.py [--images 10000] [--folders 8] [--runs 5] [--dir DIR] [--profile]
+                               [--no-pyc-cache]
 
 Builds (or reuses) the dataset under bench/out/, then times
   (a) scan_dataset() in this process, warm page cache: best and median of --runs;
@@ -78,6 +79,8 @@ def main() -> int:
     p.add_argument("--dir", type=Path, default=None,
                    help="dataset folder (default bench/out/dataset-IMAGESxFOLDERS)")
     p.add_argument("--profile", action="store_true", help="print a cProfile of one scan")
+    p.add_argument("--no-pyc-cache", action="store_true",
+                   help="run children with the environment as is (no bytecode cache of ours)")
     args = p.parse_args()
 
     print(c.machine_line())
@@ -98,7 +101,8 @@ def main() -> int:
 
     # (b) the CLI command, spawn to exit
     cmd = [*c.lorabake_command(), "scan", str(root), "--json"]
-    env = c.child_env()
+    env = c.child_env(pyc_cache=not args.no_pyc_cache)
+    print(c.pyc_note() if not args.no_pyc_cache else "children run with the environment as is")
     baseline = [c.time_subprocess([sys.executable, "-c", "pass"], env=env)[0]
                 for _ in range(args.runs)]
     c.time_subprocess(cmd, env=env)  # warm-up: .pyc files and caches

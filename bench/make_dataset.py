@@ -34,7 +34,7 @@ FORMATS = {"PNG": (".png", 80), "JPEG": (".jpg", 12), "WEBP": (".webp", 8)}
 VARIANTS = 3  # pictures per (size, format); the last one is noisy, see _encode
 REPEATS = (10, 5, 20, 3, 8, 15, 2, 12)
 
-TAGS = """1girl 1boy solo looking_at_viewer smile open_mouth blush short_hair long_hair
+_TAG_TEXT = """1girl 1boy solo looking_at_viewer smile open_mouth blush short_hair long_hair
 brown_hair black_hair blonde_hair blue_eyes brown_eyes green_eyes red_eyes simple_background
 white_background outdoors indoors sky cloud day night tree grass flower water upper_body
 full_body cowboy_shot portrait standing sitting holding shirt white_shirt jacket skirt dress
@@ -47,7 +47,8 @@ best_quality highres absurdres detailed_background realistic anime_coloring sket
 greyscale watercolor_(medium) traditional_media hair_ornament hairclip ponytail twintails
 braid bangs ahoge hair_between_eyes multicolored_hair streaked_hair medium_breasts collarbone
 bare_shoulders sleeves_past_wrists long_sleeves short_sleeves thighhighs pantyhose sneakers
-belt ribbon bow necktie backpack headphones wind floating_hair petals light_particles""".split()
+belt ribbon bow necktie backpack headphones wind floating_hair petals light_particles"""
+TAGS = _TAG_TEXT.split()
 
 
 def _encode(size: tuple[int, int], fmt: str, variant: int) -> bytes:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -47,15 +46,14 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-def _load_renameat2():
-    """renameat2(RENAME_NOREPLACE) refuses to replace even an empty directory,
-    which plain rename(2) silently does. Linux only; None elsewhere."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
+@functools.cache
+def _renameat2():
+    """renameat2(RENAME_NOREPLACE) refuses to replace even an empty directory, which plain
+    rename(2) silently does. Linux only; None elsewhere. Loaded on first use, not at import."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        fn = libc.renameat2
+        fn = ctypes.CDLL(None, use_errno=True).renameat2  # the libc this process runs on
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -63,14 +61,14 @@ def _load_renameat2():
     return fn
 
 
-_renameat2 = _load_renameat2()
-
-
 def rename_noreplace(src: Path, dst: Path) -> None:
     """Rename `src` to `dst`; raise FileExistsError if `dst` exists (never overwrite)."""
     src, dst = Path(src), Path(dst)
-    if _renameat2 is not None:
-        rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+    renameat2 = _renameat2()
+    if renameat2 is not None:
+        import ctypes
+
+        rc = renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
         if rc == 0:
             return
         err = ctypes.get_errno()

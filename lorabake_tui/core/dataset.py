@@ -31,13 +31,23 @@ class CaptionState(StrEnum):
 
 @dataclass(slots=True)
 class ImageItem:
-    path: Path
-    ext: str
+    folder: Path
+    name: str
+    ext: str  # lowercased
     width: int | None = None
     height: int | None = None
     readable: bool = True
-    caption_path: Path | None = None
+    caption_name: str | None = None
     caption: CaptionState = CaptionState.MISSING
+
+    # Paths are built on demand: a scan of 10k images should not pay for 20k Path objects.
+    @property
+    def path(self) -> Path:
+        return self.folder / self.name
+
+    @property
+    def caption_path(self) -> Path | None:
+        return self.folder / self.caption_name if self.caption_name else None
 
 
 @dataclass(slots=True)
@@ -227,25 +237,25 @@ def _scan_concept(folder: Path, root: Path, is_reg: bool, caption_ext: str,
     def add(sev: Severity, path: str, msg: str, hint: str, code: str) -> None:
         problems.append(Problem(sev, path, msg, hint, code, concept=folder.name))
 
-    images = sorted(n for n in names if image_ext(n))
+    images = sorted((n, e) for n in names if (e := image_ext(n)))
     by_stem: dict[str, list[str]] = {}
-    for name in images:
+    base = str(folder) + os.sep  # plain strings in the hot loop: Path costs add up at 10k
+    for name, ext in images:
         tick()
-        ext = image_ext(name) or ""
         stem = name[: -len(ext)]
         by_stem.setdefault(stem, []).append(name)
-        item = ImageItem(folder / name, ext)
+        item = ImageItem(folder, name, ext)
         real_ext = name[-len(ext):]
-        if real_ext not in (ext, ext.upper()):
+        if real_ext != ext and real_ext != ext.upper():
             # kohya globs *.png and *.PNG only: on Linux it never sees a.Png
             add(Severity.WARNING, f"{rel_folder}/{name}",
                 f"kohya does not see the mixed-case extension {real_ext}",
                 f"rename it to {stem}{ext}", "ext-case")
-        _read_header(item, f"{rel_folder}/{name}", add)
+        _read_header(item, base + name, rel_folder, add)
         cap_name = stem + caption_ext
         if cap_name in names:
-            item.caption_path = folder / cap_name
-            item.caption = _check_caption(item.caption_path, f"{rel_folder}/{cap_name}", add)
+            item.caption_name = cap_name
+            item.caption = _check_caption(base + cap_name, f"{rel_folder}/{cap_name}", add)
         concept.images.append(item)
 
     for stem, group in by_stem.items():
@@ -283,23 +293,34 @@ def _scan_concept(folder: Path, root: Path, is_reg: bool, caption_ext: str,
     return concept, problems
 
 
-def _read_header(item: ImageItem, rel: str, add) -> None:
+def _read_header(item: ImageItem, path: str, rel_folder: str, add) -> None:
     if item.ext in UNREADABLE_BY_KOHYA_EXTS:
-        add(Severity.ERROR, rel, f"kohya cannot read {item.ext} images",
+        add(Severity.ERROR, f"{rel_folder}/{item.name}", f"kohya cannot read {item.ext} images",
             "convert it to .png first (image tools)", "unsupported-type")
     try:
-        header = read_image_header(item.path)
+        header = read_image_header(path)
     except ImageReadError as exc:
         item.readable = False
-        add(Severity.ERROR, rel, f"unreadable image: {exc}",
+        add(Severity.ERROR, f"{rel_folder}/{item.name}", f"unreadable image: {exc}",
             "replace or delete the file", "bad-image")
         return
     item.width, item.height = header.width, header.height
 
 
-def _check_caption(path: Path, rel: str, add) -> CaptionState:
+def _read_all(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        data = path.read_bytes()
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _check_caption(path: str, rel: str, add) -> CaptionState:
+    try:
+        data = _read_all(path)
     except OSError as exc:
         add(Severity.ERROR, rel, f"cannot read caption: {exc.strerror}",
             "check the file permissions", "caption-unreadable")

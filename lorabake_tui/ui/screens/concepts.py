@@ -3,6 +3,8 @@ and balancing repeats (preview -> apply -> undo)."""
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -94,9 +96,15 @@ class ConceptsScreen(StageScreen):
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan(self) -> None:
         worker = get_current_worker()
+        last = 0.0
 
         def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(self._progress, done, total)
+            # at most ~10 updates a second: each one waits for the UI thread
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= 0.1 or done >= total:
+                last = now
+                self.app.call_from_thread(self._progress, done, total)
 
         try:
             ds = self.project.scan(progress=progress, cancelled=lambda: worker.is_cancelled)

@@ -16,7 +16,15 @@ from lorabake_tui.core.atomic import atomic_write_bytes, rename_noreplace
 from lorabake_tui.core.balance import apply_plan, plan_balance
 from lorabake_tui.core.dataset import scan_dataset
 from lorabake_tui.core.errors import LorabakeError
-from lorabake_tui.core.journal import APPLYING, DONE, ROLLED_BACK, UNDONE, Journal, Rename
+from lorabake_tui.core.journal import (
+    APPLYING,
+    DONE,
+    ROLLED_BACK,
+    UNDONE,
+    ChangeSet,
+    Journal,
+    Rename,
+)
 
 from .helpers import make_concept
 
@@ -120,8 +128,9 @@ def test_write_changes_undo_redo_and_conflicts(tmp_path):
     cap = tmp_path / "1_a" / "img_000.txt"
     j = Journal(tmp_path)
     before = cap.read_bytes()
-    change = j.write_change("1_a/img_000.txt", b"new, tags\n", before)
-    j.apply("tags", "replace old", [change])
+    cs = ChangeSet()
+    cs.write("1_a/img_000.txt", b"new, tags\n", before)
+    j.apply("tags", "replace old", cs)
     assert cap.read_bytes() == b"new, tags\n"
     j.undo()
     assert cap.read_bytes() == before
@@ -136,16 +145,19 @@ def test_write_refused_when_file_changed_since_read(tmp_path):
     make_concept(tmp_path, "1_a", 1, caption="x")
     cap = tmp_path / "1_a" / "img_000.txt"
     j = Journal(tmp_path)
-    change = j.write_change("1_a/img_000.txt", b"y\n", b"stale bytes\n")
+    cs = ChangeSet()
+    cs.write("1_a/img_000.txt", b"y\n", b"stale bytes\n")
     with pytest.raises(LorabakeError, match="changed on disk"):
-        j.apply("tags", "edit", [change])
+        j.apply("tags", "edit", cs)
     assert cap.read_bytes() == b"x\n"
 
 
 def test_write_creating_a_file_is_undone_by_deleting_it(tmp_path):
     (tmp_path / "1_a").mkdir()
     j = Journal(tmp_path)
-    j.apply("tags", "create", [j.write_change("1_a/new.txt", b"t\n", None)])
+    cs = ChangeSet()
+    cs.write("1_a/new.txt", b"t\n", None)
+    j.apply("tags", "create", cs)
     assert (tmp_path / "1_a" / "new.txt").exists()
     j.undo()
     assert not (tmp_path / "1_a" / "new.txt").exists()

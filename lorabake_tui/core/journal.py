@@ -6,7 +6,8 @@ file is either before or after, and the entry left in an "applying" state says h
 back. Undo/redo replay entries; a file changed by someone else since is a conflict that is
 reported and left alone, never overwritten.
 
-Layout: <root>/.lorabake/journal/<id>.json and blobs/<sha256> (file contents by hash).
+Layout in <root>/.lorabake/journal/: <id>.json (the entry) and <id>.blobs (the old and new
+bytes of the files it writes, packed in one file so a 10k-caption edit is two files, not 20k).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .atomic import atomic_write_bytes, atomic_write_text, fsync_dir, rename_noreplace
+from .atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    rename_noreplace,
+    temp_path,
+    write_batch,
+)
 from .errors import LorabakeError
 
 STATE_DIRNAME = ".lorabake"
@@ -45,14 +53,19 @@ class Rename:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """Replace (or create, when before is None) a file's bytes.
-    `before`/`after` are sha256 hex digests; the bytes live in blobs/."""
+    """Replace (or create, when before is None) a file's bytes. `before`/`after` are sha256
+    digests of bytes kept in the entry's blob pack; `stat` is (size, mtime_ns) of the file as
+    it was read, so that a change made since is caught without reading the file again."""
     path: str
     before: str | None
     after: str
+    stat: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
-        return {"kind": "write", "path": self.path, "before": self.before, "after": self.after}
+        d = {"kind": "write", "path": self.path, "before": self.before, "after": self.after}
+        if self.stat is not None:
+            d["stat"] = list(self.stat)
+        return d
 
 
 Change = Rename | Write
@@ -62,8 +75,38 @@ def _change_from_json(d: dict) -> Change:
     if d["kind"] == "rename":
         return Rename(d["src"], d["dst"])
     if d["kind"] == "write":
-        return Write(d["path"], d["before"], d["after"])
+        stat = tuple(d["stat"]) if d.get("stat") else None
+        return Write(d["path"], d["before"], d["after"], stat)  # type: ignore[arg-type]
     raise ValueError(f"unknown change kind {d['kind']!r}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ChangeSet:
+    """Changes being assembled for one operation, with the bytes its writes need."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.blobs: dict[str, bytes] = {}
+
+    def rename(self, src: str, dst: str) -> None:
+        self.changes.append(Rename(src, dst))
+
+    def write(self, rel: str, new: bytes, old: bytes | None,
+              stat: tuple[int, int] | None = None) -> None:
+        """`old`: the bytes the caller read (None: the file must not exist yet)."""
+        before = self._keep(old) if old is not None else None
+        self.changes.append(Write(rel, before, self._keep(new), stat))
+
+    def _keep(self, data: bytes) -> str:
+        digest = sha256_bytes(data)
+        self.blobs[digest] = data
+        return digest
+
+    def __len__(self) -> int:
+        return len(self.changes)
 
 
 @dataclass(slots=True)
@@ -74,25 +117,30 @@ class Entry:
     state: str
     created: str
     changes: list[Change]
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # left alone by the last undo/rollback
+    skipped: list[str] = field(default_factory=list)  # not applied: changed on disk since read
+    blob_index: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"id": self.id, "op": self.op, "label": self.label, "state": self.state,
                 "created": self.created, "changes": [c.to_json() for c in self.changes],
-                "conflicts": self.conflicts}
+                "conflicts": self.conflicts, "skipped": self.skipped,
+                "blobs": {k: list(v) for k, v in self.blob_index.items()}}
 
     @classmethod
     def from_json(cls, d: dict) -> Entry:
         return cls(d["id"], d["op"], d["label"], d["state"], d["created"],
-                   [_change_from_json(c) for c in d["changes"]], list(d.get("conflicts", [])))
+                   [_change_from_json(c) for c in d["changes"]], list(d.get("conflicts", [])),
+                   list(d.get("skipped", [])),
+                   {k: (v[0], v[1]) for k, v in d.get("blobs", {}).items()})
+
+    @property
+    def tmp_tag(self) -> str:
+        return f"lorabake-{self.id}"
 
 
 class ConflictError(LorabakeError):
     pass
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _file_sha(path: Path) -> str | None:
@@ -102,12 +150,20 @@ def _file_sha(path: Path) -> str | None:
         return None
 
 
+def _stat_sig(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
 class Journal:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
         self.state_dir = self.root / STATE_DIRNAME
         self.dir = self.state_dir / "journal"
-        self.blobs = self.dir / "blobs"
+        self._cache: dict[str, tuple[tuple[int, int], Entry]] = {}
 
     # ---- reading -------------------------------------------------------------------------
     def entries(self) -> list[Entry]:
@@ -115,13 +171,24 @@ class Journal:
             return []
         out = []
         for p in self.dir.glob("*.json"):
-            try:
-                out.append(Entry.from_json(json.loads(p.read_text("utf-8"))))
-            except (ValueError, KeyError, OSError) as exc:
-                raise LorabakeError(f"journal entry {p} is damaged: {exc}",
-                                    "move it out of .lorabake/journal to continue") from exc
+            out.append(self._load(p))
         out.sort(key=lambda e: e.id)
         return out
+
+    def _load(self, p: Path) -> Entry:
+        # big entries (thousands of writes) are parsed once, not at every undo check
+        sig = _stat_sig(p)
+        hit = self._cache.get(p.name)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        try:
+            entry = Entry.from_json(json.loads(p.read_text("utf-8")))
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise LorabakeError(f"journal entry {p} is damaged: {exc}",
+                                "move it out of .lorabake/journal to continue") from exc
+        if sig is not None:
+            self._cache[p.name] = (sig, entry)
+        return entry
 
     def interrupted(self) -> Entry | None:
         """An operation a crash or kill left half done, if any."""
@@ -135,29 +202,39 @@ class Journal:
         last_done = max((e.id for e in entries if e.state == DONE), default=0)
         return next((e for e in entries if e.state == UNDONE and e.id > last_done), None)
 
-    def blob(self, digest: str) -> bytes:
-        return (self.blobs / digest).read_bytes()
+    def _read_blobs(self, entry: Entry) -> dict[str, bytes]:
+        """All of an entry's blobs in one read (thousands of captions: one file)."""
+        if not entry.blob_index:
+            return {}
+        pack = self._blob_path(entry.id).read_bytes()
+        out = {}
+        for digest, (offset, length) in entry.blob_index.items():
+            data = pack[offset:offset + length]
+            if len(data) != length:
+                raise LorabakeError(f"journal blobs of entry {entry.id} are truncated")
+            out[digest] = data
+        return out
 
-    # ---- recording -----------------------------------------------------------------------
-    def store_blob(self, data: bytes) -> str:
-        """Keep bytes that a Write needs to go back or forth; returns their digest."""
-        digest = sha256_bytes(data)
-        path = self.blobs / digest
-        if not path.exists():
-            self.blobs.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, data)
-        return digest
-
-    def write_change(self, rel: str, new: bytes, expected_before: bytes | None) -> Write:
-        """A Write from the bytes the caller read (None: the file must not exist yet)."""
-        before = self.store_blob(expected_before) if expected_before is not None else None
-        return Write(rel, before, self.store_blob(new))
+    def blob(self, entry: Entry, digest: str) -> bytes:
+        offset, length = entry.blob_index[digest]
+        with open(self._blob_path(entry.id), "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(length)
+        if len(data) != length:
+            raise LorabakeError(f"journal blobs of entry {entry.id} are truncated")
+        return data
 
     # ---- operations ----------------------------------------------------------------------
-    def apply(self, op: str, label: str, changes: list[Change]) -> Entry:
+    def apply(self, op: str, label: str, changes: ChangeSet | list[Change], *,
+              skip_conflicts: bool = False) -> Entry:
         """Check every change, record the entry, then perform the changes in order.
-        Nothing is modified if any check fails."""
-        if not changes:
+
+        A change that cannot apply cleanly (a file changed since it was read, a rename onto
+        an existing path) refuses the whole operation with nothing modified, or with
+        `skip_conflicts` leaves just that file out and lists it in `entry.skipped`.
+        """
+        cs = changes if isinstance(changes, ChangeSet) else _as_changeset(changes)
+        if not cs.changes:
             raise LorabakeError("nothing to change")
         with self.locked():
             pending = self.interrupted()
@@ -165,27 +242,25 @@ class Journal:
                 raise LorabakeError(
                     f"an interrupted operation '{pending.label}' is still pending",
                     "roll it back first: `lorabake undo DIR` or the prompt in the workbench")
-            problems = self._preflight(changes)
-            if problems:
+            todo, problems = self._preflight(cs.changes, use_stat=True)
+            if problems and not skip_conflicts:
                 raise ConflictError(problems[0] if len(problems) == 1 else
                                     f"{len(problems)} conflicts, first: {problems[0]}",
                                     "nothing was changed")
-            self._discard_redo(keep=changes)
+            if not todo:
+                raise ConflictError(f"every file changed on disk since it was read: "
+                                    f"{problems[0]}", "nothing was changed")
+            self._discard_redo()
             entry = Entry(self._next_id(), op, label, APPLYING,
-                          datetime.now(UTC).isoformat(timespec="seconds"), list(changes))
+                          datetime.now(UTC).isoformat(timespec="seconds"), todo,
+                          skipped=problems)
+            self._save_blobs(entry, cs.blobs)
             self._save(entry)
-            done: list[Change] = []
             try:
-                for ch in changes:
-                    self._forward(ch)
-                    done.append(ch)
+                self._run_forward(entry, entry.changes, fresh=True)
             except (OSError, ConflictError) as exc:
-                # Someone raced us; put back what we did and forget the entry.
-                for ch in reversed(done):
-                    with contextlib.suppress(OSError, ConflictError):
-                        self._backward(ch)
-                entry.state = ROLLED_BACK
-                self._save(entry)
+                # Someone raced us: put back what we did and keep the entry as rolled back.
+                self._reverse_all(entry, ROLLED_BACK)
                 raise LorabakeError(f"{label} failed and was rolled back: {exc}") from exc
             entry.state = DONE
             self._save(entry)
@@ -209,14 +284,13 @@ class Journal:
             entry = self.can_redo()
             if entry is None:
                 return None
-            problems = self._preflight(entry.changes)
+            _, problems = self._preflight(entry.changes, use_stat=False)
             if problems:
                 raise ConflictError(f"cannot redo '{entry.label}': {problems[0]}",
                                     "nothing was changed")
             entry.state = REDOING
             self._save(entry)
-            for ch in entry.changes:
-                self._forward(ch)
+            self._run_forward(entry, entry.changes)
             entry.state = DONE
             self._save(entry)
             return entry
@@ -255,35 +329,40 @@ class Journal:
     def _path(self, rel: str) -> Path:
         return self.root / rel
 
+    def _blob_path(self, entry_id: int) -> Path:
+        return self.dir / f"{entry_id:06d}.blobs"
+
     def _next_id(self) -> int:
         return max((e.id for e in self.entries()), default=0) + 1
 
     def _save(self, entry: Entry) -> None:
         atomic_write_text(self.dir / f"{entry.id:06d}.json",
-                          json.dumps(entry.to_json(), indent=1, ensure_ascii=False))
+                          json.dumps(entry.to_json(), ensure_ascii=False))
 
-    def _discard_redo(self, keep: list[Change]) -> None:
+    def _save_blobs(self, entry: Entry, blobs: dict[str, bytes]) -> None:
+        needed = {d for ch in entry.changes if isinstance(ch, Write)
+                  for d in (ch.before, ch.after) if d}
+        offset, parts = 0, []
+        for digest in sorted(needed):
+            data = blobs[digest]
+            entry.blob_index[digest] = (offset, len(data))
+            parts.append(data)
+            offset += len(data)
+        if parts:
+            atomic_write_bytes(self._blob_path(entry.id), b"".join(parts))
+
+    def _discard_redo(self) -> None:
         """A new operation ends the redo branch, as in any editor."""
         for e in self.entries():
             if e.state in (UNDONE, ROLLED_BACK):
                 (self.dir / f"{e.id:06d}.json").unlink(missing_ok=True)
-        self._gc_blobs(keep)
+                self._blob_path(e.id).unlink(missing_ok=True)
+                self._cache.pop(f"{e.id:06d}.json", None)
 
-    def _gc_blobs(self, pending: list[Change]) -> None:
-        """Drop blobs no entry needs; `pending` holds those of the operation starting now."""
-        if not self.blobs.is_dir():
-            return
-        keep: set[str] = set()
-        for changes in [*(e.changes for e in self.entries()), pending]:
-            for ch in changes:
-                if isinstance(ch, Write):
-                    keep.update(d for d in (ch.before, ch.after) if d)
-        for p in self.blobs.iterdir():
-            if p.name not in keep and not p.name.startswith("."):
-                p.unlink(missing_ok=True)
-
-    def _preflight(self, changes: list[Change]) -> list[str]:
-        """Every reason the changes cannot be applied cleanly, in order."""
+    def _preflight(self, changes: list[Change], *, use_stat: bool
+                   ) -> tuple[list[Change], list[str]]:
+        """(changes that can apply cleanly, reasons for those that cannot)."""
+        ok: list[Change] = []
         problems: list[str] = []
         claimed: set[str] = set()
         for ch in changes:
@@ -293,64 +372,112 @@ class Journal:
                     problems.append(f"{ch.src} no longer exists")
                 elif dst.exists() or dst.is_symlink():
                     problems.append(f"{ch.dst} already exists (refusing to overwrite)")
-                if ch.dst in claimed:
+                elif ch.dst in claimed:
                     problems.append(f"two changes would create {ch.dst}")
-                claimed.add(ch.dst)
+                else:
+                    claimed.add(ch.dst)
+                    ok.append(ch)
+                continue
+            path = self._path(ch.path)
+            if use_stat and ch.stat is not None:
+                clean = _stat_sig(path) == ch.stat
+            elif ch.before is None:
+                clean = not path.exists()
             else:
-                if _file_sha(self._path(ch.path)) != ch.before:
-                    problems.append(f"{ch.path} changed on disk since it was read")
-        return problems
+                clean = _file_sha(path) == ch.before
+            if clean:
+                ok.append(ch)
+            else:
+                problems.append(f"{ch.path} changed on disk since it was read")
+        return ok, problems
 
-    def _forward(self, ch: Change) -> None:
-        if isinstance(ch, Rename):
+    def _run_forward(self, entry: Entry, changes: list[Change], *, fresh: bool = False) -> None:
+        """Apply in order; consecutive writes go through one batch (one filesystem sync).
+        `fresh`: preflight just checked every file, so none can be applied already."""
+        batch: list[tuple[Path, bytes]] = []
+        blobs = self._read_blobs(entry)
+
+        def flush() -> None:
+            write_batch(batch, entry.tmp_tag)
+            batch.clear()
+
+        for ch in changes:
+            if isinstance(ch, Write):
+                path = self._path(ch.path)
+                if fresh or _file_sha(path) != ch.after:  # redo skips what is done
+                    if not fresh:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    batch.append((path, blobs[ch.after]))
+                continue
+            flush()
             src, dst = self._path(ch.src), self._path(ch.dst)
             if not src.exists() and dst.exists():
-                return  # already applied (redo after a crash)
+                continue  # already applied (redo after a crash)
             dst.parent.mkdir(parents=True, exist_ok=True)
             rename_noreplace(src, dst)
             fsync_dir(dst.parent)
-        else:
-            path = self._path(ch.path)
-            cur = _file_sha(path)
-            if cur == ch.after:
-                return
-            if cur != ch.before:
-                raise ConflictError(f"{ch.path} changed on disk since it was read")
-            atomic_write_bytes(path, self.blob(ch.after))
-
-    def _backward(self, ch: Change) -> None:
-        if isinstance(ch, Rename):
-            src, dst = self._path(ch.src), self._path(ch.dst)
-            if src.exists() and not dst.exists():
-                return  # never applied, or already reversed
-            if not dst.exists():
-                raise ConflictError(f"{ch.dst} is gone; cannot rename it back to {ch.src}")
-            if src.exists():
-                raise ConflictError(f"{ch.src} exists again; not moving {ch.dst} onto it")
-            rename_noreplace(dst, src)
-            fsync_dir(src.parent)
-        else:
-            path = self._path(ch.path)
-            cur = _file_sha(path)
-            if cur == ch.before:
-                return
-            if cur != ch.after:
-                raise ConflictError(f"{ch.path} was edited after this operation; left as is")
-            if ch.before is None:
-                path.unlink()
-                fsync_dir(path.parent)
-            else:
-                atomic_write_bytes(path, self.blob(ch.before))
+        flush()
 
     def _reverse_all(self, entry: Entry, final_state: str) -> Entry:
+        """Put every file back as before `entry`, newest change first; record conflicts."""
         entry.conflicts = []
+        blobs = self._read_blobs(entry)
+        restore: list[tuple[Path, bytes]] = []
+        delete: list[Path] = []
+
+        def flush() -> None:
+            # writes are batched, but never reordered across a rename
+            write_batch(restore, entry.tmp_tag)
+            for path in delete:
+                path.unlink(missing_ok=True)
+            for d in {p.parent for p in delete}:
+                fsync_dir(d)
+            restore.clear()
+            delete.clear()
+
         for ch in reversed(entry.changes):
             try:
-                self._backward(ch)
+                if isinstance(ch, Write):
+                    path = self._path(ch.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        temp_path(path, entry.tmp_tag).unlink()  # a crash's leftover
+                    cur = _file_sha(path)
+                    if cur == ch.before:
+                        continue
+                    if cur != ch.after:
+                        raise ConflictError(
+                            f"{ch.path} was edited after this operation; left as is")
+                    if ch.before is None:
+                        delete.append(path)
+                    else:
+                        restore.append((path, blobs[ch.before]))
+                else:
+                    flush()
+                    self._rename_back(ch)
             except ConflictError as exc:
                 entry.conflicts.append(exc.message)
             except OSError as exc:
                 entry.conflicts.append(f"{exc.filename or ''}: {exc.strerror}")
+        flush()
         entry.state = final_state
         self._save(entry)
         return entry
+
+    def _rename_back(self, ch: Rename) -> None:
+        src, dst = self._path(ch.src), self._path(ch.dst)
+        if src.exists() and not dst.exists():
+            return  # never applied, or already reversed
+        if not dst.exists():
+            raise ConflictError(f"{ch.dst} is gone; cannot rename it back to {ch.src}")
+        if src.exists():
+            raise ConflictError(f"{ch.src} exists again; not moving {ch.dst} onto it")
+        rename_noreplace(dst, src)
+        fsync_dir(src.parent)
+
+
+def _as_changeset(changes: list[Change]) -> ChangeSet:
+    cs = ChangeSet()
+    if any(isinstance(c, Write) for c in changes):
+        raise ValueError("writes need their bytes: build them with a ChangeSet")
+    cs.changes = list(changes)
+    return cs

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .core.errors import LorabakeError
 
-SUBCOMMANDS = ("scan", "balance", "undo", "redo", "demo")
+SUBCOMMANDS = ("scan", "balance", "tags", "undo", "redo", "demo")
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 USAGE = """\
 lorabake [DIR] [options]           open the workbench on DIR (default: .)
 lorabake scan DIR [--json]         list concept folders and problems
 lorabake balance DIR [--target N | --optimizer P] [--apply] [--json]
+lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove add prune
+                                   consolidate synonyms implications dedupe sort normalize
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it"""
@@ -95,6 +98,10 @@ def build_command_parser(cmd: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] == "tags":
+            from .cli_tags import main as tags_main
+
+            return tags_main(argv[1:])
         if argv and argv[0] in SUBCOMMANDS:
             cmd = argv[0]
             args = build_command_parser(cmd).parse_args(argv[1:])
@@ -107,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lorabake: cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `lorabake ... | head`: the reader left; say nothing, like other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"lorabake: error: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from .captions import CaptionDecodeError, CaptionText, format_caption, parse_cap
 from .dataset import Dataset
 from .errors import LorabakeError
 from .journal import ChangeSet, Entry, Journal
+from .tagfilter import Filter, Subject
 from .tags import styled, tag_key
 
 TagFn = Callable[[list[str]], list[str]]
@@ -69,6 +70,10 @@ class ApplyResult:
     entry: Entry
     written: int
     skipped: list[str]  # changed on disk since read: left alone
+
+
+def subject(rec: CaptionRecord) -> Subject:
+    return Subject(rec.keys, rec.folder, len(rec.tags), rec.exists)
 
 
 class CaptionStore:
@@ -168,6 +173,13 @@ class CaptionStore:
         if match is not None:
             out = [r for r in out if match(r)]
         return out
+
+    def matching(self, flt: Filter | None = None, concept: str | None = None
+                 ) -> list[CaptionRecord]:
+        """The scope of an operation: a concept folder and/or a filter expression."""
+        if flt is None:
+            return self.select(concept=concept)
+        return self.select(lambda r: flt.matches(subject(r)), concept)
 
     # ---- changing -----------------------------------------------------------------------
     def plan(self, fn: TagFn, records: Iterable[CaptionRecord], label: str, *,

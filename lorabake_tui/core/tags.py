@@ -17,7 +17,7 @@ def tag_key(tag: str) -> str:
     """The matching key: parentheses unescaped, underscores read as spaces, trimmed."""
     t = tag.strip().replace("\\(", "(").replace("\\)", ")")
     if len(t) > SHORT_TAG:
-        t = t.replace("_", " ")
+        t = t.replace("_", " ").strip()  # strip again: `_x_` must equal `x` (idempotent)
     return t
 
 

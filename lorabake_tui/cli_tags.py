@@ -1,0 +1,246 @@
+"""`lorabake tags DIR ACTION ...`: every bulk caption operation, headless.
+
+Each changing action previews what it would do (`--dry-run` stops there), then applies it as
+one journal entry (`lorabake undo DIR` takes it back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .core.errors import LorabakeError
+
+CHANGING = ("replace", "remove", "add", "prune", "consolidate", "synonyms", "implications",
+            "dedupe", "sort", "normalize")
+ACTIONS = ("list", "stats", *CHANGING)
+SAMPLES = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lorabake tags",
+        description="Bulk caption operations. Changing actions print a preview and apply it "
+                    "as one undoable step (`lorabake undo DIR`); --dry-run only previews.")
+    p.add_argument("dir", help="dataset training root")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_: str) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, help=help_, description=help_)
+        a.add_argument("--filter", metavar="EXPR", help="only images matching EXPR, e.g. "
+                       "'long hair AND NOT folder:misc' (AND OR NOT ( ) * folder: tags>N empty)")
+        a.add_argument("--concept", metavar="FOLDER", help="only this concept folder")
+        a.add_argument("--caption-ext", default=".txt", metavar="EXT")
+        a.add_argument("--json", action="store_true", help="print the result as JSON")
+        if name in CHANGING:
+            a.add_argument("--dry-run", action="store_true", help="preview only")
+            a.add_argument("--write-style", choices=("keep", "spaces", "underscores"),
+                           help="how written tags look (default: the project's, else keep)")
+        return a
+
+    action("list", "tag frequencies, most frequent first")
+    action("stats", "frequencies, empty and missing captions, outliers, tags per concept")
+    a = action("replace", "replace a tag (exact), a substring in tags, or a regex over tags")
+    a.add_argument("old")
+    a.add_argument("new", help="'' removes")
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--substring", action="store_true")
+    g.add_argument("--regex", action="store_true")
+    a = action("remove", "remove tags (exact or glob, e.g. '*_background')")
+    a.add_argument("tags", nargs="+", metavar="TAG")
+    a = action("add", "add tags (first by default: the trigger); present ones are moved")
+    a.add_argument("tags", nargs="+", metavar="TAG")
+    a.add_argument("--position", default="first", help="first, last or an index (default first)")
+    a.add_argument("--create-missing", action="store_true",
+                   help="also create captions for images that have none")
+    a = action("prune", "remove a set of tags: a preset (e.g. intrinsic) or the given tags")
+    a.add_argument("tags", nargs="*", metavar="TAG")
+    a.add_argument("--preset", help="preset name (see --list-presets)")
+    a.add_argument("--list-presets", action="store_true")
+    a = action("consolidate", "merge a group of tags into one")
+    a.add_argument("tags", nargs="+", metavar="TAG")
+    a.add_argument("--into", required=True, metavar="TAG")
+    a = action("synonyms", "replace synonyms by their canonical tag, from a file "
+                           "('canonical: syn1, syn2' per line)")
+    a.add_argument("file", nargs="?", help="default: the bundled list")
+    a = action("implications", "drop a general tag when a more specific one is present "
+                               "('specific -> general' per line)")
+    a.add_argument("file", nargs="?", help="default: the bundled rules")
+    action("dedupe", "drop repeated tags (underscores and spaces count as the same)")
+    a = action("sort", "sort tags, keeping the first N in place")
+    a.add_argument("--by", choices=("name", "count"), default="name")
+    a.add_argument("--keep", type=int, default=1, help="tags kept in front (default 1: trigger)")
+    a = action("normalize", "write every tag with spaces or with underscores")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("--spaces", action="store_true")
+    g.add_argument("--underscores", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.action == "prune" and args.list_presets:
+        from .core.tagrules import list_presets
+
+        print("\n".join(list_presets()))
+        return 0
+    store, records = load_scope(args)
+    if args.action == "list":
+        freqs = store.frequencies(records)
+        if args.json:
+            _print_json({"images": len(records),
+                         "tags": [{"tag": t, "count": n} for t, n in freqs]})
+        else:
+            print(f"{len(records)} images, {len(freqs)} distinct tags")
+            for tag, n in freqs:
+                print(f"{n:7d}  {n / max(len(records), 1):6.1%}  {tag}")
+        return 0
+    if args.action == "stats":
+        from .core.tagstats import tag_stats
+
+        stats = tag_stats(store, records)
+        if args.json:
+            _print_json(stats.to_json())
+        else:
+            _print_stats(stats)
+        return 0
+    return run_change(args, store, records)
+
+
+def load_scope(args):
+    from .core.caption_store import CaptionStore
+    from .core.dataset import scan_dataset
+    from .core.media import normalise_caption_ext
+    from .core.project_settings import ProjectSettings
+    from .core.tagfilter import parse_filter
+
+    try:
+        ext = normalise_caption_ext(args.caption_ext)
+    except ValueError as exc:
+        raise LorabakeError(str(exc)) from None
+    flt = parse_filter(args.filter) if args.filter else None  # FilterError is a LorabakeError
+    ds = scan_dataset(args.dir, caption_ext=ext)
+    style = getattr(args, "write_style", None) or ProjectSettings.load(ds.root).write_style
+    store = CaptionStore.load(ds, style=style)
+    return store, store.matching(flt, args.concept)
+
+
+def make_op(args, store):
+    from .core import tagops
+    from .core.tagrules import load_implications, load_preset, load_synonyms
+
+    a = args.action
+    try:
+        if a == "replace":
+            mode = "regex" if args.regex else "substring" if args.substring else "exact"
+            return tagops.op_replace(args.old, args.new, mode)
+        if a == "remove":
+            return tagops.op_remove(args.tags)
+        if a == "add":
+            pos = int(args.position) if args.position.lstrip("-").isdigit() else args.position
+            return tagops.op_add(args.tags, pos)
+        if a == "prune":
+            if bool(args.preset) == bool(args.tags):
+                raise LorabakeError("prune needs either --preset NAME or tags, not both")
+            return tagops.op_prune(load_preset(args.preset) if args.preset else args.tags)
+        if a == "consolidate":
+            return tagops.op_consolidate(args.tags, args.into)
+        if a == "synonyms":
+            return tagops.op_synonyms(load_synonyms(args.file))
+        if a == "implications":
+            return tagops.op_implications(load_implications(args.file))
+        if a == "dedupe":
+            return tagops.op_dedupe()
+        if a == "sort":
+            return tagops.op_sort(args.by, args.keep, store.counts)
+        if a == "normalize":
+            return tagops.op_normalize("spaces" if args.spaces else "underscores")
+    except (ValueError, OSError) as exc:
+        raise LorabakeError(str(exc)) from None
+    raise LorabakeError(f"unknown action {a}")
+
+
+def run_change(args, store, records) -> int:
+    op = make_op(args, store)
+    plan = store.plan(op.fn, records, op.describe,
+                      create_missing=getattr(args, "create_missing", False))
+    result = None
+    if plan.changes and not args.dry_run:
+        result = store.apply(plan, op="tags")
+    if args.json:
+        _print_json({
+            "operation": op.describe, "scope": len(records), "files": plan.files,
+            "changes": [{"path": c.record.rel, "before": c.record_before,
+                         "after": c.new_tags} for c in _before_after(plan)],
+            "not_editable": plan.not_editable, "applied": result is not None,
+            "skipped": result.skipped if result else [],
+        })
+        return 0
+    print(f"{op.describe}: {plan.files} of {len(records)} caption(s) change")
+    for c in _before_after(plan)[:SAMPLES]:
+        removed = [t for t in c.record_before if t not in c.new_tags]
+        added = [t for t in c.new_tags if t not in c.record_before]
+        print(f"  {c.record.rel}")
+        print(f"    - {', '.join(c.record_before)}")
+        print(f"    + {', '.join(c.new_tags)}")
+        notes = ([f"removed {', '.join(removed)}"] if removed else []) + (
+            [f"added {', '.join(added)}"] if added else [])
+        if notes:
+            print(f"      ({'; '.join(notes)})")
+    if plan.files > SAMPLES:
+        print(f"  ... and {plan.files - SAMPLES} more")
+    for line in plan.not_editable:
+        print(f"  left alone: {line}", file=sys.stderr)
+    if result is not None:
+        for line in result.skipped:
+            print(f"  skipped (changed on disk): {line}", file=sys.stderr)
+        print(f"changed {result.written} file(s); undo with `lorabake undo {args.dir}`")
+    elif plan.files and args.dry_run:
+        print("dry run: nothing written")
+    return 0
+
+
+class _Shown:
+    __slots__ = ("record", "record_before", "new_tags")
+
+    def __init__(self, record, before, after):
+        self.record, self.record_before, self.new_tags = record, before, after
+
+
+def _before_after(plan) -> list[_Shown]:
+    # the plan holds the record, which apply() updates in place: keep "before" from the bytes
+    from .core.captions import parse_caption
+
+    out = []
+    for c in plan.changes:
+        before = list(parse_caption(c.record.raw).tags) if c.record.raw is not None else []
+        out.append(_Shown(c.record, before, c.new_tags))
+    return out
+
+
+def _print_stats(stats) -> None:
+    print(f"{stats.images} images, {stats.captioned} with tags, "
+          f"{len(stats.frequencies)} distinct tags")
+    print("\nmost frequent:")
+    for tag, n in stats.frequencies[:20]:
+        print(f"  {n:6d}  {n / max(stats.images, 1):6.1%}  {tag}")
+    if stats.missing:
+        print(f"\n{len(stats.missing)} image(s) without a caption")
+    if stats.empty:
+        print(f"{len(stats.empty)} empty caption(s): " + ", ".join(stats.empty[:5]))
+    if stats.outliers:
+        print("\noutliers (failed tagger output?):")
+        for o in stats.outliers:
+            print(f"  {o.rel}: {o.reason}")
+    if stats.singletons:
+        print(f"\n{len(stats.singletons)} tag(s) on a single image: "
+              + ", ".join(stats.singletons[:15]) + (" ..." if len(stats.singletons) > 15 else ""))
+    print("\ntags that set each concept apart (share here vs elsewhere):")
+    for c in stats.concepts:
+        tags = ", ".join(f"{t} {a:.0%}/{b:.0%}" for t, a, b in c.distinctive) or "(none)"
+        print(f"  {c.folder} ({c.images}): {tags}")
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))

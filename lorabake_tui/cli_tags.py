@@ -127,38 +127,25 @@ def load_scope(args):
 
 
 def make_op(args, store):
-    from .core import tagops
-    from .core.tagrules import load_implications, load_preset, load_synonyms
+    """The CLI's arguments as the text values the shared operation table takes."""
+    from .core.tagop_specs import build_op
 
     a = args.action
-    try:
-        if a == "replace":
-            mode = "regex" if args.regex else "substring" if args.substring else "exact"
-            return tagops.op_replace(args.old, args.new, mode)
-        if a == "remove":
-            return tagops.op_remove(args.tags)
-        if a == "add":
-            pos = int(args.position) if args.position.lstrip("-").isdigit() else args.position
-            return tagops.op_add(args.tags, pos)
-        if a == "prune":
-            if bool(args.preset) == bool(args.tags):
-                raise LorabakeError("prune needs either --preset NAME or tags, not both")
-            return tagops.op_prune(load_preset(args.preset) if args.preset else args.tags)
-        if a == "consolidate":
-            return tagops.op_consolidate(args.tags, args.into)
-        if a == "synonyms":
-            return tagops.op_synonyms(load_synonyms(args.file))
-        if a == "implications":
-            return tagops.op_implications(load_implications(args.file))
-        if a == "dedupe":
-            return tagops.op_dedupe()
-        if a == "sort":
-            return tagops.op_sort(args.by, args.keep, store.counts)
-        if a == "normalize":
-            return tagops.op_normalize("spaces" if args.spaces else "underscores")
-    except (ValueError, OSError) as exc:
-        raise LorabakeError(str(exc)) from None
-    raise LorabakeError(f"unknown action {a}")
+    joined = ", ".join(getattr(args, "tags", None) or [])
+    values = {
+        "replace": lambda: {"old": args.old, "new": args.new, "mode": "regex" if args.regex
+                            else "substring" if args.substring else "exact"},
+        "remove": lambda: {"tags": joined},
+        "add": lambda: {"tags": joined, "position": args.position},
+        "prune": lambda: {"preset": args.preset or "", "tags": joined},
+        "consolidate": lambda: {"tags": joined, "into": args.into},
+        "synonyms": lambda: {"file": args.file or ""},
+        "implications": lambda: {"file": args.file or ""},
+        "dedupe": dict,
+        "sort": lambda: {"by": args.by, "keep": str(args.keep)},
+        "normalize": lambda: {"style": "spaces" if args.spaces else "underscores"},
+    }[a]()
+    return build_op(a, values, store.counts)
 
 
 def run_change(args, store, records) -> int:

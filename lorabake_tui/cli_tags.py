@@ -151,25 +151,26 @@ def make_op(args, store):
 def run_change(args, store, records) -> int:
     op = make_op(args, store)
     plan = store.plan(op.fn, records, op.describe,
-                      create_missing=getattr(args, "create_missing", False))
+                      create_missing=getattr(args, "create_missing", False),
+                      style_new=op.name != "normalize")
     result = None
     if plan.changes and not args.dry_run:
         result = store.apply(plan, op="tags")
     if args.json:
         _print_json({
             "operation": op.describe, "scope": len(records), "files": plan.files,
-            "changes": [{"path": c.record.rel, "before": c.record_before,
-                         "after": c.new_tags} for c in _before_after(plan)],
+            "changes": [{"path": c.record.rel, "before": c.old_tags, "after": c.new_tags}
+                        for c in plan.changes],
             "not_editable": plan.not_editable, "applied": result is not None,
             "skipped": result.skipped if result else [],
         })
         return 0
     print(f"{op.describe}: {plan.files} of {len(records)} caption(s) change")
-    for c in _before_after(plan)[:SAMPLES]:
-        removed = [t for t in c.record_before if t not in c.new_tags]
-        added = [t for t in c.new_tags if t not in c.record_before]
+    for c in plan.changes[:SAMPLES]:
+        removed = [t for t in c.old_tags if t not in c.new_tags]
+        added = [t for t in c.new_tags if t not in c.old_tags]
         print(f"  {c.record.rel}")
-        print(f"    - {', '.join(c.record_before)}")
+        print(f"    - {', '.join(c.old_tags)}")
         print(f"    + {', '.join(c.new_tags)}")
         notes = ([f"removed {', '.join(removed)}"] if removed else []) + (
             [f"added {', '.join(added)}"] if added else [])
@@ -186,24 +187,6 @@ def run_change(args, store, records) -> int:
     elif plan.files and args.dry_run:
         print("dry run: nothing written")
     return 0
-
-
-class _Shown:
-    __slots__ = ("record", "record_before", "new_tags")
-
-    def __init__(self, record, before, after):
-        self.record, self.record_before, self.new_tags = record, before, after
-
-
-def _before_after(plan) -> list[_Shown]:
-    # the plan holds the record, which apply() updates in place: keep "before" from the bytes
-    from .core.captions import parse_caption
-
-    out = []
-    for c in plan.changes:
-        before = list(parse_caption(c.record.raw).tags) if c.record.raw is not None else []
-        out.append(_Shown(c.record, before, c.new_tags))
-    return out
 
 
 def _print_stats(stats) -> None:

@@ -49,6 +49,7 @@ class CaptionRecord:
 @dataclass(frozen=True, slots=True)
 class PlannedChange:
     record: CaptionRecord
+    old_tags: list[str]  # as planned: the record itself is updated once applied
     new_tags: list[str]
     new_bytes: bytes
 
@@ -183,8 +184,12 @@ class CaptionStore:
 
     # ---- changing -----------------------------------------------------------------------
     def plan(self, fn: TagFn, records: Iterable[CaptionRecord], label: str, *,
-             create_missing: bool = False) -> CaptionPlan:
-        """Run `fn` on each caption; keep those whose tags change. Nothing is written."""
+             create_missing: bool = False, style_new: bool = True) -> CaptionPlan:
+        """Run `fn` on each caption; keep those whose tags change. Nothing is written.
+
+        A caption the operation changes is written in the project's style (`style_new`;
+        off for `normalize`, which is itself a style); one it does not change is never
+        rewritten, whatever the style."""
         changes: list[PlannedChange] = []
         skipped: list[str] = []
         scanned = 0
@@ -195,10 +200,14 @@ class CaptionStore:
             if not rec.exists and not create_missing:
                 continue
             scanned += 1
-            new = [styled(t, self.style) for t in fn(list(rec.tags))]
+            new = fn(list(rec.tags))
             if new == rec.tags or (not rec.exists and not new):
                 continue
-            changes.append(PlannedChange(rec, new, format_caption(rec.text, new)))
+            if style_new and self.style != "keep":
+                # a caption being written anyway is written wholly in the project's style
+                new = [styled(t, self.style) for t in new]
+            changes.append(PlannedChange(rec, list(rec.tags), new,
+                                         format_caption(rec.text, new)))
         return CaptionPlan(label, changes, scanned, skipped)
 
     def apply(self, plan: CaptionPlan, journal: Journal | None = None,

@@ -475,6 +475,10 @@ def op_replace(old: str, new: str, mode: str = "exact") -> Op:
         raise ValueError(f"unknown replace mode {mode!r} (use {', '.join(REPLACE_MODES)})")
     if not isinstance(new, str):
         raise ValueError(f"replacement must be text, not {new!r}")
+    if "," in new:
+        # a comma would split one tag into several behind the operation's back
+        raise ValueError("the replacement contains a comma: replace with one tag, "
+                         "then add the others with `add`")
     if mode == "regex":
         regex = compile_regex(old)
         _check_replacement(regex, new)

@@ -1,9 +1,331 @@
-from .stage import ComingScreen
+"""Tags: the bulk caption editor. Tag frequencies on the left (type to filter), the images
+matching the filter expression on the right with their captions, an operation per key, each
+previewed before it is applied, and undo/redo."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Input, Static
+
+from ...core.caption_store import CaptionPlan, CaptionRecord, CaptionStore
+from ...core.dataset import Dataset
+from ...core.errors import LorabakeError
+from ...core.project_settings import ProjectSettings
+from ...core.tagfilter import Filter, FilterError, parse_filter
+from ...core.tagop_specs import SPECS, OpSpec
+from ...core.tags import tag_key
+from ..widgets.thumbstrip import ThumbStrip
+from ..widgets.virtual_list import VirtualList
+from .op_dialog import OpDialog
+from .stage import StageScreen
+
+SPECIAL_WORDS = {"AND", "OR", "NOT", "empty"}
 
 
-class TagsScreen(ComingScreen):
+def filter_term(tag: str) -> str:
+    """A tag as a filter term: quoted when it would otherwise read as syntax."""
+    plain = tag.replace("\\(", "(").replace("\\)", ")")
+    if any(c in plain for c in '()&|!"*?:') or plain.startswith("-") or \
+            set(plain.split()) & SPECIAL_WORDS:
+        return '"' + plain.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return plain
+
+
+class TagsScreen(StageScreen):
     STAGE = "tags"
     TITLE_TEXT = "Tags"
-    PLANNED = ("Bulk caption editing for every image: tag frequencies, filters (AND/OR/NOT), "
-               "find-replace, prune, delete, consolidate, synonyms, trigger tag first, "
-               "auto-tagging with a WD1.4/v3 ONNX tagger, and undo for all of it.")
+    CSS_PATH = "tags.tcss"
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="tags.filter"),
+        Binding("t", "focus_tag_search", "Find tag", id="tags.find"),
+        Binding("s", "toggle_sort", "Sort list", id="tags.sort"),
+        *(Binding(spec.key, f"op('{spec.name}')", spec.title, id=f"tags.{spec.name}",
+                  show=spec.name in ("replace", "remove", "add", "prune"))
+          for spec in SPECS),
+        Binding("u,ctrl+z", "undo", "Undo", id="tags.undo"),
+        Binding("ctrl+y", "redo", "Redo", id="tags.redo"),
+        Binding("f5", "reload", "Reload", id="tags.reload"),
+        Binding("escape", "leave_input", "Back to list", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: CaptionStore | None = None
+        self.filter: Filter | None = None
+        self.matching: list[CaptionRecord] = []
+        self.sort_by = "count"
+        self._seen_generation = -1
+        self._filter_timer: Timer | None = None
+        self.busy = False
+        self._images: dict[str, object] = {}
+
+    @property
+    def project(self):
+        return self.app.project
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="tags-main"):
+            with Vertical(id="tag-pane"):
+                yield Input(placeholder="type to find a tag (t)", id="tag-search")
+                yield VirtualList(self._tag_row, id="tag-list")
+            with Vertical(id="image-pane"):
+                yield Input(placeholder="filter images (/): long hair AND NOT folder:misc, "
+                            "tags>30, empty, *_background", id="filter")
+                yield Static(id="filter-status")
+                yield VirtualList(self._image_row, id="image-list")
+                with Horizontal(id="detail"):
+                    yield ThumbStrip(self.app.images, count=1, id="tag-thumb")
+                    yield Static(id="caption-view")
+        yield Static(id="tags-status")
+
+    def on_mount(self) -> None:
+        self.query_one("#tag-list").border_title = "Tags"
+        self.query_one("#image-list").border_title = "Images"
+        self.query_one("#tag-list", VirtualList).focus()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self.store is None or self._seen_generation != self.project.generation:
+            self.action_reload()
+
+    # ---- loading ------------------------------------------------------------------------
+    def action_reload(self) -> None:
+        self._seen_generation = self.project.generation
+        self.query_one("#tags-status", Static).update("reading captions…")
+        self.load()
+
+    @work(thread=True, exclusive=True, group="tags-load", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            ds: Dataset = self.project.scan()
+            style = ProjectSettings.load(ds.root).write_style
+            store = CaptionStore.load(ds, style=style)
+        except (LorabakeError, OSError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Cannot read captions",
+                                      severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._loaded, ds, store)
+
+    def _loaded(self, ds: Dataset, store: CaptionStore) -> None:
+        self.project.dataset = ds
+        self.store = store
+        self._images = {str(i.path): i for c in ds.concepts for i in c.images}
+        self.apply_filter()
+
+    # ---- lists --------------------------------------------------------------------------
+    def _tag_row(self, item: tuple[str, int], width: int) -> Text:
+        tag, n = item
+        total = max(len(self.matching), 1)
+        text = Text(f"{n:6d} {n / total:5.0%}  ", style="dim")
+        text.append(tag)
+        return text
+
+    def _image_row(self, rec: CaptionRecord, width: int) -> Text:
+        name = rec.image_rel
+        text = Text(name, style="bold")
+        if not rec.editable:
+            text.append(f"  {rec.error}", style="red")
+        elif not rec.exists:
+            text.append("  (no caption)", style="yellow")
+        else:
+            text.append("  " + ", ".join(rec.tags), style="dim")
+        return text
+
+    def refresh_lists(self) -> None:
+        if self.store is None:
+            return
+        tags = self.store.frequencies(self.matching)
+        needle = tag_key(self.query_one("#tag-search", Input).value).lower()
+        if needle:
+            tags = [(t, n) for t, n in tags if needle in tag_key(t).lower()]
+        if self.sort_by == "name":
+            tags.sort(key=lambda tn: tag_key(tn[0]).lower())
+        tag_list = self.query_one("#tag-list", VirtualList)
+        tag_list.set_items(tags)
+        tag_list.border_title = f"Tags: {len(tags)} by {self.sort_by} (s)"
+        images = self.query_one("#image-list", VirtualList)
+        images.set_items(self.matching)
+        images.border_title = f"Images: {len(self.matching)} of {len(self.store.records)}"
+        self._status()
+
+    def _status(self) -> None:
+        if self.store is None:
+            return
+        last = self.project.journal.can_undo()
+        text = Text(f"{len(self.store.records)} captions · {len(self.store.counts)} distinct "
+                    f"tags · {len(self.matching)} in view · write style {self.store.style}")
+        if last is not None:
+            text.append(f" · last change: {last.label} (u undo)", style="dim")
+        self.query_one("#tags-status", Static).update(text)
+
+    # ---- filtering ----------------------------------------------------------------------
+    @on(Input.Changed, "#filter")
+    def _filter_typed(self) -> None:
+        # wait for a pause in typing: re-filtering 10k captions per key is wasted work
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.15, self.apply_filter)
+
+    @on(Input.Changed, "#tag-search")
+    def _search_typed(self) -> None:
+        self.refresh_lists()
+
+    def apply_filter(self) -> None:
+        if self.store is None:
+            return
+        text = self.query_one("#filter", Input).value
+        status = self.query_one("#filter-status", Static)
+        try:
+            flt = parse_filter(text) if text.strip() else None
+        except FilterError as exc:
+            caret = Text(" " * exc.position + "^", style="bold red")
+            status.update(Text.assemble(Text(str(exc.message), style="red"),
+                                        f" (column {exc.column})\n", caret))
+            return
+        self.filter = flt
+        self.matching = self.store.matching(flt)
+        status.update(Text(f"{len(self.matching)} image(s) match" if flt else
+                           "all images (type a filter to narrow)", style="dim"))
+        self.refresh_lists()
+
+    @on(VirtualList.Selected, "#tag-list")
+    def _tag_chosen(self, event: VirtualList.Selected) -> None:
+        """Enter on a tag: show the images that have it."""
+        self.query_one("#filter", Input).value = filter_term(event.item[0])
+        self.apply_filter()
+
+    @on(VirtualList.Highlighted, "#image-list")
+    def _image_highlighted(self, event: VirtualList.Highlighted) -> None:
+        rec: CaptionRecord | None = event.item
+        view = self.query_one("#caption-view", Static)
+        strip = self.query_one("#tag-thumb", ThumbStrip)
+        if rec is None:
+            view.update("")
+            strip.clear()
+            return
+        terms = self.filter.tag_terms() if self.filter else set()
+        text = Text(rec.rel + "\n", style="bold")
+        for i, tag in enumerate(rec.tags):
+            text.append(tag, style="bold reverse" if tag_key(tag) in terms else "")
+            if i < len(rec.tags) - 1:
+                text.append(", ")
+        if rec.error:
+            text.append(f"\n{rec.error}", style="red")
+        view.update(text)
+        item = self._images.get(str(self.store.root / rec.image_rel))
+        if item is not None:
+            strip.show(rec.image_rel, [item])
+
+    # ---- actions ------------------------------------------------------------------------
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_tag_search(self) -> None:
+        self.query_one("#tag-search", Input).focus()
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            target = "#tag-list" if self.focused.id == "tag-search" else "#image-list"
+            self.query_one(target, VirtualList).focus()
+
+    def action_toggle_sort(self) -> None:
+        self.sort_by = "name" if self.sort_by == "count" else "count"
+        self.refresh_lists()
+
+    def _defaults(self, spec: OpSpec) -> dict[str, str]:
+        current = self.query_one("#tag-list", VirtualList).current
+        tag = current[0] if current else ""
+        return {"replace": {"old": tag}, "remove": {"tags": tag}, "prune": {"tags": tag},
+                "consolidate": {"tags": tag, "into": tag}}.get(spec.name, {})
+
+    def action_op(self, name: str) -> None:
+        if self.store is None or self.busy:
+            return
+        spec = next(s for s in SPECS if s.name == name)
+        scope = (f"images matching '{self.filter.source}'" if self.filter
+                 else "all images")
+        records = self.matching if self.filter else self.store.records
+
+        def chosen(plan: CaptionPlan | None) -> None:
+            if plan is not None:
+                self.busy = True
+                self.query_one("#tags-status", Static).update(
+                    f"writing {plan.files} caption(s)…")
+                self.apply_plan(plan)
+
+        self.app.push_screen(OpDialog(spec, self.store, records, scope, self._defaults(spec)),
+                             chosen)
+
+    @work(thread=True, exclusive=True, group="tags-apply", exit_on_error=False)
+    def apply_plan(self, plan: CaptionPlan) -> None:
+        try:
+            result = self.store.apply(plan, self.project.journal)
+        except (LorabakeError, OSError) as exc:
+            self.app.call_from_thread(self._applied, None, str(exc))
+            return
+        self.app.call_from_thread(self._applied, result, None)
+
+    def _applied(self, result, error: str | None) -> None:
+        self.busy = False
+        if error:
+            self.notify(error, title="Nothing written", severity="error", timeout=10)
+        else:
+            msg = f"{result.entry.label}: {result.written} file(s). u to undo."
+            if result.skipped:
+                msg += f"\n{len(result.skipped)} changed on disk since read, left alone."
+            self.notify(msg, title="Captions written",
+                        severity="warning" if result.skipped else "information")
+            self._own_change()
+        self.apply_filter()
+
+    def _own_change(self) -> None:
+        self.project.changed()  # other screens re-read; this one is already up to date
+        self._seen_generation = self.project.generation
+
+    def action_undo(self) -> None:
+        self._history("undo")
+
+    def action_redo(self) -> None:
+        self._history("redo")
+
+    def _history(self, which: str) -> None:
+        if self.store is None or self.busy:
+            return
+        j = self.project.journal
+        try:
+            if which == "undo" and j.interrupted() is not None:
+                entry = j.recover()
+            else:
+                entry = j.undo() if which == "undo" else j.redo()
+        except LorabakeError as exc:
+            self.notify(str(exc), title=f"Cannot {which}", severity="error", timeout=10)
+            return
+        if entry is None:
+            self.notify(f"nothing to {which}")
+            return
+        if entry.conflicts:
+            self.notify("\n".join(entry.conflicts[:5]), title=f"{which}: some files left alone",
+                        severity="warning", timeout=15)
+        else:
+            self.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
+        if entry.op == "tags":
+            self.store.refresh_entry(entry)  # only the files it touched
+            self._own_change()
+            self.apply_filter()
+        else:
+            self.project.changed()  # folders moved: read everything again
+            self.action_reload()
+
+    def screen_commands(self):
+        from textual.app import SystemCommand
+
+        for spec in SPECS:
+            yield SystemCommand(f"Tags: {spec.title}", f"Bulk {spec.name} ({spec.key})",
+                                lambda n=spec.name: self.action_op(n))
+        yield SystemCommand("Tags: undo", "Undo the last change (u)", self.action_undo)
+        yield SystemCommand("Tags: redo", "Redo (ctrl+y)", self.action_redo)

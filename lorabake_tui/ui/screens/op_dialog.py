@@ -1,0 +1,152 @@
+"""One dialog for every bulk tag operation: its fields, its scope, a live preview of the
+files it changes (with before/after samples), Enter applies, Esc cancels."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from ...core.caption_store import CaptionPlan, CaptionRecord, CaptionStore
+from ...core.errors import LorabakeError
+from ...core.tagop_specs import OpSpec, build_op, preset_choices
+from ...core.tags import tag_key
+
+SAMPLES = 6
+
+
+def diff_text(rel: str, before: list[str], after: list[str]) -> Text:
+    """One sample: the file, then its tags with removed ones struck and added ones marked."""
+    after_keys = {tag_key(t) for t in after}
+    before_keys = {tag_key(t) for t in before}
+    text = Text(rel, style="bold")
+    text.append("\n  ")
+    for t in before:
+        if tag_key(t) not in after_keys:
+            text.append(f"-{t} ", style="bold red strike")
+    for t in after:
+        style = "bold green" if tag_key(t) not in before_keys else "dim"
+        text.append(("+" if style != "dim" else "") + t + ", ", style=style)
+    return text
+
+
+class OpDialog(ModalScreen[CaptionPlan | None]):
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, spec: OpSpec, store: CaptionStore, scoped: list[CaptionRecord],
+                 scope_label: str, defaults: dict[str, str]) -> None:
+        super().__init__()
+        self.spec, self.store = spec, store
+        self.scoped, self.scope_label = scoped, scope_label
+        self.defaults = defaults
+        self.plan: CaptionPlan | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(f"[b]{self.spec.title}[/b]", classes="title")
+            scopes = [(f"{self.scope_label} ({len(self.scoped)})", "scoped")]
+            if len(self.scoped) != len(self.store.records):
+                scopes.append((f"all images ({len(self.store.records)})", "all"))
+            yield Select(scopes, value="scoped", allow_blank=False, id="scope")
+            for f in self.spec.fields:
+                yield Label(f.label)
+                value = self.defaults.get(f.name, f.default)
+                if f.kind == "choice":
+                    choices = preset_choices() if f.name == "preset" else f.choices
+                    options = [(c or "(none)", c or "-") for c in choices]
+                    yield Select(options, value=(value or "-") if (value or "-") in
+                                 [o[1] for o in options] else options[0][1],
+                                 allow_blank=False, id=f"f-{f.name}")
+                else:
+                    yield Input(value, placeholder=f.placeholder, id=f"f-{f.name}",
+                                type="integer" if f.kind == "int" else "text")
+            if self.spec.create_missing_field:
+                yield Checkbox("also create captions for images that have none",
+                               id="create-missing")
+            yield Static(id="op-summary")
+            with VerticalScroll(id="op-preview"):
+                yield Static(id="op-samples")
+            yield Static("[b]enter[/b] apply  [b]esc[/b] cancel  [b]tab[/b] next field",
+                         classes="keys")
+            with Horizontal(classes="buttons"):
+                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        first = self.query("Input, Select#f-preset").first()
+        (first if first is not None else self.query_one("#apply", Button)).focus()
+        self.recompute()
+
+    def values(self) -> dict[str, str]:
+        out = {}
+        for f in self.spec.fields:
+            w = self.query_one(f"#f-{f.name}")
+            v = w.value
+            out[f.name] = "" if v in ("-", Select.BLANK, None) else str(v)
+        return out
+
+    def records(self) -> list[CaptionRecord]:
+        scope = self.query_one("#scope", Select).value
+        return self.scoped if scope == "scoped" else self.store.records
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def recompute(self) -> None:
+        summary = self.query_one("#op-summary", Static)
+        try:
+            op = build_op(self.spec.name, self.values(), self.store.counts)
+        except LorabakeError as exc:
+            self.plan = None
+            summary.update(Text(str(exc), style="red"))
+            self.query_one("#op-samples", Static).update("")
+            return
+        create = self.spec.create_missing_field and self.query_one("#create-missing",
+                                                                   Checkbox).value
+        self.plan = None  # until the preview for these values is ready
+        summary.update(Text(f"{op.describe}: computing…", style="dim"))
+        self.preview(op, self.records(), create)
+
+    @work(thread=True, exclusive=True, group="op-preview", exit_on_error=False)
+    def preview(self, op, records, create: bool) -> None:
+        plan = self.store.plan(op.fn, records, op.describe, create_missing=create,
+                               style_new=op.name != "normalize")
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, plan)
+
+    def _show(self, plan: CaptionPlan) -> None:
+        self.plan = plan
+        text = Text(f"{plan.label}: ", style="bold")
+        text.append(f"{plan.files} of {len(self.records())} caption(s) change")
+        if plan.not_editable:
+            text.append(f" · {len(plan.not_editable)} left alone (not UTF-8 or unreadable)",
+                        style="yellow")
+        self.query_one("#op-summary", Static).update(text)
+        samples = Text()
+        for ch in plan.changes[:SAMPLES]:
+            samples.append_text(diff_text(ch.record.rel, ch.old_tags, ch.new_tags))
+            samples.append("\n")
+        if plan.files > SAMPLES:
+            samples.append(f"… and {plan.files - SAMPLES} more", style="dim")
+        self.query_one("#op-samples", Static).update(samples)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        if self.plan is None:
+            self.notify("no preview yet: fix the fields, or wait a moment", severity="error")
+            return
+        if not self.plan.files:
+            self.notify("nothing would change", severity="warning")
+            return
+        self.dismiss(self.plan)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -134,3 +134,19 @@ def test_filter_term_quotes_syntax():
     assert filter_term("photo \\(medium\\)") == '"photo (medium)"'
     assert filter_term("-_-") == '"-_-"'
     assert filter_term("empty") == '"empty"'
+
+
+async def test_overview_lists_outliers_and_distinctive_tags(tagged):
+    long = ", ".join(f"junk{i}" for i in range(60))
+    (tagged / "10_a" / "img_005.txt").write_text(long + "\n")
+    app = make_app(tagged, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_tags(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        text = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "10_a/img_005.txt: 60 tags" in text
+        assert "10_b (4): circlet" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, TagsScreen)

@@ -23,6 +23,7 @@ from ..widgets.thumbstrip import ThumbStrip
 from ..widgets.virtual_list import VirtualList
 from .op_dialog import OpDialog
 from .stage import StageScreen
+from .stats_dialog import StatsDialog
 
 SPECIAL_WORDS = {"AND", "OR", "NOT", "empty"}
 
@@ -43,7 +44,8 @@ class TagsScreen(StageScreen):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", id="tags.filter"),
         Binding("t", "focus_tag_search", "Find tag", id="tags.find"),
-        Binding("s", "toggle_sort", "Sort list", id="tags.sort"),
+        Binding("s", "toggle_sort", "Sort list", id="tags.sort-list"),
+        Binding("v", "overview", "Overview", id="tags.overview"),
         *(Binding(spec.key, f"op('{spec.name}')", spec.title, id=f"tags.{spec.name}",
                   show=spec.name in ("replace", "remove", "add", "prune"))
           for spec in SPECS),
@@ -232,6 +234,14 @@ class TagsScreen(StageScreen):
         if isinstance(self.focused, Input):
             target = "#tag-list" if self.focused.id == "tag-search" else "#image-list"
             self.query_one(target, VirtualList).focus()
+
+    def action_overview(self) -> None:
+        if self.store is None:
+            return
+        from ...core.tagstats import tag_stats
+
+        scope = f"images matching '{self.filter.source}'" if self.filter else "all images"
+        self.app.push_screen(StatsDialog(tag_stats(self.store, self.matching), scope))
 
     def action_toggle_sort(self) -> None:
         self.sort_by = "name" if self.sort_by == "count" else "count"

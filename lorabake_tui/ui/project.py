@@ -18,6 +18,7 @@ class Project:
     dataset: Dataset | None = None
     # bumped after every change lorabake makes, so screens know to rescan when shown again
     generation: int = 0
+    dataset_generation: int = -1  # the generation `dataset` was scanned at
     journal: Journal = field(init=False)
 
     def __post_init__(self) -> None:
@@ -30,6 +31,13 @@ class Project:
 
     def changed(self) -> None:
         self.generation += 1
+
+    def set_dataset(self, dataset: Dataset, generation: int) -> None:
+        self.dataset, self.dataset_generation = dataset, generation
+
+    def fresh_dataset(self) -> Dataset | None:
+        """The last scan, if nothing lorabake did since could have made it stale."""
+        return self.dataset if self.dataset_generation == self.generation else None
 
     def scan(self, progress=None, cancelled=None) -> Dataset:
         return scan_dataset(self.root, self.reg_root, caption_ext=self.caption_ext,

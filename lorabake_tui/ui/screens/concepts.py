@@ -106,6 +106,7 @@ class ConceptsScreen(StageScreen):
                 last = now
                 self.app.call_from_thread(self._progress, done, total)
 
+        generation = self.project.generation
         try:
             ds = self.project.scan(progress=progress, cancelled=lambda: worker.is_cancelled)
         except ScanCancelled:
@@ -114,7 +115,7 @@ class ConceptsScreen(StageScreen):
             self.app.call_from_thread(self._scan_failed, str(exc))
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self.show_dataset, ds)
+            self.app.call_from_thread(self.show_dataset, ds, generation)
 
     def _progress(self, done: int, total: int) -> None:
         self.query_one("#scan-progress", ProgressBar).update(total=total, progress=done)
@@ -125,8 +126,9 @@ class ConceptsScreen(StageScreen):
         self.notify(message, title="Scan failed", severity="error", timeout=10)
 
     # ---- display ------------------------------------------------------------------------
-    def show_dataset(self, ds: Dataset) -> None:
-        self.project.dataset = ds
+    def show_dataset(self, ds: Dataset, generation: int | None = None) -> None:
+        self.project.set_dataset(ds, self.project.generation if generation is None
+                                 else generation)
         self.query_one("#scan-progress", ProgressBar).display = False
         table = self.query_one("#concepts", DataTable)
         old_row = table.cursor_row

@@ -93,28 +93,33 @@ class TagsScreen(StageScreen):
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         if self.store is None or self._seen_generation != self.project.generation:
-            self.action_reload()
+            self.reload(rescan=self._seen_generation != -1)
 
     # ---- loading ------------------------------------------------------------------------
     def action_reload(self) -> None:
+        self.reload(rescan=True)
+
+    def reload(self, *, rescan: bool) -> None:
+        """Read the captions; reuse the Concepts screen's scan unless asked to rescan."""
         self._seen_generation = self.project.generation
         self.query_one("#tags-status", Static).update("reading captions…")
-        self.load()
+        self.load(None if rescan else self.project.fresh_dataset())
 
     @work(thread=True, exclusive=True, group="tags-load", exit_on_error=False)
-    def load(self) -> None:
+    def load(self, ds: Dataset | None) -> None:
+        generation = self.project.generation
         try:
-            ds: Dataset = self.project.scan()
+            ds = ds or self.project.scan()
             style = ProjectSettings.load(ds.root).write_style
             store = CaptionStore.load(ds, style=style)
         except (LorabakeError, OSError) as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Cannot read captions",
                                       severity="error", timeout=10)
             return
-        self.app.call_from_thread(self._loaded, ds, store)
+        self.app.call_from_thread(self._loaded, ds, store, generation)
 
-    def _loaded(self, ds: Dataset, store: CaptionStore) -> None:
-        self.project.dataset = ds
+    def _loaded(self, ds: Dataset, store: CaptionStore, generation: int) -> None:
+        self.project.set_dataset(ds, generation)
         self.store = store
         self._images = {str(i.path): i for c in ds.concepts for i in c.images}
         self.apply_filter()
@@ -329,7 +334,7 @@ class TagsScreen(StageScreen):
             self.apply_filter()
         else:
             self.project.changed()  # folders moved: read everything again
-            self.action_reload()
+            self.reload(rescan=True)
 
     def screen_commands(self):
         from textual.app import SystemCommand

@@ -76,7 +76,8 @@ def test_journal_survives_in_the_dataset(small_dataset):
     files = list((small_dataset / ".lorabake" / "journal").glob("*.json"))
     assert len(files) == 1
     data = json.loads(files[0].read_text())
-    assert data["state"] == DONE and data["op"] == "balance"
+    assert data["op"] == "balance"
+    assert json.loads(files[0].with_suffix(".state").read_text())["state"] == DONE
     assert {"kind": "rename", "src": "misc", "dst": "200_misc"} in data["changes"]
     # the journal folder is invisible to the scan
     assert ".lorabake" not in [c.folder for c in scan_dataset(small_dataset).concepts]
@@ -178,7 +179,7 @@ KILLER = textwrap.dedent("""
     from lorabake_tui.core.dataset import scan_dataset
 
     root, kill_at = sys.argv[1], int(sys.argv[2])
-    real, real_save = journal.rename_noreplace, journal.Journal._save
+    real, real_save = journal.rename_noreplace, journal.Journal._save_state
     done = 0
 
     def rename(src, dst):
@@ -195,7 +196,7 @@ KILLER = textwrap.dedent("""
         real_save(self, entry)
 
     journal.rename_noreplace = rename
-    journal.Journal._save = save
+    journal.Journal._save_state = save
     ds = scan_dataset(root)
     apply_plan(ds, plan_balance(ds, 1000))
 """)

@@ -8,6 +8,7 @@ and reported), and refresh after undo/redo.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -95,11 +96,11 @@ class CaptionStore:
         for concept in dataset.concepts:
             if concept.is_reg and not include_reg:
                 continue
+            rel_folder = store._rel(concept.path) + os.sep  # one relpath per folder
             for item in concept.images:
                 stem = item.name[: -len(item.ext)]
-                cap = item.folder / (stem + dataset.caption_ext)
-                rec = CaptionRecord(store._rel(cap), store._rel(item.folder / item.name),
-                                    concept.folder)
+                rec = CaptionRecord(rel_folder + stem + dataset.caption_ext,
+                                    rel_folder + item.name, concept.folder)
                 if rec.rel in store.by_rel:
                     continue  # two images sharing one stem share one caption: one record
                 store._read(rec)
@@ -136,14 +137,22 @@ class CaptionStore:
         rec.set_tags(list(rec.text.tags))
 
     def _count(self, rec: CaptionRecord, sign: int) -> None:
+        counts, all_forms = self.counts, self.forms
         for key in rec.keys:
-            self.counts[key] += sign
-            if self.counts[key] <= 0:
-                del self.counts[key]
+            n = counts[key] + sign
+            if n > 0:
+                counts[key] = n
+            else:
+                del counts[key]
         for tag in rec.tags:
-            forms = self.forms.setdefault(tag_key(tag), Counter())
-            forms[tag] += sign
-            if forms[tag] <= 0:
+            key = tag_key(tag)
+            forms = all_forms.get(key)
+            if forms is None:
+                forms = all_forms[key] = Counter()
+            n = forms[tag] + sign
+            if n > 0:
+                forms[tag] = n
+            else:
                 del forms[tag]
 
     # ---- reading ------------------------------------------------------------------------
@@ -226,10 +235,12 @@ class CaptionStore:
                 self.refresh([rec.rel])  # someone else's edit: show what is on disk now
                 continue
             self._count(rec, -1)
-            st = os.stat(self.root / rec.rel)
+            st = os.stat(os.path.join(self.root, rec.rel))
             rec.raw, rec.stat, rec.exists = ch.new_bytes, (st.st_size, st.st_mtime_ns), True
-            rec.text = parse_caption(ch.new_bytes)
-            rec.set_tags(list(rec.text.tags))
+            # the new text is known: no need to parse the bytes we just wrote
+            rec.text = (CaptionText(tuple(ch.new_tags)) if rec.text is None
+                        else dataclasses.replace(rec.text, tags=tuple(ch.new_tags)))
+            rec.set_tags(list(ch.new_tags))
             self._count(rec, +1)
         return ApplyResult(entry, len(applied), entry.skipped)
 

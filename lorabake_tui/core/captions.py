@@ -42,15 +42,13 @@ def parse_caption(data: bytes) -> CaptionText:
     bom = text.startswith(BOM)
     if bom:
         text = text[1:]
-    cut = len(text)
-    eol = ""
-    for i, ch in enumerate(text):
-        if ch == "\n":
-            cut, eol = i, "\n"
-            break
-        if ch == "\r":
-            cut, eol = i, "\r\n" if text[i + 1:i + 2] == "\n" else "\r"
-            break
+    lf, cr = text.find("\n"), text.find("\r")
+    if cr == -1 and lf == -1:
+        cut, eol = len(text), ""
+    elif cr == -1 or (lf != -1 and lf < cr):
+        cut, eol = lf, "\n"
+    else:
+        cut, eol = cr, "\r\n" if text[cr + 1:cr + 2] == "\n" else "\r"
     return CaptionText(tuple(split_tags(text[:cut])), bom, eol, text[cut + len(eol):])
 
 

@@ -6,7 +6,8 @@ file is either before or after, and the entry left in an "applying" state says h
 back. Undo/redo replay entries; a file changed by someone else since is a conflict that is
 reported and left alone, never overwritten.
 
-Layout in <root>/.lorabake/journal/: <id>.json (the entry) and <id>.blobs (the old and new
+Layout in <root>/.lorabake/journal/: <id>.json (the entry, written once), <id>.state (its
+state and conflicts, small, rewritten at each transition) and <id>.blobs (the old and new
 bytes of the files it writes, packed in one file so a 10k-caption edit is two files, not 20k).
 """
 
@@ -28,7 +29,6 @@ from .atomic import (
     atomic_write_text,
     fsync_dir,
     rename_noreplace,
-    temp_path,
     write_batch,
 )
 from .errors import LorabakeError
@@ -179,15 +179,21 @@ class Journal:
         # big entries (thousands of writes) are parsed once, not at every undo check
         sig = _stat_sig(p)
         hit = self._cache.get(p.name)
-        if hit is not None and hit[0] == sig:
-            return hit[1]
         try:
-            entry = Entry.from_json(json.loads(p.read_text("utf-8")))
+            if hit is not None and hit[0] == sig:
+                entry = hit[1]
+            else:
+                entry = Entry.from_json(json.loads(p.read_text("utf-8")))
+                if sig is not None:
+                    self._cache[p.name] = (sig, entry)
+            side = p.with_suffix(".state")
+            if side.exists():
+                state = json.loads(side.read_text("utf-8"))
+                entry.state = state["state"]
+                entry.conflicts = list(state.get("conflicts", []))
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise LorabakeError(f"journal entry {p} is damaged: {exc}",
                                 "move it out of .lorabake/journal to continue") from exc
-        if sig is not None:
-            self._cache[p.name] = (sig, entry)
         return entry
 
     def interrupted(self) -> Entry | None:
@@ -256,6 +262,7 @@ class Journal:
                           skipped=problems)
             self._save_blobs(entry, cs.blobs)
             self._save(entry)
+            self._save_state(entry)
             try:
                 self._run_forward(entry, entry.changes, fresh=True)
             except (OSError, ConflictError) as exc:
@@ -263,7 +270,7 @@ class Journal:
                 self._reverse_all(entry, ROLLED_BACK)
                 raise LorabakeError(f"{label} failed and was rolled back: {exc}") from exc
             entry.state = DONE
-            self._save(entry)
+            self._save_state(entry)
             return entry
 
     def undo(self) -> Entry | None:
@@ -274,7 +281,7 @@ class Journal:
             if entry is None:
                 return None
             entry.state = UNDOING
-            self._save(entry)
+            self._save_state(entry)
             return self._reverse_all(entry, UNDONE)
 
     def redo(self) -> Entry | None:
@@ -289,10 +296,10 @@ class Journal:
                 raise ConflictError(f"cannot redo '{entry.label}': {problems[0]}",
                                     "nothing was changed")
             entry.state = REDOING
-            self._save(entry)
+            self._save_state(entry)
             self._run_forward(entry, entry.changes)
             entry.state = DONE
-            self._save(entry)
+            self._save_state(entry)
             return entry
 
     def recover(self) -> Entry | None:
@@ -339,6 +346,12 @@ class Journal:
         atomic_write_text(self.dir / f"{entry.id:06d}.json",
                           json.dumps(entry.to_json(), ensure_ascii=False))
 
+    def _save_state(self, entry: Entry) -> None:
+        """A transition rewrites only this small file, not the (possibly large) entry."""
+        atomic_write_text(self.dir / f"{entry.id:06d}.state",
+                          json.dumps({"state": entry.state, "conflicts": entry.conflicts},
+                                     ensure_ascii=False))
+
     def _save_blobs(self, entry: Entry, blobs: dict[str, bytes]) -> None:
         needed = {d for ch in entry.changes if isinstance(ch, Write)
                   for d in (ch.before, ch.after) if d}
@@ -356,6 +369,7 @@ class Journal:
         for e in self.entries():
             if e.state in (UNDONE, ROLLED_BACK):
                 (self.dir / f"{e.id:06d}.json").unlink(missing_ok=True)
+                (self.dir / f"{e.id:06d}.state").unlink(missing_ok=True)
                 self._blob_path(e.id).unlink(missing_ok=True)
                 self._cache.pop(f"{e.id:06d}.json", None)
 
@@ -420,6 +434,8 @@ class Journal:
 
     def _reverse_all(self, entry: Entry, final_state: str) -> Entry:
         """Put every file back as before `entry`, newest change first; record conflicts."""
+        if entry.state in IN_FLIGHT:
+            self._remove_temp_files(entry)  # a crash may have left some behind
         entry.conflicts = []
         blobs = self._read_blobs(entry)
         restore: list[tuple[Path, bytes]] = []
@@ -439,8 +455,6 @@ class Journal:
             try:
                 if isinstance(ch, Write):
                     path = self._path(ch.path)
-                    with contextlib.suppress(FileNotFoundError):
-                        temp_path(path, entry.tmp_tag).unlink()  # a crash's leftover
                     cur = _file_sha(path)
                     if cur == ch.before:
                         continue
@@ -460,8 +474,17 @@ class Journal:
                 entry.conflicts.append(f"{exc.filename or ''}: {exc.strerror}")
         flush()
         entry.state = final_state
-        self._save(entry)
+        self._save_state(entry)
         return entry
+
+    def _remove_temp_files(self, entry: Entry) -> None:
+        suffix = f".{entry.tmp_tag}.tmp"
+        dirs = {self._path(ch.path).parent for ch in entry.changes if isinstance(ch, Write)}
+        for d in dirs:
+            with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
+                for e in it:
+                    if e.name.startswith(".") and e.name.endswith(suffix):
+                        os.unlink(e.path)
 
     def _rename_back(self, ch: Rename) -> None:
         src, dst = self._path(ch.src), self._path(ch.dst)

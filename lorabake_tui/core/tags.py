@@ -7,12 +7,15 @@ written form is kept as the user wrote it; matching always goes through `tag_key
 
 from __future__ import annotations
 
+import functools
+
 # Emoticon tags such as `^_^` or `o_o` are not words joined by underscores: leave them alone.
 SHORT_TAG = 3
 
 WRITE_STYLES = ("keep", "spaces", "underscores")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # 10k captions x 20 tags repeat a few hundred tags
 def tag_key(tag: str) -> str:
     """The matching key: parentheses unescaped, underscores read as spaces, trimmed."""
     t = tag.strip().replace("\\(", "(").replace("\\)", ")")

@@ -18,6 +18,7 @@ from ...core.dataset import Concept, Dataset, ScanCancelled
 from ...core.errors import LorabakeError
 from ...core.problems import Severity
 from ...core.steps import epoch_summary
+from ..history import run_history
 from ..widgets.thumbstrip import ThumbStrip
 from .balance_dialog import BalanceDialog
 from .repeats_dialog import RepeatsDialog
@@ -268,25 +269,9 @@ class ConceptsScreen(StageScreen):
         self._history("redo")
 
     def _history(self, which: str) -> None:
-        j = self.project.journal
-        try:
-            if which == "undo" and j.interrupted() is not None:
-                entry = j.recover()
-            else:
-                entry = j.undo() if which == "undo" else j.redo()
-        except LorabakeError as exc:
-            self.notify(str(exc), title=f"Cannot {which}", severity="error", timeout=10)
-            return
-        if entry is None:
-            self.notify(f"nothing to {which}")
-            return
-        self.project.changed()
-        if entry.conflicts:
-            self.notify("\n".join(entry.conflicts[:5]), title=f"{which}: some files left alone",
-                        severity="warning", timeout=15)
-        else:
-            self.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
-        self.action_rescan()
+        if run_history(self, self.project.journal, which) is not None:
+            self.project.changed()
+            self.action_rescan()
 
     def screen_commands(self):
         from textual.app import SystemCommand

@@ -19,6 +19,7 @@ from ...core.project_settings import ProjectSettings
 from ...core.tagfilter import Filter, FilterError, parse_filter
 from ...core.tagop_specs import SPECS, OpSpec
 from ...core.tags import tag_key
+from ..history import run_history
 from ..widgets.thumbstrip import ThumbStrip
 from ..widgets.virtual_list import VirtualList
 from .op_dialog import OpDialog
@@ -311,23 +312,9 @@ class TagsScreen(StageScreen):
     def _history(self, which: str) -> None:
         if self.store is None or self.busy:
             return
-        j = self.project.journal
-        try:
-            if which == "undo" and j.interrupted() is not None:
-                entry = j.recover()
-            else:
-                entry = j.undo() if which == "undo" else j.redo()
-        except LorabakeError as exc:
-            self.notify(str(exc), title=f"Cannot {which}", severity="error", timeout=10)
-            return
+        entry = run_history(self, self.project.journal, which)
         if entry is None:
-            self.notify(f"nothing to {which}")
             return
-        if entry.conflicts:
-            self.notify("\n".join(entry.conflicts[:5]), title=f"{which}: some files left alone",
-                        severity="warning", timeout=15)
-        else:
-            self.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
         if entry.op == "tags":
             self.store.refresh_entry(entry)  # only the files it touched
             self._own_change()

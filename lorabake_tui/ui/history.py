@@ -1,0 +1,30 @@
+"""Undo/redo from any screen: one place that runs the journal and tells the user."""
+
+from __future__ import annotations
+
+from textual.widget import Widget
+
+from ..core.errors import LorabakeError
+from ..core.journal import Entry, Journal
+
+
+def run_history(widget: Widget, journal: Journal, which: str) -> Entry | None:
+    """Undo ("undo") or redo ("redo") the last change; an interrupted operation is rolled
+    back first. Notifies the outcome; returns the entry that changed files, if any."""
+    try:
+        if which == "undo" and journal.interrupted() is not None:
+            entry = journal.recover()
+        else:
+            entry = journal.undo() if which == "undo" else journal.redo()
+    except LorabakeError as exc:
+        widget.notify(str(exc), title=f"Cannot {which}", severity="error", timeout=10)
+        return None
+    if entry is None:
+        widget.notify(f"nothing to {which}")
+        return None
+    if entry.conflicts:
+        widget.notify("\n".join(entry.conflicts[:5]), title=f"{which}: some files left alone",
+                      severity="warning", timeout=15)
+    else:
+        widget.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
+    return entry

@@ -94,7 +94,8 @@ class ConceptsScreen(StageScreen):
         bar.update(total=None, progress=0)
         self.scan()
 
-    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False,
+          description="scan the dataset")
     def scan(self) -> None:
         worker = get_current_worker()
         last = 0.0

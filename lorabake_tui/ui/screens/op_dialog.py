@@ -113,7 +113,8 @@ class OpDialog(ModalScreen[CaptionPlan | None]):
         summary.update(Text(f"{op.describe}: computing…", style="dim"))
         self.preview(op, self.records(), create)
 
-    @work(thread=True, exclusive=True, group="op-preview", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="op-preview", exit_on_error=False,
+          description="preview a tag operation")
     def preview(self, op, records, create: bool) -> None:
         plan = self.store.plan(op.fn, records, op.describe, create_missing=create,
                                style_new=op.name != "normalize")

@@ -64,6 +64,7 @@ class TagsScreen(StageScreen):
         self.sort_by = "count"
         self._seen_generation = -1
         self._filter_timer: Timer | None = None
+        self._detail_timer: Timer | None = None
         self.busy = False
         self._images: dict[str, object] = {}
 
@@ -106,7 +107,8 @@ class TagsScreen(StageScreen):
         self.query_one("#tags-status", Static).update("reading captions…")
         self.load(None if rescan else self.project.fresh_dataset())
 
-    @work(thread=True, exclusive=True, group="tags-load", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="tags-load", exit_on_error=False,
+          description="read the captions")
     def load(self, ds: Dataset | None) -> None:
         generation = self.project.generation
         try:
@@ -209,7 +211,13 @@ class TagsScreen(StageScreen):
 
     @on(VirtualList.Highlighted, "#image-list")
     def _image_highlighted(self, event: VirtualList.Highlighted) -> None:
-        rec: CaptionRecord | None = event.item
+        # the detail pane (caption, thumbnail) changes layout: update it once the cursor
+        # rests, not for every row passed while scrolling
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(0.08, lambda: self._show_detail(event.item))
+
+    def _show_detail(self, rec: CaptionRecord | None) -> None:
         view = self.query_one("#caption-view", Static)
         strip = self.query_one("#tag-thumb", ThumbStrip)
         if rec is None:
@@ -277,7 +285,8 @@ class TagsScreen(StageScreen):
         self.app.push_screen(OpDialog(spec, self.store, records, scope, self._defaults(spec)),
                              chosen)
 
-    @work(thread=True, exclusive=True, group="tags-apply", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="tags-apply", exit_on_error=False,
+          description="write captions")
     def apply_plan(self, plan: CaptionPlan) -> None:
         try:
             result = self.store.apply(plan, self.project.journal)

@@ -76,7 +76,8 @@ class ThumbStrip(HorizontalScroll):
         self._showing = ()
         self.remove_children()
 
-    @work(thread=True, exclusive=True, group="thumbs", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="thumbs", exit_on_error=False,
+          description="load thumbnails")
     def load(self, items: list[ImageItem], key: tuple[str, ...]) -> None:
         worker = get_current_worker()
         out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -49,3 +50,10 @@ def epoch_summary(train: list[tuple[int, int | None]], reg: list[tuple[int, int 
     t = sum(concept_samples(n, r) for n, r in train)
     r = reg_samples(t, reg)
     return EpochSummary(t, r, epochs)
+
+
+def total_steps(epochs: int, batches_per_epoch: int, *, processes: int = 1,
+                grad_accum: int = 1) -> int:
+    """Optimizer steps over the run, as kohya counts them: per epoch the batches are split
+    over processes and gradient accumulation, rounded up."""
+    return epochs * math.ceil(batches_per_epoch / processes / grad_accum)

@@ -234,3 +234,31 @@ def test_undo_with_no_journal_creates_nothing(tmp_path):
     assert Journal(tmp_path).undo() is None
     assert Journal(tmp_path).redo() is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_move_aside_then_write_in_its_place_and_undo(tmp_path):
+    (tmp_path / "1_a").mkdir()
+    img = tmp_path / "1_a" / "x.png"
+    img.write_bytes(b"original")
+    j = Journal(tmp_path)
+    cs = ChangeSet()
+    cs.rename("1_a/x.png", ".lorabake/originals/1_a/x.png")
+    cs.write("1_a/x.png", b"resized", None)
+    j.apply("images", "resize", cs)
+    assert img.read_bytes() == b"resized"
+    assert (tmp_path / ".lorabake/originals/1_a/x.png").read_bytes() == b"original"
+    j.undo()
+    assert img.read_bytes() == b"original"
+    assert not (tmp_path / ".lorabake/originals/1_a/x.png").exists()
+    j.redo()
+    assert img.read_bytes() == b"resized"
+
+
+def test_two_writes_creating_one_file_are_refused(tmp_path):
+    (tmp_path / "1_a").mkdir()
+    cs = ChangeSet()
+    cs.write("1_a/n.txt", b"a", None)
+    cs.write("1_a/n.txt", b"b", None)
+    with pytest.raises(LorabakeError):
+        Journal(tmp_path).apply("x", "x", cs)
+    assert not (tmp_path / "1_a" / "n.txt").exists()

@@ -379,6 +379,7 @@ class Journal:
         ok: list[Change] = []
         problems: list[str] = []
         claimed: set[str] = set()
+        vacated: set[str] = set()  # moved away by an earlier rename of the same operation
         for ch in changes:
             if isinstance(ch, Rename):
                 src, dst = self._path(ch.src), self._path(ch.dst)
@@ -390,13 +391,15 @@ class Journal:
                     problems.append(f"two changes would create {ch.dst}")
                 else:
                     claimed.add(ch.dst)
+                    vacated.add(ch.src)
                     ok.append(ch)
                 continue
             path = self._path(ch.path)
             if use_stat and ch.stat is not None:
                 clean = _stat_sig(path) == ch.stat
             elif ch.before is None:
-                clean = not path.exists()
+                clean = (not path.exists() or ch.path in vacated) and ch.path not in claimed
+                claimed.add(ch.path)
             else:
                 clean = _file_sha(path) == ch.before
             if clean:

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .core.errors import LorabakeError
 
-SUBCOMMANDS = ("scan", "balance", "tags", "buckets", "undo", "redo", "demo")
+SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "undo", "redo", "demo")
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 USAGE = """\
@@ -23,6 +23,7 @@ lorabake scan DIR [--json]         list concept folders and problems
 lorabake balance DIR [--target N | --optimizer P] [--apply] [--json]
 lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove add prune
                                    consolidate synonyms implications dedupe sort normalize
+lorabake images DIR ACTION ...     image tools: convert pad resize upscale dupes lowres
 lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K] [--json]
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_tags import main as tags_main
 
             return tags_main(argv[1:])
+        if argv and argv[0] == "images":
+            from .cli_images import main as images_main
+
+            return images_main(argv[1:])
         if argv and argv[0] == "buckets":
             from .cli_buckets import main as buckets_main
 

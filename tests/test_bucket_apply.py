@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from PIL import Image
 
-from lorabake_tui.core.bucket_apply import apply_bucket_plan, cover_crop
+from lorabake_tui.core.bucket_apply import apply_bucket_plan
 from lorabake_tui.core.bucket_plan import crop_fraction, recommend
 from lorabake_tui.core.buckets import BucketSettings, dataset_items
 from lorabake_tui.core.dataset import scan_dataset
+from lorabake_tui.core.imageops import resize_to_bucket
 from lorabake_tui.core.journal import Journal
 
 from .helpers import make_image
 
 
 def test_cover_crop_sizes():
-    assert cover_crop(Image.new("RGB", (1920, 1080)), (640, 384)).size == (640, 384)
-    assert cover_crop(Image.new("RGB", (300, 1000)), (256, 832)).size == (256, 832)
+    assert resize_to_bucket(Image.new("RGB", (1920, 1080)), 640, 384).size == (640, 384)
+    assert resize_to_bucket(Image.new("RGB", (300, 1000)), 256, 832).size == (256, 832)
 
 
 def test_recommendation_prefers_few_buckets_with_least_crop():

@@ -4,39 +4,16 @@ and visibly), saved as PNG; the original moves into .lorabake/originals/. One jo
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
 from .bucket_plan import BucketPlan
 from .errors import LorabakeError
+from .imageops import ImageDecodeError, decode_image, encode_png, resize_to_bucket, to_rgb
 from .journal import STATE_DIRNAME, ChangeSet, Entry, Journal
 
 ORIGINALS = f"{STATE_DIRNAME}/originals"
-
-
-def cover_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Scale to cover `size` (Lanczos) and centre-crop, as kohya's bucketing does."""
-    w, h = image.size
-    bw, bh = size
-    scale = max(bw / w, bh / h)
-    rw, rh = max(bw, int(w * scale + 0.5)), max(bh, int(h * scale + 0.5))
-    image = image.resize((rw, rh), Image.Resampling.LANCZOS)
-    left, top = (rw - bw) // 2, (rh - bh) // 2
-    return image.crop((left, top, left + bw, top + bh))
-
-
-def to_rgb(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, background)
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
 
 
 @dataclass(slots=True)
@@ -59,18 +36,15 @@ def apply_bucket_plan(root: Path, plan: BucketPlan, *,
         src = root / img.key
         dst_rel = str(Path(img.key).with_suffix(".png"))
         try:
-            with Image.open(src) as im:
-                out = cover_crop(to_rgb(im), img.bucket)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            out = resize_to_bucket(to_rgb(decode_image(src.read_bytes())), *img.bucket)
+        except (OSError, ImageDecodeError) as exc:
             result.skipped.append(f"{img.key}: cannot read ({exc})")
             continue
         if dst_rel != img.key and (root / dst_rel).exists():
             result.skipped.append(f"{img.key}: {dst_rel} already exists")
             continue
-        buf = io.BytesIO()
-        out.save(buf, format="PNG", compress_level=6)
         cs.rename(img.key, f"{ORIGINALS}/{img.key}")
-        cs.write(dst_rel, buf.getvalue(), None)
+        cs.write(dst_rel, encode_png(out), None)
         result.written.append(dst_rel)
         if progress is not None:
             progress(n + 1, len(todo))

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .atomic import (
-    atomic_write_bytes,
     atomic_write_text,
     fsync_dir,
     rename_noreplace,
@@ -355,14 +354,22 @@ class Journal:
     def _save_blobs(self, entry: Entry, blobs: dict[str, bytes]) -> None:
         needed = {d for ch in entry.changes if isinstance(ch, Write)
                   for d in (ch.before, ch.after) if d}
-        offset, parts = 0, []
-        for digest in sorted(needed):
-            data = blobs[digest]
-            entry.blob_index[digest] = (offset, len(data))
-            parts.append(data)
-            offset += len(data)
-        if parts:
-            atomic_write_bytes(self._blob_path(entry.id), b"".join(parts))
+        if not needed:
+            return
+        # streamed into one file: new images can be hundreds of MB, never join them in memory
+        path = self._blob_path(entry.id)
+        tmp = path.with_name(path.name + ".tmp")
+        offset = 0
+        with open(tmp, "wb") as fh:
+            for digest in sorted(needed):
+                data = blobs[digest]
+                entry.blob_index[digest] = (offset, len(data))
+                fh.write(data)
+                offset += len(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.dir)
 
     def _discard_redo(self) -> None:
         """A new operation ends the redo branch, as in any editor."""

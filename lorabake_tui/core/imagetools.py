@@ -514,7 +514,31 @@ def _mp_context():
     if ("fork" in methods and threading.active_count() == 1
             and "onnxruntime" not in sys.modules):
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    _start_mp_helpers(ctx.get_start_method())
+    return ctx
+
+
+def _start_mp_helpers(method: str) -> None:
+    """multiprocessing hands sys.stderr's descriptor to its helper processes (resource
+    tracker, fork server). Inside the workbench Textual has replaced sys.stderr with an object
+    whose fileno() is not a descriptor, and starting them fails ("bad value(s) in
+    fds_to_keep"). Start them with the real stderr; later pools reuse them."""
+    from multiprocessing import forkserver, resource_tracker
+
+    saved = sys.stderr
+    try:
+        try:
+            usable = sys.stderr is not None and sys.stderr.fileno() >= 0
+        except (AttributeError, OSError, ValueError):
+            usable = False
+        if not usable and sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+        if method == "forkserver":
+            forkserver.ensure_running()
+    finally:
+        sys.stderr = saved
 
 
 class _Cancelled(Exception):

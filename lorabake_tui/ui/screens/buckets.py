@@ -46,6 +46,7 @@ class BucketsScreen(StageScreen):
     CSS_PATH = "buckets.tcss"
     BINDINGS = [
         Binding("k", "recommend", "Recommend", id="buckets.recommend"),
+        Binding("i", "image_tools", "Image tools", id="buckets.images"),
         Binding("e", "edit_settings", "Settings", id="buckets.settings"),
         Binding("u,ctrl+z", "undo", "Undo", id="buckets.undo"),
         Binding("ctrl+y", "redo", "Redo", id="buckets.redo"),
@@ -229,6 +230,18 @@ class BucketsScreen(StageScreen):
                 self.load(None)
 
         self.app.push_screen(RecommendDialog(self.dataset, self.items, self.settings), done)
+
+    def action_image_tools(self) -> None:
+        if self.dataset is None:
+            return
+        from .image_tool_dialog import ImageToolDialog
+
+        def done(changed) -> None:
+            if changed:
+                self.project.changed()
+                self.load(None)
+
+        self.app.push_screen(ImageToolDialog(self.dataset.root, self.dataset.caption_ext), done)
 
     def action_undo(self) -> None:
         if run_history(self, self.project.journal, "undo") is not None:

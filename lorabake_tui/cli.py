@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .core.errors import LorabakeError
 
-SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "undo", "redo", "demo")
+SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "config", "undo", "redo", "demo")
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 USAGE = """\
@@ -25,6 +25,7 @@ lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove
                                    consolidate synonyms implications dedupe sort normalize
 lorabake images DIR ACTION ...     image tools: convert pad resize upscale dupes lowres
 lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K] [--json]
+lorabake config presets | new DIR [--preset P] [-o FILE] | check FILE [--json]
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it"""
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_images import main as images_main
 
             return images_main(argv[1:])
+        if argv and argv[0] == "config":
+            from .cli_config import main as config_main
+
+            return config_main(argv[1:])
         if argv and argv[0] == "buckets":
             from .cli_buckets import main as buckets_main
 

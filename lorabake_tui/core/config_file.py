@@ -1,0 +1,100 @@
+"""The project's own training TOML: read (with the line of every key, for diagnostics) and
+written in a stable order, section by section as in the schema."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .atomic import atomic_write_text
+from .config_schema import SECTIONS, SETTINGS, defaults
+from .errors import LorabakeError
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+@dataclass(slots=True)
+class ConfigDoc:
+    data: dict[str, Any]  # as written in the file (sections -> keys)
+    lines: dict[str, int] = field(default_factory=dict)  # "section.key" -> 1-based line
+    text: str = ""
+
+    def line(self, name: str) -> int | None:
+        return self.lines.get(name) or self.lines.get(name.split(".")[0])
+
+    def value(self, name: str) -> Any:
+        section, key = name.split(".", 1)
+        sec = self.data.get(section)
+        if isinstance(sec, dict) and key in sec:
+            return sec[key]
+        return defaults()[section][key]
+
+    def merged(self) -> dict[str, Any]:
+        """Defaults overlaid with what the file sets."""
+        out = defaults()
+        for section, values in self.data.items():
+            if isinstance(values, dict) and section in out:
+                out[section].update(values)
+        return out
+
+
+def line_map(text: str) -> dict[str, int]:
+    """Where each key is set: 'section' and 'section.key' -> line (first occurrence)."""
+    out: dict[str, int] = {}
+    section = ""
+    for n, raw in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(raw)
+        if m:
+            section = m.group(1)
+            out.setdefault(section, n)
+            continue
+        m = _KEY.match(raw)
+        if m:
+            key = m.group(1).strip('"')
+            out.setdefault(f"{section}.{key}" if section else key, n)
+    return out
+
+
+def parse_config(text: str, source: str = "config") -> ConfigDoc:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LorabakeError(f"{source}: not valid TOML: {exc}",
+                            "fix the line it names; strings need quotes") from None
+    return ConfigDoc(data, line_map(text), text)
+
+
+def load_config(path: Path | str) -> ConfigDoc:
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise LorabakeError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise LorabakeError(f"{path} is not UTF-8 text") from None
+    return parse_config(text, str(path))
+
+
+def dump_config(data: dict[str, Any]) -> str:
+    """Sections and keys in schema order (stable diffs); unknown ones kept at the end."""
+    ordered: dict[str, Any] = {}
+    known = {s: [st.key for st in SETTINGS if st.section == s] for s in SECTIONS}
+    for section in SECTIONS:
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue
+        sec = {k: values[k] for k in known[section] if k in values}
+        sec.update({k: v for k, v in values.items() if k not in sec})
+        ordered[section] = sec
+    ordered.update({k: v for k, v in data.items() if k not in ordered})
+    return tomli_w.dumps(ordered)
+
+
+def save_config(path: Path | str, data: dict[str, Any]) -> None:
+    atomic_write_text(Path(path), dump_config(data))

@@ -1,0 +1,76 @@
+"""The Config screen: choose a preset, make the Prodigy + scale-weight-norms mistake, see the
+error on its line, fix it, save, read the diff."""
+
+from __future__ import annotations
+
+import tomllib
+
+from textual.widgets import Select, Static, TextArea
+
+from lorabake_tui.core.config_file import line_map
+from lorabake_tui.ui.app import make_app
+from lorabake_tui.ui.screens.config import ConfigScreen, config_path
+from lorabake_tui.ui.widgets.virtual_list import VirtualList
+
+SIZE = (160, 48)
+
+
+async def settle(pilot) -> None:
+    for _ in range(4):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def end_of_line(editor: TextArea, key: str) -> tuple[int, int]:
+    line = line_map(editor.text)[key]
+    return (line - 1, len(editor.text.splitlines()[line - 1]))
+
+
+async def test_prodigy_with_scale_weight_norms_error_fix_save_diff(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConfigScreen)
+        editor = screen.query_one("#cfg-editor", TextArea)
+        assert "[optimizer]" in editor.text
+        # choose the Prodigy preset with the keyboard
+        await pilot.press("ctrl+o", "enter")
+        presets = [str(v) for _, v in screen.query_one("#cfg-preset", Select)._options]
+        for _ in range(presets.index("lora-prodigy") - presets.index("lora-adamw")):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        assert 'type = "Prodigy"' in editor.text
+        # the mistake: scale weight norms with Prodigy
+        editor.focus()
+        editor.move_cursor(end_of_line(editor, "optimizer.scale_weight_norms"))
+        await pilot.press("backspace", "1")
+        await pilot.pause(0.6)
+        findings = screen.query_one("#cfg-findings", VirtualList).items
+        [err] = [f for f in findings if f.key == "optimizer.scale_weight_norms"]
+        assert err.severity == "error" and "Prodigy" in err.message
+        assert err.line == line_map(editor.text)["optimizer.scale_weight_norms"]
+        diff = str(screen.query_one("#cfg-diff", Static).render())
+        assert "optimizer.scale_weight_norms" in diff
+        # enter on the finding jumps to its line
+        await pilot.press("ctrl+d")
+        for _ in range(findings.index(err)):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert editor.cursor_location[0] == err.line - 1
+        # fix it and save
+        editor.move_cursor(end_of_line(editor, "optimizer.scale_weight_norms"))
+        await pilot.press("backspace", "0")
+        await pilot.pause(0.6)
+        findings = screen.query_one("#cfg-findings", VirtualList).items
+        assert not [f for f in findings if f.key == "optimizer.scale_weight_norms"]
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        saved = tomllib.loads(config_path(small_dataset).read_text())
+        assert saved["optimizer"]["type"] == "Prodigy"
+        assert saved["optimizer"]["scale_weight_norms"] == 0
+        assert "saved" in str(screen.query_one("#cfg-summary", Static).render())

@@ -74,3 +74,33 @@ async def test_prodigy_with_scale_weight_norms_error_fix_save_diff(small_dataset
         assert saved["optimizer"]["type"] == "Prodigy"
         assert saved["optimizer"]["scale_weight_norms"] == 0
         assert "saved" in str(screen.query_one("#cfg-summary", Static).render())
+
+
+async def test_form_edits_one_line_and_keeps_comments(small_dataset):
+    path = config_path(small_dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        editor = screen.query_one("#cfg-editor", TextArea)
+        editor.load_text(editor.text.replace("seed = 42", "seed = 42  # my lucky seed"))
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        lst = app.screen.query_one("#set-list", VirtualList)
+        target = next(i for i, r in enumerate(lst.items) if getattr(r, "name", "") ==
+                      "general.seed")
+        for _ in range(target):
+            await pilot.press("down")
+        help_text = str(app.screen.query_one("#set-help", Static).render())
+        assert "general.seed" in help_text and "Random seed" in help_text
+        await pilot.press("enter", *"7", "enter")  # the old value is selected: typing replaces it
+        await pilot.pause()
+        field = app.screen.query_one("#set-value")
+        assert not field.display
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfigScreen)
+        assert "seed = 7  # my lucky seed" in editor.text

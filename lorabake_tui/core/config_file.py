@@ -98,3 +98,32 @@ def dump_config(data: dict[str, Any]) -> str:
 
 def save_config(path: Path | str, data: dict[str, Any]) -> None:
     atomic_write_text(Path(path), dump_config(data))
+
+
+def set_value_in_text(text: str, section: str, key: str, value: Any) -> str:
+    """`text` with one setting changed, everything else (comments, order) left as written:
+    the key's line is replaced, or the key is added under its section (made if missing)."""
+    line = tomli_w.dumps({key: value}).rstrip("\n")
+    lines = text.splitlines()
+    where = line_map(text)
+    n = where.get(f"{section}.{key}")
+    if n is not None:
+        old = lines[n - 1]
+        if old.rstrip().endswith(("[", "{")):  # a multi-line value: leave it to the editor
+            raise LorabakeError(f"{section}.{key} spans several lines: edit it in the editor")
+        before, sep, after = old.partition("#")
+        comment = ""
+        if sep:
+            try:
+                tomllib.loads(before)  # the '#' starts a comment, not part of a string
+                comment = "  #" + after.rstrip()
+            except tomllib.TOMLDecodeError:
+                comment = ""
+        lines[n - 1] = line + comment
+    elif section in where:
+        lines.insert(where[section], line)
+    else:
+        lines += ["", f"[{section}]", line]
+    out = "\n".join(lines) + "\n"
+    parse_config(out)  # never hand back a broken file
+    return out

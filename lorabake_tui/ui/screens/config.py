@@ -57,6 +57,7 @@ class ConfigScreen(StageScreen):
         Binding("ctrl+d", "focus_findings", "Findings", id="config.findings", priority=True),
         Binding("ctrl+e", "focus_editor", "Editor", id="config.editor", priority=True),
         Binding("ctrl+o", "focus_preset", "Preset", id="config.preset", priority=True),
+        Binding("ctrl+f", "form", "Form", id="config.form", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -236,6 +237,21 @@ class ConfigScreen(StageScreen):
                      if f.severity == "error")
         self.notify(f"saved {self.path}" + (f" ({errors} error(s) left)" if errors else ""))
         self._summary()
+
+    def action_form(self) -> None:
+        if self.doc is None:
+            self.notify("fix the TOML first: the form needs a file that parses",
+                        severity="error")
+            return
+        from .settings_dialog import SettingsDialog
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.query_one("#cfg-editor", TextArea).load_text(text)
+                self.recheck()
+
+        self.app.push_screen(SettingsDialog(self.doc, self.query_one("#cfg-editor",
+                                                                      TextArea).text), done)
 
     def action_focus_findings(self) -> None:
         self.query_one("#cfg-findings", VirtualList).focus()

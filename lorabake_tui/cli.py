@@ -25,7 +25,7 @@ lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove
                                    consolidate synonyms implications dedupe sort normalize
 lorabake images DIR ACTION ...     image tools: convert pad resize upscale dupes lowres
 lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K] [--json]
-lorabake config presets | new DIR [--preset P] [-o FILE] | check FILE [--json]
+lorabake config presets | new DIR | check FILE | export FILE --to kohya|easy OUT | import FILE
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it"""

@@ -104,3 +104,30 @@ async def test_form_edits_one_line_and_keeps_comments(small_dataset):
         await pilot.pause()
         assert isinstance(app.screen, ConfigScreen)
         assert "seed = 7  # my lucky seed" in editor.text
+
+
+async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path):
+    from lorabake_tui.jobs.queue import list_queue
+    from lorabake_tui.ui.screens.train import TrainScreen
+
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        editor = app.screen.query_one("#cfg-editor", TextArea)
+        await pilot.press("ctrl+t")  # base_model is empty: an error
+        await pilot.pause()
+        assert list_queue(small_dataset) == []
+        model = tmp_path / "m.safetensors"
+        model.write_bytes(b"x")
+        editor.load_text(editor.text.replace('base_model = ""', f'base_model = "{model}"'))
+        await pilot.pause(0.6)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        [run] = list_queue(small_dataset)
+        assert f'base_model = "{model}"' in run.path.read_text()
+        await pilot.press("5")
+        await pilot.pause()
+        assert isinstance(app.screen, TrainScreen)
+        assert app.screen.query_one("#train-queue", VirtualList).items == [run]

@@ -58,6 +58,7 @@ class ConfigScreen(StageScreen):
         Binding("ctrl+e", "focus_editor", "Editor", id="config.editor", priority=True),
         Binding("ctrl+o", "focus_preset", "Preset", id="config.preset", priority=True),
         Binding("ctrl+f", "form", "Form", id="config.form", priority=True),
+        Binding("ctrl+t", "enqueue", "Queue", id="config.queue", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -239,6 +240,23 @@ class ConfigScreen(StageScreen):
                      if f.severity == "error")
         self.notify(f"saved {self.path}" + (f" ({errors} error(s) left)" if errors else ""))
         self._summary()
+
+    def action_enqueue(self) -> None:
+        """Save, then put a snapshot in the training queue (refused while errors remain)."""
+        self.action_save()
+        if self.query_one("#cfg-editor", TextArea).text != self.saved_text:
+            return  # not saved: the reason was shown
+        errors = [f for f in self.query_one("#cfg-findings", VirtualList).items
+                  if f.severity == "error"]
+        if errors:
+            self.notify(f"fix {len(errors)} error(s) first: {errors[0].message}",
+                        title="Not queued", severity="error", timeout=10)
+            return
+        from ...jobs.queue import enqueue
+
+        name = str(self.doc.value("saving.output_name")) if self.doc else "run"
+        run = enqueue(self.project.root, self.saved_text, name)
+        self.notify(f"queued {run.path.name}; see the Train stage (5)", title="Queued")
 
     def action_form(self) -> None:
         if self.doc is None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cli_progress import progress_printer
 from .core.errors import LorabakeError
 
 SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "config", "undo", "redo", "demo")
@@ -141,17 +142,6 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- commands ---------------------------------------------------------------------------
 
-def _progress_printer(label: str):
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        end = "\n" if done >= total else ""
-        print(f"\r{label} {done}/{total} images", end=end, file=sys.stderr, flush=True)
-
-    return show
-
-
 def _scan(args):
     from .core.dataset import scan_dataset
     from .core.media import normalise_caption_ext
@@ -161,7 +151,7 @@ def _scan(args):
     except ValueError as exc:
         raise LorabakeError(str(exc), "pass e.g. --caption-ext .txt") from None
     return scan_dataset(args.dir, args.reg, caption_ext=ext,
-                        progress=_progress_printer("scanning"))
+                        progress=progress_printer("scanning"))
 
 
 def cmd_scan(args) -> int:

@@ -13,6 +13,7 @@ import json
 import sys
 from collections import Counter
 
+from .cli_progress import progress_printer
 from .core.errors import LorabakeError
 
 CHANGING = ("convert", "pad", "resize", "upscale")
@@ -89,16 +90,6 @@ def main(argv: list[str]) -> int:
     return run_change(args)
 
 
-def _progress(label: str):
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        end = "\n" if done >= total else ""
-        print(f"\r{label} {done}/{total} images", end=end, file=sys.stderr, flush=True)
-
-    return show
-
 
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -130,7 +121,8 @@ def run_change(args) -> int:
                        caption_ext=args.caption_ext)
     result = None
     if plan.todo and not args.dry_run:
-        result = apply_image_plan(plan, workers=args.workers, progress=_progress(args.action))
+        result = apply_image_plan(plan, workers=args.workers,
+                                  progress=progress_printer(args.action))
     applied = result is not None and result.applied
     failed = [f for f in plan.files if f.action in (ERROR, CONFLICT)]
     if args.json:
@@ -177,7 +169,7 @@ def run_dupes(args) -> int:
 
     report = find_duplicates(args.dir, threshold=args.threshold, concept=args.concept,
                              caption_ext=args.caption_ext, workers=args.workers,
-                             progress=_progress("hashing"))
+                             progress=progress_printer("hashing"))
     if args.json:
         data = {"operation": "dupes", **report.to_json()}
         _print_json(data)

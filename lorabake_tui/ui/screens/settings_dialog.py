@@ -25,6 +25,13 @@ def rows() -> list[Setting | str]:
     return out
 
 
+def toml_value(value) -> str:
+    """A value as it is written in the TOML file (true, not True)."""
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
 def parse_value(st: Setting, text: str):
     text = text.strip()
     if st.type == "bool":
@@ -73,7 +80,7 @@ class SettingsDialog(ModalScreen[str | None]):
             return Text(f"[{item}]", style="bold reverse")
         value = self.doc.value(item.name)
         text = Text(f"  {item.key:<26}", style="bold")
-        text.append(repr(value) if not isinstance(value, str) else f'"{value}"')
+        text.append(toml_value(value))
         return text
 
     @on(VirtualList.Highlighted, "#set-list")

@@ -22,3 +22,10 @@ def make_concept(root: Path, folder: str, images: int, *, caption: str | None = 
         if caption is not None:
             (d / f"img_{i:03d}.txt").write_text(caption + "\n", encoding="utf-8")
     return d
+
+
+async def settle(pilot, rounds: int = 4) -> None:
+    """Let the app's workers (scans, thumbnails, plans) finish and their results land."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()

@@ -26,6 +26,8 @@ from lorabake_tui.ui.screens.tags import TagsScreen
 from lorabake_tui.ui.screens.train import TrainScreen
 from lorabake_tui.ui.widgets.thumbstrip import ThumbStrip, Tile
 
+from .helpers import settle
+
 SIZE = (140, 44)
 
 
@@ -33,11 +35,6 @@ def folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-async def settle(pilot) -> None:
-    """Let scan/thumbnail workers finish and their results land."""
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 def concept_rows(app) -> list[str]:
@@ -48,7 +45,7 @@ def concept_rows(app) -> list[str]:
 async def test_every_stage_reachable_by_keys(small_dataset):
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         assert isinstance(app.screen, ConceptsScreen)
         for key, cls in [("2", TagsScreen), ("3", BucketsScreen), ("4", ConfigScreen),
                          ("5", TrainScreen), ("1", ConceptsScreen)]:
@@ -74,7 +71,7 @@ async def test_concepts_table_shows_counts_and_problems(small_dataset):
     (small_dataset / "10_outfit_b" / "img_000.txt").unlink()
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         table = app.screen.query_one("#concepts", DataTable)
         assert concept_rows(app) == ["10_outfit_a", "10_outfit_b", "10_outfit_c", "misc"]
         row_b = table.get_row("train:10_outfit_b")
@@ -90,7 +87,7 @@ async def test_concepts_table_shows_counts_and_problems(small_dataset):
 async def test_balance_preview_apply_undo_keys_only(small_dataset):
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         await pilot.press("b")
         await pilot.pause()
         dialog = app.screen
@@ -102,24 +99,24 @@ async def test_balance_preview_apply_undo_keys_only(small_dataset):
         assert plan_table.get_row("10_outfit_c")[4].plain == "84_outfit_c"
         assert folders(small_dataset) == ["10_outfit_a", "10_outfit_b", "10_outfit_c", "misc"]
         await pilot.press("enter")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert isinstance(app.screen, ConceptsScreen)
         after = ["100_misc", "13_outfit_a", "28_outfit_b", "84_outfit_c"]
         assert folders(small_dataset) == after
         assert sorted(concept_rows(app)) == after
         await pilot.press("u")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert folders(small_dataset) == ["10_outfit_a", "10_outfit_b", "10_outfit_c", "misc"]
         assert concept_rows(app) == ["10_outfit_a", "10_outfit_b", "10_outfit_c", "misc"]
         await pilot.press("ctrl+y")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert folders(small_dataset) == after
 
 
 async def test_balance_custom_target_and_cancel(small_dataset):
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         await pilot.press("b")
         await pilot.pause()
         await pilot.press("tab")  # to the target field
@@ -136,13 +133,13 @@ async def test_balance_custom_target_and_cancel(small_dataset):
 async def test_edit_one_folders_repeats(small_dataset):
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         await pilot.press("down", "down")  # 10_outfit_c
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, RepeatsDialog)
         await pilot.press("backspace", "backspace", "3", "3", "enter")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert "33_outfit_c" in folders(small_dataset)
         row = app.screen.query_one("#concepts", DataTable).get_row("train:33_outfit_c")
         assert row[3] == str(6 * 33)
@@ -160,7 +157,7 @@ async def test_recovery_prompt_rolls_back_an_interrupted_apply(small_dataset):
         await pilot.pause()
         assert isinstance(app.screen, RecoverScreen)
         await pilot.press("r")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert isinstance(app.screen, ConceptsScreen)
         assert folders(small_dataset) == ["10_outfit_a", "10_outfit_b", "10_outfit_c", "misc"]
         assert Journal(small_dataset).interrupted() is None
@@ -170,12 +167,12 @@ async def test_recovery_prompt_rolls_back_an_interrupted_apply(small_dataset):
 async def test_thumbnails_load_for_highlighted_concept(small_dataset):
     app = make_app(small_dataset, images="halfcell", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         strip = app.screen.query_one(ThumbStrip)
         assert len(strip.query(Tile)) == 8  # first 8 of 40
         assert strip.border_title.startswith("10_outfit_a")
         await pilot.press("down", "down")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert len(strip.query(Tile)) == 6
         assert strip.border_title.startswith("10_outfit_c")
         assert all(t.image is not None for t in strip.query(Tile))
@@ -216,7 +213,7 @@ async def test_scan_failure_is_shown_not_raised(tmp_path, bad):
         if bad == "file":
             root.write_text("not a folder")
         await pilot.press("f5")
-        await settle(pilot)
+        await settle(pilot, 3)
         assert any("gone" in n.message for n in app._notifications)
 
 
@@ -224,7 +221,7 @@ async def test_user_keymap_remaps_a_binding(small_dataset):
     settings = Settings(keymap={"concepts.balance": "B"})
     app = make_app(small_dataset, images="none", settings=settings, save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 3)
         await pilot.press("b")
         await pilot.pause()
         assert isinstance(app.screen, ConceptsScreen)  # b no longer balances

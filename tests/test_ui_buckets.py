@@ -13,7 +13,7 @@ from lorabake_tui.ui.screens.buckets import BucketsScreen
 from lorabake_tui.ui.screens.recommend_dialog import RecommendDialog
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
-from .helpers import make_image
+from .helpers import make_image, settle
 
 SIZE = (150, 48)
 
@@ -28,10 +28,6 @@ def shapes(tmp_path) -> Path:
     return root
 
 
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def open_buckets(pilot) -> BucketsScreen:

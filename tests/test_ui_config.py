@@ -12,13 +12,11 @@ from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.screens.config import ConfigScreen, config_path
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
+from .helpers import settle
+
 SIZE = (160, 48)
 
 
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 def end_of_line(editor: TextArea, key: str) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.screens.buckets import BucketsScreen
 from lorabake_tui.ui.screens.image_tool_dialog import ImageToolDialog
 
-from .helpers import make_image
+from .helpers import make_image, settle
 
 SIZE = (150, 48)
 
@@ -28,22 +28,18 @@ def mixed(tmp_path) -> Path:
     return root
 
 
-async def settle(pilot) -> None:
-    for _ in range(6):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def test_convert_from_the_workbench_and_undo(mixed):
     before = {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()}
     app = make_app(mixed, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 6)
         await pilot.press("3")
-        await settle(pilot)
+        await settle(pilot, 6)
         assert isinstance(app.screen, BucketsScreen)
         await pilot.press("i")
-        await settle(pilot)
+        await settle(pilot, 6)
         dialog = app.screen
         assert isinstance(dialog, ImageToolDialog)
         assert dialog.query_one("#tool", Select).value == "convert"
@@ -51,7 +47,7 @@ async def test_convert_from_the_workbench_and_undo(mixed):
         assert "2 image(s) to convert" in summary  # webp and jpg; the png stays
         await pilot.press("tab", "tab", "tab", "tab", "enter")  # focus an input, Enter runs
         for _ in range(40):
-            await settle(pilot)
+            await settle(pilot, 6)
             if isinstance(app.screen, BucketsScreen):
                 break
         assert isinstance(app.screen, BucketsScreen)
@@ -61,7 +57,7 @@ async def test_convert_from_the_workbench_and_undo(mixed):
         kept = mixed / ".lorabake" / "originals" / "2_a" / "a.webp"
         assert kept.read_bytes() == before[mixed / "2_a" / "a.webp"]
         await pilot.press("u")
-        await settle(pilot)
+        await settle(pilot, 6)
     now = {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()
            and ".lorabake" not in p.parts}
     assert now == before
@@ -70,16 +66,16 @@ async def test_convert_from_the_workbench_and_undo(mixed):
 async def test_lowres_report_changes_nothing(mixed):
     app = make_app(mixed, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await settle(pilot, 6)
         await pilot.press("3")
-        await settle(pilot)
+        await settle(pilot, 6)
         await pilot.press("i")
-        await settle(pilot)
+        await settle(pilot, 6)
         dialog = app.screen
         dialog.query_one("#tool", Select).value = "lowres"
-        await settle(pilot)
+        await settle(pilot, 6)
         dialog.action_apply()
-        await settle(pilot)
+        await settle(pilot, 6)
         text = str(dialog.query_one("#tool-summary", Static).render())
         assert "3 image(s) with a side below the minimum" in text
         assert isinstance(app.screen, ImageToolDialog)

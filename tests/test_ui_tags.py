@@ -12,7 +12,7 @@ from lorabake_tui.ui.screens.op_dialog import OpDialog
 from lorabake_tui.ui.screens.tags import TagsScreen, filter_term
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
-from .helpers import make_concept
+from .helpers import make_concept, settle
 
 SIZE = (150, 48)
 
@@ -27,10 +27,6 @@ def tagged(tmp_path) -> Path:
     return root
 
 
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def open_tags(pilot) -> TagsScreen:

@@ -11,7 +11,6 @@ it, a smaller one is kept; the bucket is the size floored to the step (crop, nev
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -245,10 +244,6 @@ def reg_repeats(train_samples: int, reg_repeats_in_order: list[int]) -> list[int
 def bucket_histogram(report: BucketReport) -> list[tuple[tuple[int, int], int, int]]:
     """(bucket, images, samples) sorted by bucket."""
     return [(k, len(v), report.samples(k)) for k, v in sorted(report.buckets.items())]
-
-
-def size_counts(report: BucketReport) -> Counter[tuple[int, int]]:
-    return Counter(i.size for i in report.images)
 
 
 def dataset_items(dataset, *, include_reg: bool = True

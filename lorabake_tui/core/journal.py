@@ -220,15 +220,6 @@ class Journal:
             out[digest] = data
         return out
 
-    def blob(self, entry: Entry, digest: str) -> bytes:
-        offset, length = entry.blob_index[digest]
-        with open(self._blob_path(entry.id), "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(length)
-        if len(data) != length:
-            raise LorabakeError(f"journal blobs of entry {entry.id} are truncated")
-        return data
-
     # ---- operations ----------------------------------------------------------------------
     def apply(self, op: str, label: str, changes: ChangeSet | list[Change], *,
               skip_conflicts: bool = False) -> Entry:

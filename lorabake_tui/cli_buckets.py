@@ -9,13 +9,12 @@ from .core.errors import LorabakeError
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
+    """argparse type over the core's one parser of `N` / `WxH`."""
+    from .core.imageops import parse_size
+
     try:
-        if "x" in text.lower():
-            w, h = text.lower().split("x", 1)
-            return int(w), int(h)
-        n = int(text)
-        return n, n
-    except ValueError:
+        return parse_size(text)
+    except LorabakeError:
         raise argparse.ArgumentTypeError(f"resolution must be N or WxH, not {text!r}") from None
 
 

@@ -22,6 +22,7 @@ from ...core.buckets import (
 )
 from ...core.dataset import Dataset
 from ...core.errors import LorabakeError
+from ...core.imageops import parse_size
 from ...core.steps import total_steps
 from ..history import run_history
 from ..widgets.crop_preview import CropPreview
@@ -30,14 +31,6 @@ from .stage import StageScreen
 
 FIELDS = [("resolution", "Resolution", "512"), ("min", "Min", "256"), ("max", "Max", "1024"),
           ("step", "Step", "64"), ("batch", "Batch", "1"), ("epochs", "Epochs", "8")]
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    text = text.strip().lower()
-    if "x" in text:
-        w, h = text.split("x", 1)
-        return int(w), int(h)
-    return int(text), int(text)
 
 
 class BucketsScreen(StageScreen):
@@ -123,10 +116,7 @@ class BucketsScreen(StageScreen):
                 raise LorabakeError(f"{key} must be a whole number")
             return int(value)
 
-        try:
-            res = parse_resolution(self.query_one("#bk-resolution", Input).value)
-        except ValueError:
-            raise LorabakeError("resolution must be N or WxH, e.g. 512 or 512x768") from None
+        res = parse_size(self.query_one("#bk-resolution", Input).value)
         self.epochs = max(num("epochs"), 1)
         return BucketSettings(res, num("min"), num("max"), num("step"),
                               self.query_one("#bk-no-upscale", Checkbox).value,

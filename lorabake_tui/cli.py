@@ -15,7 +15,8 @@ from . import __version__
 from .cli_progress import progress_printer
 from .core.errors import LorabakeError
 
-SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "config", "undo", "redo", "demo")
+SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "config", "train", "jobs", "undo",
+               "redo", "demo")
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 USAGE = """\
@@ -27,6 +28,10 @@ lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove
 lorabake images DIR ACTION ...     image tools: convert pad resize upscale dupes lowres
 lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K] [--json]
 lorabake config presets | new DIR | check FILE | export FILE --to kohya|easy OUT | import FILE
+lorabake train CONFIG [--run-dir D] | --resume RUN_DIR [--detach]
+                                   train a LoRA (foreground; --detach: as a job)
+lorabake jobs [ACTION ...]         training jobs, detached and queued: list start stop resume
+                                   remove move log attach follow
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it"""
@@ -114,10 +119,18 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_config import main as config_main
 
             return config_main(argv[1:])
+        if argv and argv[0] == "train":
+            from .cli_train import main as train_main
+
+            return train_main(argv[1:])
         if argv and argv[0] == "buckets":
             from .cli_buckets import main as buckets_main
 
             return buckets_main(argv[1:])
+        if argv and argv[0] == "jobs":
+            from .cli_jobs import main as jobs_main
+
+            return jobs_main(argv[1:])
         if argv and argv[0] in SUBCOMMANDS:
             cmd = argv[0]
             args = build_command_parser(cmd).parse_args(argv[1:])

@@ -89,16 +89,22 @@ def check(args) -> int:
     from .core.config_file import load_config
     from .core.dataset import scan_dataset
 
+    from .core.config_check import resolve_path
+
     doc = load_config(args.file)
+    base = Path(args.file).parent
     dataset = None
     train = doc.value("data.train_dir")
-    if train and Path(train).is_dir():
+    if train and resolve_path(train, base).is_dir():
+        reg = doc.value("data.reg_dir")
         try:
-            dataset = scan_dataset(train, doc.value("data.reg_dir") or None,
+            dataset = scan_dataset(resolve_path(train, base),
+                                   resolve_path(reg, base) if reg else None,
                                    caption_ext=doc.value("data.caption_extension"))
         except LorabakeError:
             dataset = None
-    findings = check_config(doc, dataset=dataset, check_paths=not args.no_paths)
+    findings = check_config(doc, dataset=dataset, check_paths=not args.no_paths, base_dir=base,
+                            for_trainer=True)
     errors = [f for f in findings if f.severity == "error"]
     if args.json:
         print(json.dumps({"errors": [f.to_json() for f in errors],

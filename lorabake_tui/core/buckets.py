@@ -246,15 +246,26 @@ def bucket_histogram(report: BucketReport) -> list[tuple[tuple[int, int], int, i
     return [(k, len(v), report.samples(k)) for k, v in sorted(report.buckets.items())]
 
 
-def dataset_items(dataset, *, include_reg: bool = True
-                  ) -> tuple[list[tuple[str, tuple[int, int], int]], list[str]]:
-    """What kohya would bucket from a scanned dataset: (key, size, repeats) per image, plus
-    the images it would not see (skipped folders, unreadable or unsupported files)."""
+@dataclass(frozen=True, slots=True)
+class TrainEntry:
+    """One image as kohya would train it: its concept folder and effective repeats (reg
+    images get the repeats kohya's matching to the training count gives them)."""
+
+    key: str  # "folder/name", relative to its root
+    concept: object  # core.dataset.Concept
+    image: object  # core.dataset.ImageItem
+    repeats: int
+
+
+def training_entries(dataset, *, include_reg: bool = True
+                     ) -> tuple[list[TrainEntry], list[str]]:
+    """The images kohya would train from a scanned dataset, plus the ones it would not see
+    (skipped folders, unreadable or unsupported files) with the reason."""
     from .media import KOHYA_IMAGE_EXTS
 
-    items: list[tuple[str, tuple[int, int], int]] = []
+    items: list[TrainEntry] = []
     left_out: list[str] = []
-    reg: list[tuple[str, tuple[int, int], int]] = []
+    reg: list[TrainEntry] = []
     for c in dataset.concepts:
         for im in c.images:
             key = f"{c.folder}/{im.name}"
@@ -265,9 +276,18 @@ def dataset_items(dataset, *, include_reg: bool = True
             elif not im.readable or im.width is None:
                 left_out.append(f"{key}: unreadable image")
             else:
-                (reg if c.is_reg else items).append((key, (im.width, im.height), c.repeats))
+                (reg if c.is_reg else items).append(TrainEntry(key, c, im, c.repeats))
     if include_reg and reg:
-        train = sum(r for _, _, r in items)
-        per = reg_repeats(train, [r for _, _, r in reg])
-        items += [(k, s, r) for (k, s, _), r in zip(reg, per, strict=True) if r]
+        train = sum(e.repeats for e in items)
+        per = reg_repeats(train, [e.repeats for e in reg])
+        items += [TrainEntry(e.key, e.concept, e.image, r)
+                  for e, r in zip(reg, per, strict=True) if r]
     return items, left_out
+
+
+def dataset_items(dataset, *, include_reg: bool = True
+                  ) -> tuple[list[tuple[str, tuple[int, int], int]], list[str]]:
+    """What kohya would bucket from a scanned dataset: (key, size, repeats) per image, plus
+    the images it would not see."""
+    entries, left_out = training_entries(dataset, include_reg=include_reg)
+    return [(e.key, (e.image.width, e.image.height), e.repeats) for e in entries], left_out

@@ -13,7 +13,15 @@ from typing import Any
 
 from .balance import MAIN_CONCEPT_LIMIT, OPTIMIZER_TARGETS
 from .config_file import ConfigDoc
-from .config_schema import BY_NAME, SECTIONS, SETTINGS, SUBSET_KEYS
+from .config_schema import (
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    BY_NAME,
+    SECTIONS,
+    SETTINGS,
+    SUBSET_KEYS,
+    TRAINABLE_NETWORKS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +49,12 @@ def _type_ok(kind: str, value: Any) -> bool:
     return True
 
 
-def check_config(doc: ConfigDoc, *, dataset=None, check_paths: bool = True) -> list[Finding]:
+def check_config(doc: ConfigDoc, *, dataset=None, check_paths: bool = True,
+                 base_dir: Path | None = None, for_trainer: bool = False) -> list[Finding]:
     """All findings, errors first. `dataset`: a scan of the training folder, for the step
-    checks (optional)."""
+    checks (optional). Relative paths are read against `base_dir` (the config file's folder;
+    None: the working directory). `for_trainer`: what our own trainer cannot do is an error
+    (for an export to kohya it is only a warning)."""
     out: list[Finding] = []
 
     def add(sev: str, key: str, msg: str) -> None:
@@ -53,7 +64,7 @@ def check_config(doc: ConfigDoc, *, dataset=None, check_paths: bool = True) -> l
     _check_values(doc, add)
     if not any(f.severity == "error" and f.key in BY_NAME and "must be" in f.message
                for f in out):
-        _check_rules(doc, add, check_paths)
+        _check_rules(doc, add, check_paths, base_dir, for_trainer)
     if dataset is not None:
         _check_dataset(doc, dataset, add)
     out.sort(key=lambda f: (f.severity != "error", f.line or 0))
@@ -112,9 +123,23 @@ def _check_values(doc: ConfigDoc, add) -> None:
                 "must be at least 1 (kohya skips the folder)")
 
 
-def _check_rules(doc: ConfigDoc, add, check_paths: bool) -> None:
+def resolve_path(value: str, base_dir: Path | None) -> Path:
+    """A path from a config file: `~` expanded, relative ones read against the file's folder."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+def _check_rules(doc: ConfigDoc, add, check_paths: bool, base_dir: Path | None,
+                 for_trainer: bool) -> None:
     v = doc.value
     net, opt = v("network.type"), v("optimizer.type")
+    if net not in TRAINABLE_NETWORKS:
+        add("error" if for_trainer else "warning", "network.type",
+            f"the lorabake trainer cannot train {net} yet (LoRA and LoCon only): export the "
+            "config to kohya (`lorabake config export`) or pick lora or locon")
+    if opt == "AdamW8bit":
+        add("warning", "optimizer.type", "AdamW8bit needs bitsandbytes and an NVIDIA GPU; "
+            "plain AdamW works everywhere")
     if opt == "Prodigy" and v("optimizer.scale_weight_norms") > 0:
         add("error", "optimizer.scale_weight_norms", "scale weight norms does not work with "
             "Prodigy (the guide: never combine them): set it to 0")
@@ -159,10 +184,14 @@ def _check_rules(doc: ConfigDoc, add, check_paths: bool) -> None:
             p = v(key)
             if not p:
                 add("error", key, f"{key} is empty: set the path")
-            elif not Path(p).exists():
+            elif key == "general.base_model" and p.startswith(BUILTIN_PREFIX):
+                if p not in BUILTIN_MODELS:
+                    add("error", key, f"{key}: unknown built-in model {p} (there is "
+                        f"{', '.join(BUILTIN_MODELS)})")
+            elif not resolve_path(p, base_dir).exists():
                 add("error", key, f"{key}: {p} does not exist")
         reg = v("data.reg_dir")
-        if reg and not Path(reg).is_dir():
+        if reg and not resolve_path(reg, base_dir).is_dir():
             add("error", "data.reg_dir", f"data.reg_dir: {reg} is not a folder")
     for st in SETTINGS:
         if not st.supported and doc.data.get(st.section, {}).get(st.key) not in (None,

@@ -127,3 +127,21 @@ def set_value_in_text(text: str, section: str, key: str, value: Any) -> str:
     out = "\n".join(lines) + "\n"
     parse_config(out)  # never hand back a broken file
     return out
+
+
+def with_absolute_paths(text: str, base_dir: Path) -> str:
+    """`text` with every relative path setting made absolute against `base_dir` (the file's
+    folder), so a copy of the config (a queued snapshot) still points at the same files."""
+    from .config_schema import BUILTIN_PREFIX
+
+    doc = parse_config(text)
+    for st in SETTINGS:
+        if st.type != "path":
+            continue
+        value = doc.data.get(st.section, {}).get(st.key)
+        if not isinstance(value, str) or not value or value.startswith(BUILTIN_PREFIX):
+            continue
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            text = set_value_in_text(text, st.section, st.key, str(Path(base_dir) / p))
+    return text

@@ -68,6 +68,9 @@ def new_config(name: str, dataset) -> dict[str, Any]:
     data["subsets"] = [{"folder": c.folder, "repeats": c.repeats, "is_reg": c.is_reg}
                        for c in dataset.concepts if c.repeats is not None and c.repeats >= 1
                        and c.image_count]
+    # beside the dataset, not in it: a folder without a repeat prefix inside the training
+    # root would show up as a problem on the Concepts screen
+    cfg["saving"]["output_dir"] = str(dataset.root.parent / f"{dataset.root.name}-output")
     if not cfg["saving"].get("output_name"):
         cfg["saving"]["output_name"] = dataset.root.name
     return cfg

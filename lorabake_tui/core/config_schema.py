@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
+TRAINABLE_NETWORKS = ("lora", "locon")  # what our own trainer builds; the rest export to kohya
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("builtin:tiny-sd15",)  # a tiny random SD1.5-shaped model (demo, tests)
 OPTIMIZERS = ("AdamW", "AdamW8bit", "Prodigy", "DAdaptAdam")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts",
               "polynomial", "cosine_annealing_warm_restarts")
@@ -37,7 +40,8 @@ def _s(section, key, type_, default, help_, **kw) -> Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # general
-    _s("general", "base_model", "path", "", "The SD 1.5 checkpoint to train on (.safetensors)."),
+    _s("general", "base_model", "path", "", "The SD 1.5 checkpoint to train on (.safetensors, "
+       "a diffusers folder, or builtin:tiny-sd15 for a quick demo)."),
     _s("general", "clip_skip", "int", 2, "Text-encoder layer to stop at: 2 for anime models, "
        "1 for photo models.", min=1, max=12),
     _s("general", "seed", "int", 42, "Random seed: the same seed repeats a run.", min=0),
@@ -48,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
        choices=(75, 150, 225)),
     _s("general", "epochs", "int", 8, "Passes over the dataset (the guide: 8).", min=1,
        max=1000),
+    _s("general", "max_steps", "int", 0, "Stop after this many steps (0: the epochs decide).",
+       min=0),
     _s("general", "gradient_checkpointing", "bool", False, "Trade speed for memory."),
     _s("general", "attention", "str", "sdpa", "Attention kernel.", choices=("sdpa", "xformers")),
     _s("general", "cache_latents", "str", "disk", "Encode images once: in memory, on disk, or "
@@ -61,6 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
     # data
     _s("data", "train_dir", "path", "", "Training root holding the N_name concept folders."),
     _s("data", "reg_dir", "path", "", "Regularization root (optional)."),
+    _s("data", "prior_loss_weight", "float", 1.0, "Loss weight of regularization images.",
+       min=0, max=10),
     _s("data", "caption_extension", "str", ".txt", "Caption file extension (kohya's own "
        "default is .caption)."),
     _s("data", "shuffle_caption", "bool", True, "Shuffle tags after the kept ones each step."),
@@ -122,7 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
        max=1),
     # buckets
     _s("buckets", "enable", "bool", True, "Aspect-ratio buckets (kohya's default is off)."),
-    _s("buckets", "resolution", "int", 512, "Training resolution.", min=256, max=2048),
+    _s("buckets", "resolution", "int", 512, "Training resolution.", min=64, max=2048),
     _s("buckets", "min", "int", 256, "Smallest bucket side.", min=64),
     _s("buckets", "max", "int", 1024, "Largest bucket side.", min=64),
     _s("buckets", "step", "int", 64, "Bucket side step (a multiple of 64 for SD 1.5).",
@@ -136,6 +144,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("saving", "every_n_epochs", "int", 1, "Save a LoRA every N epochs.", min=1),
     _s("saving", "keep_last", "int", 0, "Keep only the last N epoch files (0: all).", min=0),
     _s("saving", "save_state", "bool", False, "Save optimizer state to resume later."),
+    _s("saving", "state_every_n_steps", "int", 0, "Also save state every N steps (0: only with "
+       "the epoch saves and on stop).", min=0),
     _s("saving", "resume", "path", "", "A saved state to resume from."),
     _s("saving", "comment", "str", "", "Trigger words and notes, stored in the file."),
     _s("saving", "tag_occurrence", "bool", True, "Store tag frequencies in the file."),

@@ -16,7 +16,7 @@ from textual.widgets import Label, Select, Static, TextArea
 
 from ...core.atomic import atomic_write_text
 from ...core.config_check import Finding, check_config
-from ...core.config_file import ConfigDoc, dump_config, parse_config
+from ...core.config_file import ConfigDoc, dump_config, parse_config, with_absolute_paths
 from ...core.config_presets import DEFAULT_PRESET, list_presets, new_config, preset_config
 from ...core.dataset import Dataset
 from ...core.errors import LorabakeError
@@ -132,7 +132,8 @@ class ConfigScreen(StageScreen):
         findings_list = self.query_one("#cfg-findings", VirtualList)
         try:
             self.doc = doc = parse_config(text)
-            findings = check_config(doc, dataset=self.dataset)
+            findings = check_config(doc, dataset=self.dataset, base_dir=self.path.parent,
+                                    for_trainer=True)
         except LorabakeError as exc:
             self.doc = None
             findings = [Finding("error", "toml", _toml_line(str(exc)), str(exc))]
@@ -255,7 +256,8 @@ class ConfigScreen(StageScreen):
         from ...jobs.queue import enqueue
 
         name = str(self.doc.value("saving.output_name")) if self.doc else "run"
-        run = enqueue(self.project.root, self.saved_text, name)
+        run = enqueue(self.project.root,
+                      with_absolute_paths(self.saved_text, self.path.parent), name)
         self.notify(f"queued {run.path.name}; see the Train stage (5)", title="Queued")
 
     def action_form(self) -> None:

@@ -1,0 +1,11 @@
+"""The trainer's exit codes: the one contract jobs and scripts read besides events.jsonl."""
+
+DONE = 0  # finished; the final LoRA is written
+FAILED = 1  # anything else (a bug, a full disk, a missing file found late); see train.log
+CONFIG_ERROR = 2  # the config or the dataset is not usable; nothing was trained
+STOPPED = 3  # SIGTERM/SIGINT: the step finished, state and a LoRA saved; resume continues
+OUT_OF_MEMORY = 4  # the GPU (or host) ran out of memory; lower batch size or resolution
+NON_FINITE_LOSS = 5  # loss became NaN/inf; the last good save is kept
+
+NAMES = {DONE: "done", FAILED: "failed", CONFIG_ERROR: "config error", STOPPED: "stopped",
+         OUT_OF_MEMORY: "out of memory", NON_FINITE_LOSS: "non-finite loss"}

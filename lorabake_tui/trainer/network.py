@@ -1,0 +1,127 @@
+"""The trained network: peft adapters on kohya's module set, and their export.
+
+LoRA covers the 192 UNet modules kohya trains in SD 1.5 (attention projections, feed-forward
+and the transformer blocks' proj_in/proj_out) and the 72 text-encoder modules; LoCon adds the
+resnet convolutions, shortcut and time embedding, and the down/up samplers (278 UNet modules),
+the 3x3 convolutions with their own conv_dim/conv_alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .kohya_format import AdapterScale, to_kohya
+
+ADAPTER = "default"
+UNET_ATTN = (r".*attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn[12]\."
+             r"(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)))")
+UNET_CONV = (r".*(resnets\.\d+\.(conv1|conv2|conv_shortcut|time_emb_proj)"
+             r"|(down|up)samplers\.0\.conv)")
+CONV3X3 = r".*(conv1|conv2|samplers\.0\.conv)"
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+@dataclass(slots=True)
+class Network:
+    kind: str  # lora | locon
+    unet_config: object | None  # peft LoraConfig, None when the UNet is not trained
+    te_config: object | None
+
+    def args(self) -> dict:
+        """ss_network_args, as kohya writes them for networks.lora."""
+        if self.kind == "locon" and self.unet_config is not None:
+            cfg = self.unet_config
+            conv = next(iter(cfg.rank_pattern.values()))
+            alpha = next(iter(cfg.alpha_pattern.values()))
+            return {"conv_dim": str(conv), "conv_alpha": str(alpha)}
+        return {}
+
+
+def lora_configs(kind: str, dim: int, alpha: float, conv_dim: int, conv_alpha: float,
+                 dropout: float, *, unet: bool, text_encoder: bool):
+    from peft import LoraConfig
+
+    if kind not in ("lora", "locon"):
+        raise ValueError(f"network {kind} is not built by this trainer")
+    unet_cfg = te_cfg = None
+    if unet:
+        if kind == "locon":
+            cdim = conv_dim or dim
+            calpha = conv_alpha or alpha
+            unet_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
+                                  target_modules=f"({UNET_ATTN}|{UNET_CONV})",
+                                  rank_pattern={CONV3X3: cdim}, alpha_pattern={CONV3X3: calpha},
+                                  init_lora_weights=True)
+        else:
+            unet_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
+                                  target_modules=UNET_ATTN, init_lora_weights=True)
+    if text_encoder:
+        te_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
+                            target_modules=TE_TARGETS, init_lora_weights=True)
+    return Network(kind, unet_cfg, te_cfg)
+
+
+def attach(network: Network, unet, text_encoder) -> None:
+    """Inject the adapters in place (the frozen weights stay as they are)."""
+    from peft import inject_adapter_in_model
+
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    if network.unet_config is not None:
+        inject_adapter_in_model(network.unet_config, unet, adapter_name=ADAPTER)
+    if network.te_config is not None:
+        inject_adapter_in_model(network.te_config, text_encoder, adapter_name=ADAPTER)
+    for model in (unet, text_encoder):
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+                p.data = p.data.float()  # trained in fp32 even when the base is fp16/bf16
+
+
+def trainable(model) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if "lora_" in n]
+
+
+def lora_modules(model):
+    """(name, module) for each module carrying our adapter."""
+    for name, m in model.named_modules():
+        if hasattr(m, "lora_A") and ADAPTER in getattr(m, "lora_A", {}):
+            yield name, m
+
+
+def norm_pairs(*models):
+    """(up, down, scale) per adapted module, for scale weight norms."""
+    for model in models:
+        if model is None:
+            continue
+        for _, m in lora_modules(model):
+            yield m.lora_B[ADAPTER].weight, m.lora_A[ADAPTER].weight, m.scaling[ADAPTER]
+
+
+def adapter_state(model) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(model, adapter_name=ADAPTER)
+
+
+def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"saved adapter does not fit the model: {unexpected[:3]}")
+
+
+def kohya_state(network: Network, unet, text_encoder, dtype) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    if network.unet_config is not None:
+        out.update(to_kohya(adapter_state(unet), AdapterScale.from_peft(network.unet_config),
+                            text_encoder=False, dtype=dtype))
+    if network.te_config is not None:
+        out.update(to_kohya(adapter_state(text_encoder),
+                            AdapterScale.from_peft(network.te_config), text_encoder=True,
+                            dtype=dtype))
+    return out

@@ -1,0 +1,79 @@
+"""Optimizers and learning-rate schedules named in the config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..core.errors import LorabakeError
+
+
+def param_groups(unet_params, te_params, *, lr: float, unet_lr: float, te_lr: float):
+    """One group per trained model, each with its own rate (0 means the optimizer's)."""
+    groups = []
+    if unet_params:
+        groups.append({"params": unet_params, "lr": unet_lr or lr, "name": "unet"})
+    if te_params:
+        groups.append({"params": te_params, "lr": te_lr or lr, "name": "text_encoder"})
+    return groups
+
+
+def build_optimizer(kind: str, groups, *, lr: float, weight_decay: float, betas,
+                    d_coef: float, decouple: bool, use_bias_correction: bool,
+                    safeguard_warmup: bool, device: torch.device):
+    betas = tuple(float(b) for b in betas)
+    if kind == "AdamW":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    if kind == "AdamW8bit":
+        if device.type != "cuda":
+            raise LorabakeError("AdamW8bit needs an NVIDIA GPU (bitsandbytes)",
+                                "use optimizer.type = \"AdamW\"")
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise LorabakeError("AdamW8bit needs the bitsandbytes package",
+                                "pip install bitsandbytes, or use AdamW") from None
+        return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    if kind == "Prodigy":
+        try:
+            from prodigyopt import Prodigy
+        except ImportError:
+            raise LorabakeError("Prodigy needs the prodigyopt package",
+                                "pip install prodigyopt") from None
+        return Prodigy(groups, lr=lr, betas=betas, weight_decay=weight_decay,
+                       decouple=decouple, use_bias_correction=use_bias_correction,
+                       safeguard_warmup=safeguard_warmup, d_coef=d_coef)
+    if kind == "DAdaptAdam":
+        try:
+            from dadaptation import DAdaptAdam
+        except ImportError:
+            raise LorabakeError("DAdaptAdam needs the dadaptation package",
+                                "pip install dadaptation") from None
+        return DAdaptAdam(groups, lr=lr, betas=betas, weight_decay=weight_decay,
+                          decouple=decouple)
+    raise LorabakeError(f"unknown optimizer {kind}")
+
+
+def build_scheduler(kind: str, optimizer, *, total_steps: int, warmup_steps: int,
+                    cycles: int):
+    """`total_steps` counts scheduler steps (optimizer steps; under DDP accelerate steps the
+    prepared scheduler once per process, so the caller multiplies by the process count)."""
+    if kind == "cosine_annealing_warm_restarts":
+        t0 = max(1, math.ceil(total_steps / max(1, cycles)))
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=t0)
+    from diffusers.optimization import get_scheduler
+
+    if kind == "constant" and warmup_steps:
+        kind = "constant_with_warmup"
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps,
+                         num_training_steps=total_steps, num_cycles=cycles)
+
+
+def current_lrs(optimizer) -> list[float]:
+    """The effective rate per group: for Prodigy/DAdapt that is d * lr."""
+    out = []
+    for g in optimizer.param_groups:
+        d = g.get("d")
+        out.append(float(g["lr"]) * float(d) if d is not None else float(g["lr"]))
+    return out

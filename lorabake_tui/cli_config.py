@@ -85,11 +85,9 @@ def main(argv: list[str]) -> int:
 
 
 def check(args) -> int:
-    from .core.config_check import check_config
+    from .core.config_check import check_config, resolve_path
     from .core.config_file import load_config
     from .core.dataset import scan_dataset
-
-    from .core.config_check import resolve_path
 
     doc = load_config(args.file)
     base = Path(args.file).parent

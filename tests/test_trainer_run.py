@@ -4,8 +4,8 @@ in diffusers and reproduces the trained model, metadata, events, resume, stop, N
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 
 import pytest
 
@@ -38,7 +38,7 @@ def read_lora(path):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118
 
 
 def trained_model(run_dir, cfg_path):
@@ -245,3 +245,51 @@ def test_lorabake_train_cli_runs_the_trainer(tmp_path):
     cfg = write_config(tmp_path, general__max_steps=1)
     assert cli_main(["train", str(cfg), "--run-dir", str(tmp_path / "out" / "r")]) == 0
     assert (tmp_path / "out" / "r" / "tiny.safetensors").is_file()
+
+
+def test_out_of_memory_exits_4_with_advice(tmp_path, monkeypatch):
+    make_dataset(tmp_path, images=2)
+    monkeypatch.setenv("LORABAKE_TEST_OOM_AT_STEP", "1")
+    run_dir = tmp_path / "out" / "r"
+    assert run(write_config(tmp_path), run_dir) == exit_codes.OUT_OF_MEMORY
+    end = events(run_dir)[-1]
+    assert end["status"] == "failed" and "batch size" in end["message"]
+
+
+def test_sample_images_every_epoch(tmp_path):
+    make_dataset(tmp_path, images=1, repeats=2)
+    cfg = write_config(tmp_path, general__epochs=1, sampling__every_n_epochs=1,
+                       sampling__steps=2, sampling__prompts=["mychar, smile --w 64 --h 64"])
+    run_dir = tmp_path / "out" / "r"
+    assert run(cfg, run_dir) == exit_codes.DONE
+    sample = next(e for e in events(run_dir) if e["type"] == "sample")
+    from PIL import Image
+
+    [path] = sample["paths"]
+    assert Image.open(path).size == (64, 64)
+
+
+def test_two_process_cpu_ddp_gives_identical_weights(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    make_dataset(tmp_path, images=4)
+    cfg = write_config(tmp_path, general__max_steps=3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1",
+               LORABAKE_TEST_RANK_CHECKSUMS="1")
+    run_dir = tmp_path / "out" / "r"
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
+    proc = subprocess.run([*accelerate, "--multi_gpu", "--num_processes", "2",
+                           "--main_process_port", str(port), "-m", "lorabake_tui.trainer",
+                           str(cfg), "--run-dir", str(run_dir)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = [(run_dir / f"rank{r}.sha256").read_text() for r in (0, 1)]
+    assert sums[0] == sums[1]
+    start = events(run_dir)[0]
+    assert start["processes"] == 2 and start["batches_per_epoch"] == 2
+    assert [e["type"] for e in events(run_dir)].count("start") == 1  # only rank 0 writes

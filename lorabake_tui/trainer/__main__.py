@@ -46,9 +46,10 @@ def _same_on_all_ranks(path: Path) -> Path:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return path
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
+    from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
-    PartialState()
+    # the same device choice the Accelerator makes later (CPU runs under ACCELERATE_USE_CPU)
+    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     box = [str(path)]
     broadcast_object_list(box, from_process=0)
     return Path(box[0])
@@ -92,7 +93,8 @@ def _main(args, previous: dict) -> int:
             run_dir = Path(args.run_dir) if args.run_dir else _new_run_dir(cfg)
             run_dir = _same_on_all_ranks(run_dir.resolve())
             rank0 = int(os.environ.get("RANK", "0")) == 0
-            if (run_dir / "events.jsonl").exists():
+            # only the main process checks: the others would see its fresh events.jsonl
+            if rank0 and (run_dir / "events.jsonl").exists():
                 raise LorabakeError(f"{run_dir} already holds a run",
                                     f"continue it with --resume {run_dir}, or pick another "
                                     "--run-dir")

@@ -100,6 +100,7 @@ class Trainer:
         # test hooks (documented in the README): they drive the real code paths
         self._nan_at = int(os.environ.get("LORABAKE_TEST_NAN_AT_STEP", "0") or 0)
         self._term_at = int(os.environ.get("LORABAKE_TEST_SIGTERM_AT_STEP", "0") or 0)
+        self._oom_at = int(os.environ.get("LORABAKE_TEST_OOM_AT_STEP", "0") or 0)
 
     # ---- set-up ------------------------------------------------------------------------
     def _accelerator(self):
@@ -343,6 +344,8 @@ class Trainer:
                                                v_prediction=prediction == "v_prediction"
                                                ).to(per.device)
                 loss = per.mean()
+                if self._oom_at and step + 1 == self._oom_at:
+                    raise torch.OutOfMemoryError("injected by LORABAKE_TEST_OOM_AT_STEP")
                 if self._nan_at and step + 1 == self._nan_at:
                     loss = loss * float("nan")
                 bad = not torch.isfinite(loss.detach()).item()

@@ -27,12 +27,13 @@ def tokenize(tokenizer, captions: list[str], max_token_length: int) -> torch.Ten
 def encode(text_encoder, ids: torch.Tensor, clip_skip: int) -> torch.Tensor:
     """States for the UNet: (batch, 77) for 75 tokens, (batch, 2 + 75 * chunks) above."""
     b, n, length = ids.shape
-    flat = ids.reshape(b * n, length).to(text_encoder.device)
+    core = getattr(text_encoder, "module", text_encoder)  # under DDP: the wrapped model
+    flat = ids.reshape(b * n, length).to(core.device)
     if clip_skip <= 1:
         states = text_encoder(flat).last_hidden_state
     else:
         out = text_encoder(flat, output_hidden_states=True)
-        inner = getattr(text_encoder, "text_model", text_encoder)
+        inner = getattr(core, "text_model", core)
         states = inner.final_layer_norm(out.hidden_states[-clip_skip])
     states = states.reshape(b, n * length, -1)
     if n == 1:

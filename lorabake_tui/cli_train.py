@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
         from .cli_jobs import main as jobs_main
 
         if args.resume:
-            return jobs_main(["resume-dir", args.resume])
+            build_parser().error("a detached resume is `lorabake jobs resume ID` "
+                                 "(`lorabake jobs list` shows the id)")
         if not args.config:
             build_parser().error("give a CONFIG")
         extra = ["--gpus", args.gpus] if args.gpus else []

@@ -9,7 +9,9 @@ from typing import Any
 NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
 TRAINABLE_NETWORKS = ("lora", "locon")  # what our own trainer builds; the rest export to kohya
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("builtin:tiny-sd15",)  # a tiny random SD1.5-shaped model (demo, tests)
+# tiny-sd15: a tiny random SD1.5-shaped model (demo, tests); sd15-random: the full SD1.5
+# architecture with random weights (benchmarks)
+BUILTIN_MODELS = ("builtin:tiny-sd15", "builtin:sd15-random")
 OPTIMIZERS = ("AdamW", "AdamW8bit", "Prodigy", "DAdaptAdam")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts",
               "polynomial", "cosine_annealing_warm_restarts")

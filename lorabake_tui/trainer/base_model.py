@@ -31,6 +31,7 @@ from lorabake_tui.core.errors import LorabakeError
 from lorabake_tui.trainer.metadata import autov2_hash, legacy_hash
 
 BUILTIN_PREFIX = "builtin:"
+BUILTIN_RANDOM_SD15 = "builtin:sd15-random"
 BUILTIN_TINY = "builtin:tiny-sd15"
 # bump when the tiny model's architecture or seed changes: cached latents key on it
 BUILTIN_TINY_VERSION = "builtin-tiny-sd15-v1"
@@ -98,6 +99,8 @@ def load_base_model(spec: str, *, dtype: torch.dtype = torch.float32,
     """`builtin:tiny-sd15`, a diffusers folder, or a single-file .safetensors/.ckpt."""
     spec = str(spec).strip()
     if spec.startswith(BUILTIN_PREFIX):
+        if spec == BUILTIN_RANDOM_SD15:
+            return _builtin_random_sd15(dtype)
         if spec != BUILTIN_TINY:
             raise BaseModelError(f"unknown built-in base model {spec!r}",
                                  f"set general.base_model to {BUILTIN_TINY} or to a checkpoint "
@@ -134,6 +137,25 @@ def _builtin_tiny(dtype: torch.dtype) -> BaseModel:
     return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=shipped_tokenizer(),
                      noise_scheduler=DDPMScheduler(**SD15_NOISE_SCHEDULER), name=BUILTIN_TINY,
                      autov2=None, legacy_hash=None, vae_id=_builtin_vae_id(dtype))
+
+
+def _builtin_random_sd15(dtype: torch.dtype) -> BaseModel:
+    """SD1.5's full architecture with random weights (from the shipped configs): for speed
+    and memory benchmarks on a GPU without downloading a checkpoint. It learns nothing."""
+    cfg = sd15_config_dir()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(_BUILTIN_SEED)
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg / "text_encoder"))
+    with _quiet_cast():
+        for m in (unet, vae, text_encoder):
+            m.to(dtype).eval()
+    return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=shipped_tokenizer(),
+                     noise_scheduler=DDPMScheduler(**SD15_NOISE_SCHEDULER),
+                     name=BUILTIN_RANDOM_SD15, autov2=None, legacy_hash=None,
+                     vae_id=f"{BUILTIN_RANDOM_SD15}-v1-{str(dtype).removeprefix('torch.')}")
 
 
 def _builtin_vae_id(dtype: torch.dtype) -> str:

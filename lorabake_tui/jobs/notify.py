@@ -1,0 +1,118 @@
+"""Words for the user about a job: the notice when it ends (the UI rings the bell with it)
+and the one-line progress summary of a running one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .registry import ACTIVE, FINISHED, Job
+from .tail import JobHistory, last_event, last_lora_save
+
+SEVERITY = {"done": "information", "stopped": "warning", "failed": "error",
+            "crashed": "error"}
+
+
+def duration(seconds: float | None) -> str:
+    """'1h 12m', '7m 40s', '12s'."""
+    if seconds is None or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{h}h {m:02d}m"
+    if m:
+        return f"{m}m {sec:02d}s"
+    return f"{sec}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    title: str
+    message: str
+    severity: str  # Textual's notify severities: information, warning, error
+
+
+def finish_notice(job: Job) -> Notice:
+    """What to tell the user when `job` has ended."""
+    took = duration((job.ended or time.time()) - job.started) if job.started else "?"
+    first, *rest = (job.last_message or job.status).splitlines() or [job.status]
+    if job.status == "done":
+        save = last_lora_save(job.events_path) if job.kind == "lorabake" else None
+        where = f": {save['path']}" if save and save.get("path") else ""
+        message = f"finished in {took}{where}"
+    elif job.status == "stopped":
+        step = last_event(job.events_path, "step") if job.kind == "lorabake" else None
+        at = f" at step {step['step']}/{step.get('total_steps', '?')}" if step else ""
+        message = f"stopped{at} after {took}; resume: lorabake jobs resume {job.id}"
+    else:
+        tail = f" ({rest[-1].strip()})" if rest and rest[-1].strip() else ""
+        message = f"{first}{tail} after {took}"
+        if job.kind == "lorabake" and job.has_state:
+            message += f"; resume: lorabake jobs resume {job.id}"
+    return Notice(f"{job.name or job.id} {job.status}", f"{job.id} {message}",
+                  SEVERITY.get(job.status, "information"))
+
+
+def finish_message(job: Job) -> str:
+    n = finish_notice(job)
+    return f"{n.title}: {n.message}"
+
+
+class FinishWatcher:
+    """Feed it the job list on every poll; it returns the jobs that ended since the last
+    call (ones it saw queued or running before), so each gets one notice."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._seen = {j.id: j.status for j in jobs}
+
+    def update(self, jobs: Iterable[Job]) -> list[Job]:
+        ended = []
+        seen = {}
+        for job in jobs:
+            before = self._seen.get(job.id)
+            if job.status in FINISHED and before is not None and before not in FINISHED:
+                ended.append(job)
+            seen[job.id] = job.status
+        self._seen = seen
+        return ended
+
+
+def _fmt(v, spec: str) -> str | None:
+    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def progress_line(job: Job, history: JobHistory | None = None) -> str:
+    """`j-0003 running  step 120/1000 (12%)  epoch 2/8  loss 0.0812  ...  ETA 7m 40s`."""
+    parts = [f"{job.id} {job.status}"]
+    step = history.last_step if history is not None else None
+    if step and job.status in ACTIVE and not history.steps_since_start:
+        # (re)started and no step yet: the last step shown would be the previous attempt's
+        parts.append(f"starting (resumes after step {step.get('step')})")
+    elif step:
+        n, total = step.get("step"), step.get("total_steps")
+        pct = f" ({100 * n / total:.0f}%)" if isinstance(n, int) and total else ""
+        parts.append(f"step {n}/{total or '?'}{pct}")
+        epoch = (history.latest.get("epoch") or {}).get("epochs") or \
+            (history.latest.get("start") or {}).get("epochs")
+        if step.get("epoch") is not None:
+            parts.append(f"epoch {step['epoch']}" + (f"/{epoch}" if epoch else ""))
+        for key, label, spec in (("loss", "loss", ".4f"), ("avg_loss", "avg", ".4f")):
+            if (text := _fmt(step.get(key), spec)) is not None:
+                parts.append(f"{label} {text}")
+        lr = step.get("lr")
+        if isinstance(lr, list) and lr:
+            parts.append("lr " + "/".join(_fmt(x, ".1e") or "?" for x in lr))
+        if (text := _fmt(step.get("it_per_s"), ".2f")) is not None:
+            parts.append(f"{text} it/s")
+        if step.get("vram_gb") is not None and (text := _fmt(step["vram_gb"], ".1f")):
+            parts.append(f"VRAM {text} GB")
+        if job.status in ACTIVE and isinstance(step.get("eta_s"), (int, float)):
+            parts.append(f"ETA {duration(step['eta_s'])}")
+    elif job.status in ACTIVE:
+        parts.append("starting")
+    if history is not None and history.latest.get("warning") and job.status in ACTIVE:
+        parts.append(f"warning: {history.latest['warning'].get('message', '')}"[:80])
+    return "  ".join(parts)

@@ -1,0 +1,457 @@
+"""The job registry: one SQLite file in the user's state dir that the UI, the CLI, the
+supervisor and every job's runner read and write at the same time.
+
+WAL mode lets readers go on while one process writes; every write is one short
+`BEGIN IMMEDIATE` transaction and waits (busy timeout) rather than failing when another
+process holds the lock. The database only records what the processes report: `reconcile()`
+checks it against the process table, so a job never stays "running" after its process died
+(the stale-pid complaint about other tools' job databases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import LorabakeError
+from ..trainer import exit_codes
+from .paths import db_path, ensure_state_dir
+from .procs import is_alive, signal_name
+from .tail import EVENTS_NAME, last_event, last_lora_save, tail_lines
+
+STATUSES = ("queued", "running", "stopping", "done", "stopped", "failed", "crashed")
+ACTIVE = ("running", "stopping")
+FINISHED = ("done", "stopped", "failed", "crashed")
+RESUMABLE = ("stopped", "failed", "crashed")
+KINDS = ("lorabake", "kohya")
+EXIT_CODE_FILE = "exit_code"
+RUNNER_PREFIX = "[lorabake runner"  # the runner's own lines in stdout.log
+# a job is marked running before its runner exists; give the spawn this long to report a pid
+START_GRACE_S = 60.0
+BUSY_TIMEOUT_S = 15.0
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL DEFAULT 'lorabake',
+    name TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    run_dir TEXT NOT NULL DEFAULT '',
+    log_path TEXT,
+    workdir TEXT,
+    command TEXT,
+    gpus TEXT NOT NULL DEFAULT '',
+    position INTEGER,
+    resume INTEGER NOT NULL DEFAULT 0,
+    resume_of TEXT,
+    pid INTEGER,
+    pid_ctime REAL,
+    pgid INTEGER,
+    child_pid INTEGER,
+    child_ctime REAL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    stop_requested REAL,
+    exit_code INTEGER,
+    last_message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row. Times are unix seconds. `pid`/`pid_ctime`/`pgid` are the runner's (the
+    wrapper that waits for the trainer); `child_pid`/`child_ctime` the trainer's."""
+
+    seq: int
+    id: str
+    kind: str
+    name: str
+    status: str
+    config: str  # the immutable snapshot the trainer reads
+    source: str  # the config file the user submitted (for display)
+    run_dir: str
+    log_path: str | None  # kohya: the followed console log
+    workdir: str | None
+    command: list[str] | None  # the trainer's argv before CONFIG/--resume
+    gpus: str
+    position: int | None
+    resume: bool
+    resume_of: str | None
+    pid: int | None
+    pid_ctime: float | None
+    pgid: int | None
+    child_pid: int | None
+    child_ctime: float | None
+    created: float
+    started: float | None
+    ended: float | None
+    stop_requested: float | None
+    exit_code: int | None
+    last_message: str
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def events_path(self) -> Path:
+        return Path(self.run_dir) / EVENTS_NAME
+
+    @property
+    def has_state(self) -> bool:
+        state = Path(self.run_dir) / "state"
+        return state.is_dir() and any(state.iterdir())
+
+    def log_file(self, prefer: str = "train.log") -> Path | None:
+        """What `jobs log` shows: the followed log (kohya), else train.log, else stdout.log."""
+        if self.kind == "kohya" and self.log_path:
+            return Path(self.log_path)
+        for name in (prefer, "train.log", "stdout.log"):
+            p = Path(self.run_dir) / name
+            if p.exists():
+                return p
+        return None
+
+
+_COLUMNS = tuple(f.name for f in fields(Job))
+_WRITABLE = frozenset(_COLUMNS) - {"seq", "id"}
+_REF = re.compile(r"^(?:j-?)?0*(\d+)$", re.IGNORECASE)
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    data = {k: row[k] for k in _COLUMNS}
+    data["command"] = json.loads(data["command"]) if data["command"] else None
+    data["resume"] = bool(data["resume"])
+    return Job(**data)
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field == "command" and value is not None:
+        return json.dumps(list(value))
+    if field == "resume":
+        return int(bool(value))
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ---- exit codes -> statuses ----------------------------------------------------------------
+
+def status_for_exit(code: int) -> str:
+    if code == exit_codes.DONE:
+        return "done"
+    if code == exit_codes.STOPPED:
+        return "stopped"
+    if code < 0:
+        return "crashed"  # killed by a signal (the OOM killer, kill -9)
+    return "failed"
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal_name(code)}"
+    return f"exit {code} ({exit_codes.NAMES.get(code, 'failed')})"
+
+
+def read_exit_code(run_dir: Path | str) -> int | None:
+    try:
+        return int(Path(run_dir, EXIT_CODE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def last_output(run_dir: Path | str, n: int = 8) -> list[str]:
+    """The last lines the run wrote, from whichever log it wrote last: stdout.log holds a
+    traceback, train.log the progress before a kill."""
+    logs = []
+    for name in ("stdout.log", "train.log"):
+        with contextlib.suppress(OSError):
+            logs.append((os.stat(Path(run_dir) / name).st_mtime, name))
+    for _, name in sorted(logs, reverse=True):
+        lines = [ln for ln in tail_lines(Path(run_dir) / name, n + 4)
+                 if not ln.startswith(RUNNER_PREFIX)][-n:]
+        if lines:
+            return lines
+    return []
+
+
+def finish_fields(job: Job, code: int | None, *, now: float | None = None) -> dict[str, Any]:
+    """The row update for a job whose process ended with `code` (None: nobody recorded it)."""
+    now = time.time() if now is None else now
+    run_dir = Path(job.run_dir)
+    end = last_event(run_dir / EVENTS_NAME, "end")
+    if end is not None and job.started and end.get("t", 0) < job.started - 1:
+        end = None  # from an earlier attempt in the same run dir
+    if code is None:
+        if end is not None and end.get("status") in ("done", "stopped", "failed"):
+            # the runner is gone, but the trainer said how it ended
+            status = end["status"]
+            msg = end.get("message") or status
+            return {"status": status, "ended": now, "last_message": f"{msg} (no exit code "
+                    "recorded: the runner was killed)"}
+        lines = last_output(run_dir)
+        msg = "crashed: the process is gone and no exit code was recorded (killed, or the " \
+              "machine rebooted)"
+        return {"status": "crashed", "ended": now,
+                "last_message": "\n".join([msg, *lines])}
+    status = status_for_exit(code)
+    if job.stop_requested and code == -signal.SIGTERM:
+        # asked to stop while the trainer was still starting (before its handler was set)
+        return {"status": "stopped", "exit_code": code, "ended": now,
+                "last_message": "stopped during start-up, before anything was saved"}
+    if status == "done":
+        save = last_lora_save(run_dir / EVENTS_NAME)
+        msg = f"done: {save['path']}" if save and save.get("path") else "done"
+    elif status == "stopped":
+        step = last_event(run_dir / EVENTS_NAME, "step")
+        where = f" at step {step['step']}/{step.get('total_steps', '?')}" if step else ""
+        msg = f"stopped{where}; state saved, resume with `lorabake jobs resume {job.id}`"
+    else:
+        err = last_event(run_dir / EVENTS_NAME, "error")
+        if err is not None and job.started and err.get("t", 0) < job.started - 1:
+            err = None
+        detail = [str(err.get("message", ""))] if err else last_output(run_dir)
+        msg = "\n".join([f"{status}: {describe_exit(code)}", *detail])
+    return {"status": status, "exit_code": code, "ended": now, "last_message": msg}
+
+
+# ---- the registry --------------------------------------------------------------------------
+
+class Registry:
+    """A connection to jobs.sqlite. Safe to share between threads of one process (one lock);
+    every process opens its own. `reconcile=True` (the default, for the UI and the CLI)
+    checks running jobs against the process table on open."""
+
+    def __init__(self, path: Path | str | None = None, *, reconcile: bool = True) -> None:
+        if path is None:
+            path = db_path(ensure_state_dir())
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.RLock()
+        # isolation_level=None: no implicit transactions; writes use BEGIN IMMEDIATE below
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._setup()
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise LorabakeError(f"job registry {self.path}: {exc}",
+                                "another lorabake process holds it; try again") from None
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LorabakeError(f"job registry {self.path} is damaged: {exc}",
+                                "move it aside; an empty one is made next time") from None
+        if reconcile:
+            self.reconcile()
+
+    def _setup(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA journal_mode = WAL")  # not on every filesystem (NFS)
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so two processes never both read-then-write
+        (the other waits up to the busy timeout)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ---- reading ---------------------------------------------------------------------------
+    def jobs(self, *, statuses: Iterable[str] | None = None,
+             kinds: Iterable[str] | None = None) -> list[Job]:
+        """Jobs, oldest first."""
+        sql, args = "SELECT * FROM jobs", []
+        where = []
+        if statuses is not None:
+            st = list(statuses)
+            where.append(f"status IN ({','.join('?' * len(st))})")
+            args += st
+        if kinds is not None:
+            ks = list(kinds)
+            where.append(f"kind IN ({','.join('?' * len(ks))})")
+            args += ks
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def queue(self) -> list[Job]:
+        """Queued jobs in the order they will start (lanes permitting)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' "
+                                    "ORDER BY position, seq").fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def find(self, ref: str) -> Job | None:
+        """By id (`j-0012`), or by its number (`12`, `j12`)."""
+        ref = str(ref).strip()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (ref,)).fetchone()
+            if row is None and (m := _REF.match(ref)):
+                row = self._db.execute("SELECT * FROM jobs WHERE seq = ?",
+                                       (int(m.group(1)),)).fetchone()
+        return _row_to_job(row) if row is not None else None
+
+    def get(self, ref: str) -> Job:
+        job = self.find(ref)
+        if job is None:
+            raise LorabakeError(f"no job {ref!r}", "see `lorabake jobs list` for the ids")
+        return job
+
+    # ---- writing ---------------------------------------------------------------------------
+    def add(self, **values: Any) -> Job:
+        """A new job; `status` is required. Queued jobs go to the end of the queue."""
+        bad = set(values) - _WRITABLE
+        if bad:
+            raise ValueError(f"unknown job fields: {sorted(bad)}")
+        if values.get("status") not in STATUSES:
+            raise ValueError(f"bad status {values.get('status')!r}")
+        values.setdefault("created", time.time())
+        with self.transaction() as db:
+            if values["status"] == "queued" and values.get("position") is None:
+                values["position"] = db.execute(
+                    "SELECT COALESCE(MAX(position), 0) + 1 FROM jobs WHERE status = 'queued'"
+                ).fetchone()[0]
+            cols = ["id", *values]
+            # the id comes from the row number, which only exists once the row does
+            cur = db.execute(
+                f"INSERT INTO jobs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                [f"tmp-{os.getpid()}-{time.monotonic_ns()}",
+                 *(_encode(k, v) for k, v in values.items())])
+            seq = cur.lastrowid
+            db.execute("UPDATE jobs SET id = ? WHERE seq = ?", (f"j-{seq:04d}", seq))
+        return self.get(f"j-{seq:04d}")
+
+    def update(self, job_id: str, **values: Any) -> None:
+        self.transition(job_id, None, **values)
+
+    def transition(self, job_id: str, from_statuses: Iterable[str] | None,
+                   **values: Any) -> bool:
+        """Set `values` on the job if its status is one of `from_statuses` (None: any);
+        False when it was not (another process got there first)."""
+        bad = set(values) - _WRITABLE
+        if bad:
+            raise ValueError(f"unknown job fields: {sorted(bad)}")
+        if "status" in values and values["status"] not in STATUSES:
+            raise ValueError(f"bad status {values['status']!r}")
+        if not values:
+            return True
+        sets = ", ".join(f"{k} = ?" for k in values)
+        args: list[Any] = [_encode(k, v) for k, v in values.items()] + [job_id]
+        sql = f"UPDATE jobs SET {sets} WHERE id = ?"
+        if from_statuses is not None:
+            st = list(from_statuses)
+            sql += f" AND status IN ({','.join('?' * len(st))})"
+            args += st
+        with self.transaction() as db:
+            return db.execute(sql, args).rowcount > 0
+
+    def delete(self, job_id: str, *, only_statuses: Iterable[str] | None = None) -> bool:
+        sql, args = "DELETE FROM jobs WHERE id = ?", [job_id]
+        if only_statuses is not None:
+            st = list(only_statuses)
+            sql += f" AND status IN ({','.join('?' * len(st))})"
+            args += st
+        with self.transaction() as db:
+            return db.execute(sql, args).rowcount > 0
+
+    def move(self, job_id: str, delta: int) -> int:
+        """Move a queued job `delta` places (negative: towards the front); its new index."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' "
+                                            "ORDER BY position, seq")]
+            if job_id not in ids:
+                raise LorabakeError(f"{job_id} is not queued", "only queued jobs can be moved")
+            i = ids.index(job_id)
+            j = max(0, min(len(ids) - 1, i + delta))
+            ids.insert(j, ids.pop(i))
+            db.executemany("UPDATE jobs SET position = ? WHERE id = ?",
+                           [(n + 1, jid) for n, jid in enumerate(ids)])
+        return j
+
+    # ---- the process table -----------------------------------------------------------------
+    def reconcile(self, *, now: float | None = None) -> list[Job]:
+        """Settle every running/stopping job whose process is gone (or whose pid now belongs
+        to another process): the exit code its runner recorded, else what its events say,
+        else `crashed` with its last output. Returns the jobs it changed."""
+        now = time.time() if now is None else now
+        changed = []
+        for job in self.jobs(statuses=ACTIVE):
+            update = self._settle(job, now)
+            if update and self.transition(job.id, ACTIVE, **update):
+                changed.append(self.get(job.id))
+        return changed
+
+    def _settle(self, job: Job, now: float) -> dict[str, Any] | None:
+        if job.kind == "kohya":
+            return _settle_kohya(job, now)
+        if is_alive(job.pid, job.pid_ctime) or is_alive(job.child_pid, job.child_ctime):
+            return None
+        if job.pid is None and job.child_pid is None and \
+                now - (job.started or job.created) < START_GRACE_S:
+            return None  # still being spawned
+        return finish_fields(job, read_exit_code(job.run_dir), now=now)
+
+
+def _settle_kohya(job: Job, now: float) -> dict[str, Any] | None:
+    from .kohya_log import kohya_outcome
+
+    if job.pid and is_alive(job.pid, job.pid_ctime):
+        return None
+    outcome = kohya_outcome(job.log_path) if job.log_path else None
+    if not job.pid:
+        # no process to watch: only the log can say it ended
+        if outcome is None:
+            return None
+        return {"status": outcome, "ended": now, "last_message": f"kohya run {outcome}"}
+    if outcome is None:
+        outcome = "stopped" if job.stop_requested else "crashed"
+    lines = tail_lines(job.log_path, 5) if job.log_path and outcome != "done" else []
+    return {"status": outcome, "ended": now,
+            "last_message": "\n".join([f"kohya run {outcome} (pid {job.pid} ended)", *lines])}

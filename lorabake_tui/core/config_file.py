@@ -19,6 +19,8 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
 
 
+CONFIG_NAME = "training.toml"  # the workbench's config, in <dataset>/.lorabake/
+
 @dataclass(slots=True)
 class ConfigDoc:
     data: dict[str, Any]  # as written in the file (sections -> keys)

@@ -23,5 +23,27 @@ def ensure_demo(root: Path, *, seed: int = 0) -> tuple[Path, bool]:
                             "pick another place with --dir")
     build_demo(root, seed=seed)
     (root / STATE_DIRNAME).mkdir(exist_ok=True)
+    write_demo_config(root)
     atomic_write_text(root / STATE_DIRNAME / MARKER, json.dumps({"seed": seed}))
     return root.resolve(), True
+
+
+def write_demo_config(root: Path) -> Path:
+    """A training config for the demo that runs anywhere: the built-in tiny random model
+    (nothing to download), 128 px, 40 steps, so a newcomer can watch a real run on
+    a CPU (the LoRA it writes is real but learns nothing useful)."""
+    from .config_file import CONFIG_NAME, dump_config
+    from .config_presets import new_config
+    from .dataset import scan_dataset
+
+    cfg = new_config("lora-adamw", scan_dataset(root))
+    cfg["general"].update(base_model="builtin:tiny-sd15", mixed_precision="no", batch_size=2,
+                          max_steps=40, cache_latents="memory", max_token_length=75)
+    cfg["buckets"].update(resolution=128, min=64, max=256, step=64)
+    cfg["network"].update(dim=8, alpha=4)
+    cfg["saving"].update(output_name="demo", comment="trigger: demochar", every_n_epochs=1)
+    path = root.resolve() / STATE_DIRNAME / CONFIG_NAME
+    atomic_write_text(path, "# The demo's config: a tiny random model so the run works on a "
+                      "CPU.\n# For a real LoRA set general.base_model to your SD 1.5 "
+                      "checkpoint.\n" + dump_config(cfg))
+    return path

@@ -16,15 +16,19 @@ from textual.widgets import Label, Select, Static, TextArea
 
 from ...core.atomic import atomic_write_text
 from ...core.config_check import Finding, check_config
-from ...core.config_file import ConfigDoc, dump_config, parse_config, with_absolute_paths
+from ...core.config_file import (
+    CONFIG_NAME,
+    ConfigDoc,
+    dump_config,
+    parse_config,
+    with_absolute_paths,
+)
 from ...core.config_presets import DEFAULT_PRESET, list_presets, new_config, preset_config
 from ...core.dataset import Dataset
 from ...core.errors import LorabakeError
 from ...core.journal import STATE_DIRNAME
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
-
-CONFIG_NAME = "training.toml"
 
 
 def config_path(root: Path) -> Path:

@@ -75,3 +75,32 @@ def test_max_norm_scales_only_modules_over_the_limit():
     assert torch.linalg.matrix_norm(conv).item() == pytest.approx(1.0, rel=1e-4)
     assert scaled == 2
     assert math.isfinite(_)
+
+
+def lrs(kind, total=20, warmup=0, cycles=1):
+    from lorabake_tui.trainer.optim import build_scheduler
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(kind, opt, total_steps=total, warmup_steps=warmup, cycles=cycles)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_schedulers_follow_their_shapes():
+    assert set(lrs("constant")) == {1.0}
+    warm = lrs("constant", warmup=5)  # constant with warmup steps becomes the warmup variant
+    assert warm[0] == 0.0 and warm[4] == pytest.approx(0.8) and set(warm[5:]) == {1.0}
+    lin = lrs("linear")
+    assert lin[0] == 1.0 and lin[10] == pytest.approx(0.5)
+    cos = lrs("cosine")
+    assert cos[10] == pytest.approx(0.5) and cos[19] < 0.01
+    restarts = lrs("cosine_with_restarts", cycles=2)
+    assert restarts[9] < 0.05 and restarts[10] == pytest.approx(1.0)  # back up at the restart
+    warm_restarts = lrs("cosine_annealing_warm_restarts", cycles=4)  # T_0 = 5 steps
+    assert warm_restarts[5] == 1.0 and warm_restarts[4] < 0.2
+    poly = lrs("polynomial")
+    assert poly[0] == 1.0 and poly[-1] < 0.1

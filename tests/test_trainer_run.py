@@ -4,6 +4,7 @@ in diffusers and reproduces the trained model, metadata, events, resume, stop, N
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -293,3 +294,42 @@ def test_two_process_cpu_ddp_gives_identical_weights(tmp_path):
     start = events(run_dir)[0]
     assert start["processes"] == 2 and start["batches_per_epoch"] == 2
     assert [e["type"] for e in events(run_dir)].count("start") == 1  # only rank 0 writes
+
+
+@pytest.mark.parametrize("variant", [
+    # optimizer, what is trained, scheduler, precision, checkpointing, tokens
+    ("Prodigy", "text_encoder", "cosine", "bf16", True, 225),
+    ("DAdaptAdam", "unet", "cosine_with_restarts", "no", False, 150),
+    ("AdamW", "both", "cosine_annealing_warm_restarts", "no", True, 75),
+])
+def test_optimizers_targets_precisions_and_token_lengths(tmp_path, variant):
+    opt, what, sched, mp, gc, tokens = variant
+    make_dataset(tmp_path, images=2)
+    cfg = write_config(tmp_path, general__max_steps=2, general__train=what,
+                       optimizer__type=opt, optimizer__scheduler=sched,
+                       optimizer__learning_rate=1.0 if opt != "AdamW" else 1e-3,
+                       optimizer__scheduler_cycles=2, optimizer__warmup_ratio=0.5,
+                       optimizer__min_snr_gamma=5.0, optimizer__scale_weight_norms=0.0
+                       if opt == "Prodigy" else 1.0, noise__multires_iterations=4,
+                       general__mixed_precision=mp, general__gradient_checkpointing=gc,
+                       general__max_token_length=tokens, network__dropout=0.1)
+    run_dir = tmp_path / "out" / "r"
+    assert run(cfg, run_dir) == exit_codes.DONE
+    tensors, meta = read_lora(run_dir / "tiny.safetensors")
+    unet = sum(k.startswith("lora_unet_") and k.endswith(".alpha") for k in tensors)
+    te = sum(k.startswith("lora_te_") and k.endswith(".alpha") for k in tensors)
+    assert (unet, te) == {"unet": (192, 0), "text_encoder": (0, 72), "both": (192, 72)}[what]
+    assert meta["ss_optimizer"] == opt and meta["ss_min_snr_gamma"] == "5.0"
+    steps = [e for e in events(run_dir) if e["type"] == "step"]
+    assert len(steps) == 2 and all(math.isfinite(e["loss"]) for e in steps)
+    assert len(steps[0]["lr"]) == (2 if what == "both" else 1)
+
+
+def test_fp16_without_a_gpu_is_a_config_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    make_dataset(tmp_path, images=1)
+    run_dir = tmp_path / "out" / "r"
+    cfg = write_config(tmp_path, general__mixed_precision="fp16")
+    assert run(cfg, run_dir) == exit_codes.CONFIG_ERROR
+    assert "needs an NVIDIA GPU" in events(run_dir)[-1]["message"]

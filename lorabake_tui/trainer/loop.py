@@ -109,9 +109,18 @@ class Trainer:
 
         v = self.cfg.v
         mp = v("general.mixed_precision")
+        if mp == "fp16" and not torch.cuda.is_available():
+            raise LorabakeError("general.mixed_precision = \"fp16\" needs an NVIDIA GPU",
+                                "use \"bf16\" or \"no\" on this machine")
         # clip skip leaves the last text-encoder layers without gradients: DDP must know
         unused = v("general.train") != "unet" and v("general.clip_skip") > 1
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            # accelerate keeps process-wide state: a second run in the same process (the
+            # CLI's tests, a notebook) with another precision must start from scratch
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
         return Accelerator(mixed_precision=mp, kwargs_handlers=kwargs)
 
     def _load(self, acc):
@@ -147,7 +156,14 @@ class Trainer:
 
     # ---- the run -----------------------------------------------------------------------
     def run(self) -> Outcome:
-        acc = self._accelerator()
+        try:
+            acc = self._accelerator()
+        except LorabakeError as exc:
+            self.log = RunLog(self.run_dir)
+            try:
+                return self._end(exit_codes.CONFIG_ERROR, str(exc))
+            finally:
+                self.log.close()
         self.acc = acc
         main = acc.is_main_process
         self.log = RunLog(self.run_dir if main else None)

@@ -34,7 +34,11 @@ def encode(text_encoder, ids: torch.Tensor, clip_skip: int) -> torch.Tensor:
     else:
         out = text_encoder(flat, output_hidden_states=True)
         inner = getattr(core, "text_model", core)
-        states = inner.final_layer_norm(out.hidden_states[-clip_skip])
+        norm = inner.final_layer_norm
+        hidden = out.hidden_states[-clip_skip].to(norm.weight.dtype)
+        # outside the model's own forward: autocast may hand it fp32 states and bf16 weights
+        with torch.autocast(hidden.device.type, enabled=False):
+            states = norm(hidden)
     states = states.reshape(b, n * length, -1)
     if n == 1:
         return states

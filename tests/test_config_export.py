@@ -681,3 +681,22 @@ def test_cli_import_errors_are_one_line(tmp_path, dataset, capsys):
     bad.write_text('dataset_config = "nowhere.toml"\n')
     assert main(["config", "import", str(bad)]) == 1
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_max_steps_and_prior_loss_weight_travel_to_kohya_and_back(tmp_path, dataset):
+    cfg = preset_cfg("lora-adamw", dataset, tmp_path)
+    cfg["general"]["max_steps"] = 50
+    cfg["data"]["prior_loss_weight"] = 0.5
+    cfg_path, _ = write_kohya(cfg, tmp_path / "k", total_steps=4000)
+    config = tomllib.loads(cfg_path.read_text())
+    assert config["training"]["max_train_steps"] == 50
+    assert "max_train_epochs" not in config["training"]  # it would override the steps
+    assert config["training"]["prior_loss_weight"] == 0.5
+    back = kohya_round_trip(cfg, tmp_path / "k2", 4000)
+    assert back["general"]["max_steps"] == 50 and back["data"]["prior_loss_weight"] == 0.5
+    # a max_steps the epochs never reach is left out: the epochs decide, as in our trainer
+    cfg["general"]["max_steps"] = 9000
+    cfg_path, _ = write_kohya(cfg, tmp_path / "k3", total_steps=4000)
+    config = tomllib.loads(cfg_path.read_text())
+    assert "max_train_steps" not in config["training"] and config["training"][
+        "max_train_epochs"] == cfg["general"]["epochs"]

@@ -18,8 +18,12 @@ Mapping choices that are not one-to-one:
 - "0 = off" settings (min SNR, scale weight norms, noise offset, pyramid noise, dropout, lr
   overrides, keep last) are left out when 0: older sd-scripts refuse noise_offset and
   multires_noise_iterations set together even at 0.
-- Settings kohya has no place for: tag_occurrence (kohya always stores tag frequencies), and
-  sampling.steps, which travels as `--s N` on each line of the prompts file.
+- Settings kohya has no place for: tag_occurrence (kohya always stores tag frequencies),
+  saving.state_every_n_steps, and sampling.steps, which travels as `--s N` on each line of
+  the prompts file.
+- general.max_steps becomes max_train_steps (without max_train_epochs, which would override
+  it) when it ends the run before the epochs do; imported back, epochs is set high so the
+  steps decide.
 """
 
 from __future__ import annotations
@@ -390,6 +394,15 @@ def to_kohya(cfg: dict[str, Any], *, total_steps: int | None = None,
     }
     if int(g["max_token_length"]) != 75:  # kohya: None is 75; 75 itself is not a choice
         training["max_token_length"] = int(g["max_token_length"])
+    max_steps = int(g.get("max_steps") or 0)
+    if max_steps:
+        # kohya lets max_train_epochs override max_train_steps: write the one that ends first
+        estimate = total_steps if total_steps is not None else estimate_total_steps(c)
+        if estimate is None or max_steps < estimate:
+            del training["max_train_epochs"]
+            training["max_train_steps"] = max_steps
+    if float(d.get("prior_loss_weight", 1.0)) != 1.0:
+        training["prior_loss_weight"] = float(d["prior_loss_weight"])
     training["gradient_checkpointing"] = bool(g["gradient_checkpointing"])
     training["xformers" if g["attention"] == "xformers" else "sdpa"] = True
     training["cache_latents"] = g["cache_latents"] in ("memory", "disk")
@@ -639,8 +652,11 @@ def from_kohya(config: dict[str, Any], dataset: dict[str, Any] | None = None, *,
     if flat.get("max_train_epochs"):
         g["epochs"] = int(flat["max_train_epochs"])
     elif flat.get("max_train_steps"):
-        notes.append(f"max_train_steps = {flat['max_train_steps']} has no equivalent: set "
-                     "general.epochs by hand")
+        # the steps decide: epochs high enough never to end the run first
+        g["max_steps"] = int(flat["max_train_steps"])
+        g["epochs"] = 1000
+    if flat.get("prior_loss_weight") is not None:
+        d["prior_loss_weight"] = float(flat["prior_loss_weight"])
     g["gradient_checkpointing"] = bool(flat.get("gradient_checkpointing", False))
     g["attention"] = "xformers" if flat.get("xformers") else "sdpa"
     g["cache_latents"] = "disk" if flat.get("cache_latents_to_disk") else \

@@ -75,6 +75,28 @@ def outputs(m):
     return states, out
 
 
+def assert_diffusers_reproduces(run_dir):
+    """diffusers' load_lora_weights on a fresh, identically built pipeline gives the trained
+    model's UNet and text-encoder outputs."""
+    from diffusers import StableDiffusionPipeline
+
+    from lorabake_tui.trainer.base_model import load_base_model
+
+    trained = trained_model(run_dir, run_dir / "config.toml")
+    fresh = load_base_model("builtin:tiny-sd15")
+    base_states, base_out = outputs(fresh)
+    pipe = StableDiffusionPipeline(vae=fresh.vae, text_encoder=fresh.text_encoder,
+                                   tokenizer=fresh.tokenizer, unet=fresh.unet,
+                                   scheduler=fresh.noise_scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.load_lora_weights(str(run_dir / "tiny.safetensors"))
+    want_states, want_out = outputs(trained)
+    got_states, got_out = outputs(fresh)
+    assert (want_out - base_out).abs().max() > 1e-4  # training changed something
+    assert (got_states - want_states).abs().max() <= 1e-5
+    assert (got_out - want_out).abs().max() <= 1e-5
+
+
 def test_lora_run_writes_kohya_file_that_diffusers_loads_exactly(tmp_path):
     make_dataset(tmp_path, images=3)  # 3 batches an epoch: 4 steps save epoch 1, then the end
     cfg = write_config(tmp_path, general__max_steps=4, saving__save_state=True)
@@ -110,30 +132,14 @@ def test_lora_run_writes_kohya_file_that_diffusers_loads_exactly(tmp_path):
     assert set(step) >= {"step", "total_steps", "epoch", "loss", "avg_loss", "lr", "it_per_s",
                          "samples_per_s", "eta_s", "vram_gb", "t"}
     assert (run_dir / "train.log").read_text().count("saved") >= 2
-    # diffusers loads it into a fresh pipeline and reproduces the trained model
-    from diffusers import StableDiffusionPipeline
-
-    from lorabake_tui.trainer.base_model import load_base_model
-
-    trained = trained_model(run_dir, run_dir / "config.toml")
-    fresh = load_base_model("builtin:tiny-sd15")
-    base_states, base_out = outputs(fresh)
-    pipe = StableDiffusionPipeline(vae=fresh.vae, text_encoder=fresh.text_encoder,
-                                   tokenizer=fresh.tokenizer, unet=fresh.unet,
-                                   scheduler=fresh.noise_scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.load_lora_weights(str(run_dir / "tiny.safetensors"))
-    want_states, want_out = outputs(trained)
-    got_states, got_out = outputs(fresh)
-    assert (want_out - base_out).abs().max() > 1e-4  # training changed something
-    assert (got_states - want_states).abs().max() <= 1e-5
-    assert (got_out - want_out).abs().max() <= 1e-5
+    assert_diffusers_reproduces(run_dir)
 
 
 def test_locon_unet_only_covers_278_modules_with_conv_alpha(tmp_path):
     make_dataset(tmp_path, images=2)
-    cfg = write_config(tmp_path, general__max_steps=1, general__train="unet",
-                       network__type="locon", network__conv_dim=2, network__conv_alpha=1)
+    cfg = write_config(tmp_path, general__max_steps=2, general__train="unet",
+                       network__type="locon", network__conv_dim=2, network__conv_alpha=1,
+                       saving__save_state=True, general__unet_lr=1e-2)
     run_dir = tmp_path / "out" / "r"
     assert run(cfg, run_dir) == exit_codes.DONE
     tensors, meta = read_lora(run_dir / "tiny.safetensors")
@@ -144,6 +150,7 @@ def test_locon_unet_only_covers_278_modules_with_conv_alpha(tmp_path):
     short = "lora_unet_down_blocks_1_resnets_0_conv_shortcut"
     assert alphas[f"{short}.alpha"] == 2.0 and tensors[f"{short}.lora_down.weight"].shape[0] == 4
     assert json.loads(meta["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1"}
+    assert_diffusers_reproduces(run_dir)
 
 
 def test_loss_goes_down_when_overfitting_one_image(tmp_path):
@@ -333,3 +340,21 @@ def test_fp16_without_a_gpu_is_a_config_error(tmp_path):
     cfg = write_config(tmp_path, general__mixed_precision="fp16")
     assert run(cfg, run_dir) == exit_codes.CONFIG_ERROR
     assert "needs an NVIDIA GPU" in events(run_dir)[-1]["message"]
+
+
+def test_a_few_steps_on_the_demo_dataset_with_its_config(tmp_path):
+    from lorabake_tui.core.config_file import set_value_in_text
+    from lorabake_tui.core.demo_project import ensure_demo
+
+    root, _ = ensure_demo(tmp_path / "demo")
+    cfg = root / ".lorabake" / "training.toml"
+    text = set_value_in_text(cfg.read_text(), "general", "max_steps", 2)
+    text = set_value_in_text(text, "general", "cache_latents", "none")
+    cfg.write_text(text)
+    run_dir = tmp_path / "run"
+    assert run(cfg, run_dir) == exit_codes.DONE
+    tensors, meta = read_lora(run_dir / "demo.safetensors")
+    assert sum(k.endswith(".alpha") for k in tensors) == 192 + 72
+    dirs = json.loads(meta["ss_dataset_dirs"])
+    assert len(dirs) >= 3 and all(name[0].isdigit() for name in dirs)  # misc/ is skipped
+    assert meta["ss_training_comment"] == "trigger: demochar"

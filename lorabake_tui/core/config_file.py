@@ -72,15 +72,21 @@ def parse_config(text: str, source: str = "config") -> ConfigDoc:
     return ConfigDoc(data, line_map(text), text)
 
 
-def load_config(path: Path | str) -> ConfigDoc:
+def read_config_text(path: Path | str) -> str:
+    """A config file's text, or a LorabakeError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
+        return path.read_text("utf-8")
     except FileNotFoundError:
         raise LorabakeError(f"{path} does not exist") from None
     except UnicodeDecodeError:
         raise LorabakeError(f"{path} is not UTF-8 text") from None
-    return parse_config(text, str(path))
+    except IsADirectoryError:
+        raise LorabakeError(f"{path} is a folder", "give the training TOML file") from None
+
+
+def load_config(path: Path | str) -> ConfigDoc:
+    return parse_config(read_config_text(path), str(path))
 
 
 def dump_config(data: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ..core.atomic import atomic_write_text
-from ..core.config_file import with_absolute_paths
+from ..core.config_file import read_config_text, with_absolute_paths
 from ..core.errors import LorabakeError
 from .paths import configs_dir
 from .procs import create_time, is_alive, send, send_group
@@ -89,14 +89,7 @@ def submit(config_path: Path | str, *, gpus: str = "", run_dir: Path | str | Non
            trainer_cmd: list[str] | None = None) -> Job:
     """Snapshot CONFIG and start it now (`start=True`) or queue it (start=False)."""
     path = Path(config_path).expanduser().resolve()
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise LorabakeError(f"{path} does not exist") from None
-    except UnicodeDecodeError:
-        raise LorabakeError(f"{path} is not UTF-8 text") from None
-    except IsADirectoryError:
-        raise LorabakeError(f"{path} is a folder", "give the training TOML file") from None
+    text = read_config_text(path)
     return submit_text(text, base_dir=path.parent, source=str(path), gpus=gpus,
                        run_dir=run_dir, start=start, reg=reg, trainer_cmd=trainer_cmd)
 

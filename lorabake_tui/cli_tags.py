@@ -14,8 +14,27 @@ from .core.errors import LorabakeError
 
 CHANGING = ("replace", "remove", "add", "prune", "consolidate", "synonyms", "implications",
             "dedupe", "sort", "normalize")
-ACTIONS = ("list", "stats", *CHANGING)
+ACTIONS = ("list", "stats", "tokens", *CHANGING)
 SAMPLES = 5
+
+TOKENS_HELP = """\
+Counts each caption's CLIP tokens as the trainer reads it (tags joined with ", "; BOS/EOS not
+counted) against the max token length, from <DIR>/.lorabake/training.toml when it exists
+(general.max_token_length, data.shuffle_caption, data.keep_tokens,
+data.keep_tokens_separator), else 225 with shuffling and keep_tokens 1. kohya reads 150 and
+225 as chunks of 75: a tag across a chunk boundary is read as two halves.
+
+--json prints one object:
+  max_token_length, over (the --over threshold), shuffle, keep_tokens, keep_tokens_separator,
+  summary {captions, over, max, mean, kept_over, split},
+  captions [{path, image, folder, tokens, max_token_length, cut_tokens, cut_tags [str],
+             kept_tokens, kept_over, cut_tags_mean, cut_tags_worst,
+             split_tags [{tag, boundary}]}]   (captions over --over, or whose kept part
+                                                alone overflows; most tokens first)
+  split [{path, tags [{tag, boundary}]}]      (every caption with a tag across a boundary)
+cut_tags: not fully read in the written order. With shuffling, which flexible tags are cut
+changes every step: cut_tags_worst is the count when the longest come first, cut_tags_mean
+an estimate of the average over random orders."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     def action(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_, description=help_)
         a.add_argument("--filter", metavar="EXPR", help="only images matching EXPR, e.g. "
-                       "'long hair AND NOT folder:misc' (AND OR NOT ( ) * folder: tags>N empty)")
+                       "'long hair AND NOT folder:misc' (AND OR NOT ( ) * folder: tags>N "
+                       "tokens>N empty)")
         a.add_argument("--concept", metavar="FOLDER", help="only this concept folder")
         a.add_argument("--caption-ext", default=".txt", metavar="EXT")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -41,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     action("list", "tag frequencies, most frequent first")
     action("stats", "frequencies, empty and missing captions, outliers, tags per concept")
+    a = action("tokens", "captions over the token limit: tokens, tags cut, chunk boundaries")
+    a.formatter_class = argparse.RawDescriptionHelpFormatter
+    a.epilog = TOKENS_HELP
+    a.add_argument("--over", type=int, metavar="N",
+                   help="list captions with more than N tokens (default: the max length)")
+    a.add_argument("--max", type=int, choices=(75, 150, 225), dest="max_length",
+                   help="max token length (default: the project config's, else 225)")
+    a.add_argument("--keep-tokens", type=int, metavar="N",
+                   help="tags kept in front when shuffling (default: the project config's)")
+    a.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether tags are shuffled (default: the project config's)")
     a = action("replace", "replace a tag (exact), a substring in tags, or a regex over tags")
     a.add_argument("old")
     a.add_argument("new", help="'' removes")
@@ -105,6 +136,8 @@ def main(argv: list[str]) -> int:
         else:
             _print_stats(stats)
         return 0
+    if args.action == "tokens":
+        return run_tokens(args, store, records)
     return run_change(args, store, records)
 
 
@@ -123,7 +156,81 @@ def load_scope(args):
     ds = scan_dataset(args.dir, caption_ext=ext)
     style = getattr(args, "write_style", None) or ProjectSettings.load(ds.root).write_style
     store = CaptionStore.load(ds, style=style)
+    if flt is not None and flt.uses_tokens:
+        from .core.tokens import matching_records, project_token_settings
+
+        rules = token_settings(args, project_token_settings(ds.root)).rules
+        return store, matching_records(store, flt, args.concept, rules)
     return store, store.matching(flt, args.concept)
+
+
+def token_settings(args, base):
+    """The project's token settings with the command line's overrides."""
+    import dataclasses
+
+    rules = base.rules
+    if getattr(args, "keep_tokens", None) is not None:
+        if args.keep_tokens < 0:
+            raise LorabakeError("--keep-tokens must be 0 or more")
+        rules = dataclasses.replace(rules, keep_tokens=args.keep_tokens)
+    if getattr(args, "shuffle", None) is not None:
+        rules = dataclasses.replace(rules, shuffle=args.shuffle)
+    max_length = getattr(args, "max_length", None) or base.max_length
+    return dataclasses.replace(base, max_length=max_length, rules=rules)
+
+
+def run_tokens(args, store, records) -> int:
+    from .core.tokens import project_token_settings, token_report
+
+    settings = token_settings(args, project_token_settings(store.root))
+    report = token_report(records, settings)
+    limit = settings.max_length if args.over is None else args.over
+    listed = sorted((e for e in report.entries if e.tokens.total > limit or e.tokens.kept_over),
+                    key=lambda e: (-e.tokens.total, e.rel))
+    split = [e for e in report.entries if e.tokens.split_tags]
+    summary = report.summary(limit)
+    rules = settings.rules
+    if args.json:
+        _print_json({
+            "max_token_length": settings.max_length, "over": limit, "shuffle": rules.shuffle,
+            "keep_tokens": rules.keep_tokens,
+            "keep_tokens_separator": rules.keep_tokens_separator,
+            "summary": summary, "captions": [e.to_json() for e in listed],
+            "split": [{"path": e.rel, "tags": [{"tag": t, "boundary": b}
+                                               for t, b in e.tokens.split_tags]}
+                      for e in split],
+        })
+        return 0
+    keep = (f"keep {rules.keep_tokens_separator!r}" if rules.keep_tokens_separator
+            else f"keep_tokens {rules.keep_tokens}")
+    print(f"max token length {settings.max_length} "
+          f"({'shuffled, ' + keep if rules.shuffle else 'not shuffled'})"
+          + (f"; listing captions over {limit}" if limit != settings.max_length else ""))
+    if not listed:
+        print(f"no caption over {limit} tokens")
+    for e in listed:
+        t = e.tokens
+        line = f"{t.total:5d}  {e.rel}"
+        if t.over:
+            line += f"  cut {t.over} token(s): {', '.join(t.cut_tags)}"
+        print(line)
+        if t.kept_over:
+            print(f"       the kept part alone is {t.kept_total} tokens: even it is cut")
+        elif t.shuffled and t.over:
+            print(f"       shuffled: about {t.cut_mean:.1f} tag(s) cut per step, "
+                  f"{t.cut_worst} at worst")
+    if split:
+        print(f"\n{len(split)} caption(s) with a tag across a 75-token chunk boundary:")
+        for e in split[:SAMPLES]:
+            tags = ", ".join(f"{t} (at {b})" for t, b in e.tokens.split_tags)
+            print(f"  {e.rel}: {tags}")
+        if len(split) > SAMPLES:
+            print(f"  ... and {len(split) - SAMPLES} more")
+    print(f"\n{summary['captions']} caption(s): {summary['over']} over {limit} tokens, "
+          f"max {summary['max']}, mean {summary['mean']:.1f}"
+          + (f", {summary['kept_over']} whose kept part alone overflows"
+             if summary["kept_over"] else ""))
+    return 0
 
 
 def make_op(args, store):

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lorabake_tui.trainer import exit_codes  # noqa: E402
+from lorabake_tui.core import exit_codes  # noqa: E402
 from lorabake_tui.trainer.__main__ import main as train_main  # noqa: E402
 from lorabake_tui.trainer.events import read_events  # noqa: E402
 

@@ -19,7 +19,9 @@ Grammar (precedence NOT > AND > OR; parentheses group)::
   `tag_key` of every tag: `*_background` finds `white background`. `[` is literal.
 - Special terms (lower-case): `folder:NAME` globs NAME (may be quoted) against the folder
   name and against it without its `N_` repeats prefix; `tags>N`, `tags>=N`, `tags<N`,
-  `tags<=N`, `tags=N` compare the tag count; `empty` is no caption file or zero tags;
+  `tags<=N`, `tags=N` compare the tag count; `tokens>N` (same operators) compares the
+  caption's CLIP token count, which the caller supplies as `Subject.tokens` (core/tokens.py
+  `matching_records`; see `Filter.uses_tokens`); `empty` is no caption file or zero tags;
   `caption:missing` is no caption file. Any other `xyz:` is part of a tag (`artist:foo`).
 - An empty expression matches everything. Parentheses and NOTs nest at most MAX_NESTING deep.
 
@@ -67,12 +69,16 @@ class Subject:
     folder: str  # concept folder name, e.g. "10_mira_uniform"
     count: int  # number of tags
     has_caption: bool  # False when the caption file is missing
+    # CLIP tokens of the caption: only filters with `tokens>N` need it (and then must get it)
+    tokens: int | None = None
 
     @classmethod
-    def from_tags(cls, tags: Iterable[str], folder: str = "", has_caption: bool = True) -> Subject:
+    def from_tags(cls, tags: Iterable[str], folder: str = "", has_caption: bool = True,
+                  tokens: int | None = None) -> Subject:
         """A subject from the caption's tags as written (keys computed with `tag_key`)."""
         written = [t for t in tags if t.strip()]
-        return cls(frozenset(tag_key(t) for t in written), folder, len(written), has_caption)
+        return cls(frozenset(tag_key(t) for t in written), folder, len(written), has_caption,
+                   tokens)
 
 
 Predicate = Callable[[Subject], bool]
@@ -313,6 +319,25 @@ class _Count(_Node):
         return f"tags{self.op}{self.n}"
 
 
+def _subject_tokens(s: Subject) -> int:
+    if s.tokens is None:  # a silent non-match would select the wrong captions
+        raise LorabakeError("this filter counts caption tokens, but none were supplied",
+                            "evaluate it through core.tokens.matching_records")
+    return s.tokens
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenCount(_Node):
+    op: str  # a key of _COMPARISONS
+    n: int
+
+    def emit(self, code: _Code) -> str:
+        return f"({code.bind(_subject_tokens)}(s) {_COMPARISONS[self.op]} {code.bind(self.n)})"
+
+    def explain(self) -> str:
+        return f"tokens{self.op}{self.n}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Empty(_Node):
     def emit(self, code: _Code) -> str:
@@ -378,7 +403,7 @@ class _Or(_Node):
 # ---------------------------------------------------------------------------------- parser
 
 MAX_NESTING = 32  # parentheses and NOTs inside one another; far beyond any real filter
-_TAGS_RE = re.compile(r"tags\s*(<=|>=|<|>|=)\s*")
+_TAGS_RE = re.compile(r"(tags|tokens)\s*(<=|>=|<|>|=)\s*")
 _NUMBER_RE = re.compile(r"[0-9]+")
 
 
@@ -498,8 +523,10 @@ class _Parser:
             rest = text[m.end() :]
             if not _NUMBER_RE.fullmatch(rest):
                 where = self.source_pos(words, m.end())
-                raise self.error(f"expected a whole number after 'tags{m.group(1)}'", where)
-            return _Count(m.group(1), int(rest))
+                raise self.error(f"expected a whole number after '{m.group(1)}{m.group(2)}'",
+                                 where)
+            node = _Count if m.group(1) == "tags" else _TokenCount
+            return node(m.group(2), int(rest))
         key = tag_key(text)
         if "*" in key or "?" in key:
             return _Wildcard(key)
@@ -535,6 +562,19 @@ class Filter:
         out: set[str] = set()
         self._node.plain_tags(True, out)
         return out
+
+    @property
+    def uses_tokens(self) -> bool:
+        """True when a `tokens>N` term needs `Subject.tokens` filled in."""
+        stack = [self._node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _TokenCount):
+                return True
+            stack.extend(getattr(node, "children", ()))
+            if isinstance(node, _Not):
+                stack.append(node.child)
+        return False
 
     @property
     def matches_everything(self) -> bool:

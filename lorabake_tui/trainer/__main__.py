@@ -1,5 +1,5 @@
 """`python -m lorabake_tui.trainer CONFIG` and `accelerate launch -m lorabake_tui.trainer
-CONFIG`: train a LoRA. Exit codes: see exit_codes.py (0 done, 1 failed, 2 config error,
+CONFIG`: train a LoRA. Exit codes: see core/exit_codes.py (0 done, 1 failed, 2 config error,
 3 stopped with state saved, 4 out of memory, 5 non-finite loss)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import exit_codes
+from ..core import exit_codes
 
 
 def build_parser() -> argparse.ArgumentParser:

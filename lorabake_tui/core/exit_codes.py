@@ -1,4 +1,6 @@
-"""The trainer's exit codes: the one contract jobs and scripts read besides events.jsonl."""
+"""The trainer's exit codes: the contract the trainer, jobs and scripts share (with
+events.jsonl). Here in the core so that jobs and the UI read them without importing the
+trainer."""
 
 DONE = 0  # finished; the final LoRA is written
 FAILED = 1  # anything else (a bug, a full disk, a missing file found late); see train.log

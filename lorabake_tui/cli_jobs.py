@@ -25,7 +25,7 @@ EPILOG = """\
 examples:
   lorabake jobs start training.toml --gpus 0      start now on GPU 0
   lorabake jobs start other.toml --queue          run when the default GPU is free
-  lorabake jobs attach j-0003                     watch progress (Ctrl+C leaves it running)
+  lorabake jobs attach j-0003                     the dashboard on it (quit leaves it running)
   lorabake jobs stop 3 && lorabake jobs resume 3  stop (state is saved), continue later
   lorabake jobs follow kohya.log --pid 4242       watch a kohya sd-scripts run"""
 
@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pid", type=int, help="kohya's process id (lets `jobs stop` stop it)")
     s.add_argument("--name", help="a name for the list (default: the log's name)")
 
-    s = sub.add_parser("attach", help="watch a job's progress until it ends")
+    s = sub.add_parser("attach", help="open the dashboard on a job (quitting leaves it running)")
     s.add_argument("id")
+    s.add_argument("--plain", action="store_true",
+                   help="print a progress line per second instead (also when not a terminal)")
     return p
 
 
@@ -312,8 +314,8 @@ def _follow_log(reg, job, path: Path | None, offset: int, stdout: bool,
 
 
 def attach_plain(job_id: str, *, reg=None, interval: float = 1.0) -> int:
-    """For now: one progress line per second until the job ends. The live dashboard will
-    take its place (ATTACH_VIEW below)."""
+    """One progress line per second until the job ends (`attach --plain`, or output that
+    is not a terminal)."""
     from .jobs.control import open_registry
     from .jobs.notify import finish_message, progress_line
     from .jobs.tail import JobHistory
@@ -339,12 +341,21 @@ def attach_plain(job_id: str, *, reg=None, interval: float = 1.0) -> int:
             reg.close()
 
 
-# the `attach` view: swap for the dashboard by assigning another (job_id, reg=...) -> int
-ATTACH_VIEW: Callable[..., int] = attach_plain
+def attach_dashboard(job_id: str, *, reg=None) -> int:
+    """The workbench on its Train screen, with the job selected."""
+    from .ui.launch import attach_view
+
+    return attach_view(job_id, reg=reg)
+
+
+# the `attach` view: swappable, any (job_id, reg=...) -> int
+ATTACH_VIEW: Callable[..., int] = attach_dashboard
 
 
 def cmd_attach(args, reg) -> int:
     job = reg.get(args.id)
+    if args.plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        return attach_plain(job.id, reg=reg)
     return ATTACH_VIEW(job.id, reg=reg)
 
 

@@ -25,6 +25,7 @@ class Settings:
     images: str = "auto"
     # binding id -> keys, e.g. {"concepts.balance": "B"}: remaps any key that has an id
     keymap: dict[str, str] = field(default_factory=dict)
+    notify_on_finish: bool = True  # bell + notice when a training job ends
 
     @classmethod
     def load(cls) -> Settings:
@@ -38,6 +39,8 @@ class Settings:
             s.theme = data["theme"]
         if data.get("images") in IMAGE_MODES:
             s.images = data["images"]
+        if isinstance(data.get("notify_on_finish"), bool):
+            s.notify_on_finish = data["notify_on_finish"]
         keymap = data.get("keymap")
         if isinstance(keymap, dict):
             s.keymap = {k: v for k, v in keymap.items() if isinstance(v, str)}

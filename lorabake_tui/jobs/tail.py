@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .registry import Job
 
 EVENTS_NAME = "events.jsonl"
-CHUNK = 8 << 20  # bytes parsed per read: bounds memory on a huge history
+CHUNK = 1 << 20  # bytes parsed per read: bounds memory, and lets the UI thread run between
 _LOG_TAIL_BLOCK = 64 << 10
 LATEST_TYPES = ("start", "step", "epoch", "save", "sample", "warning", "error", "end")
 

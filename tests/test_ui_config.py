@@ -3,8 +3,11 @@ error on its line, fix it, save, read the diff."""
 
 from __future__ import annotations
 
+import os
 import tomllib
+from pathlib import Path
 
+import pytest
 from textual.widgets import Select, Static, TextArea
 
 from lorabake_tui.core.config_file import line_map
@@ -13,6 +16,7 @@ from lorabake_tui.ui.screens.config import ConfigScreen, config_path
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
 from .helpers import settle
+from .test_ui_train import jobenv, until  # noqa: F401
 
 SIZE = (160, 48)
 
@@ -104,9 +108,13 @@ async def test_form_edits_one_line_and_keeps_comments(small_dataset):
         assert "seed = 7  # my lucky seed" in editor.text
 
 
+@pytest.mark.usefixtures("jobenv")
 async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path):
-    from lorabake_tui.jobs.queue import list_queue
+    from lorabake_tui.jobs.registry import Registry
+
     from lorabake_tui.ui.screens.train import TrainScreen
+
+    state = Path(os.environ["LORABAKE_STATE_DIR"])
 
     app = make_app(small_dataset, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -116,16 +124,19 @@ async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path)
         editor = app.screen.query_one("#cfg-editor", TextArea)
         await pilot.press("ctrl+t")  # base_model is empty: an error
         await pilot.pause()
-        assert list_queue(small_dataset) == []
+        assert not (state / "jobs.sqlite").exists() or not Registry(
+            state / "jobs.sqlite", reconcile=False).jobs()
         model = tmp_path / "m.safetensors"
         model.write_bytes(b"x")
         editor.load_text(editor.text.replace('base_model = ""', f'base_model = "{model}"'))
         await pilot.pause(0.6)
         await pilot.press("ctrl+t")
         await pilot.pause()
-        [run] = list_queue(small_dataset)
-        assert f'base_model = "{model}"' in run.path.read_text()
+        with Registry(state / "jobs.sqlite", reconcile=False) as reg:
+            [job] = reg.jobs()
+        assert f'base_model = "{model}"' in Path(job.config).read_text()
         await pilot.press("5")
-        await pilot.pause()
+        await settle(pilot)
         assert isinstance(app.screen, TrainScreen)
-        assert app.screen.query_one("#train-queue", VirtualList).items == [run]
+        shown = await until(pilot, lambda: app.screen.job, "the queued job on Train")
+        assert shown.id == job.id

@@ -21,7 +21,6 @@ from ...core.config_file import (
     ConfigDoc,
     dump_config,
     parse_config,
-    with_absolute_paths,
 )
 from ...core.config_presets import DEFAULT_PRESET, list_presets, new_config, preset_config
 from ...core.dataset import Dataset
@@ -62,7 +61,7 @@ class ConfigScreen(StageScreen):
         Binding("ctrl+e", "focus_editor", "Editor", id="config.editor", priority=True),
         Binding("ctrl+o", "focus_preset", "Preset", id="config.preset", priority=True),
         Binding("ctrl+f", "form", "Form", id="config.form", priority=True),
-        Binding("ctrl+t", "enqueue", "Queue", id="config.queue", priority=True),
+        Binding("ctrl+t", "enqueue", "Train", id="config.queue", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -247,7 +246,8 @@ class ConfigScreen(StageScreen):
         self._summary()
 
     def action_enqueue(self) -> None:
-        """Save, then put a snapshot in the training queue (refused while errors remain)."""
+        """Save, then queue the config as a training job (refused while errors remain): it
+        starts as soon as its GPU is free and runs detached from this terminal."""
         self.action_save()
         if self.query_one("#cfg-editor", TextArea).text != self.saved_text:
             return  # not saved: the reason was shown
@@ -257,12 +257,15 @@ class ConfigScreen(StageScreen):
             self.notify(f"fix {len(errors)} error(s) first: {errors[0].message}",
                         title="Not queued", severity="error", timeout=10)
             return
-        from ...jobs.queue import enqueue
+        from ...jobs import control
 
-        name = str(self.doc.value("saving.output_name")) if self.doc else "run"
-        run = enqueue(self.project.root,
-                      with_absolute_paths(self.saved_text, self.path.parent), name)
-        self.notify(f"queued {run.path.name}; see the Train stage (5)", title="Queued")
+        try:
+            job = control.submit(self.path, start=False)
+        except LorabakeError as exc:
+            self.notify(str(exc), title="Not queued", severity="error", timeout=10)
+            return
+        self.notify(f"{job.id} queued: it starts when its GPU is free; see the Train stage "
+                    "(5)", title="Queued")
 
     def action_form(self) -> None:
         if self.doc is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -46,7 +47,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         lines = ["[b]Keys on this screen[/b]"]
-        lines += [f"  [b]{k:>10}[/b]  {d}" for k, d in self.keys]
+        # a key such as "[" or a description with brackets must not be read as markup
+        lines += [f"  [b]{escape(f'{k:>10}')}[/b]  {escape(d)}" for k, d in self.keys]
         with VerticalScroll():
             yield Static("\n".join(lines), id="help-keys")
             yield Static("\n" + WORKFLOW, id="help-workflow")

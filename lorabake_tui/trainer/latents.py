@@ -6,9 +6,12 @@ resolution or VAE simply misses the cache instead of training on stale latents."
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..core.atomic import atomic_write_bytes
@@ -26,7 +29,8 @@ def cache_key(sample: Sample, vae_id: str, flip: bool) -> str:
 
 
 @torch.no_grad()
-def encode_pixels(vae, pixels: torch.Tensor, generator: torch.Generator | None = None
+def encode_pixels(vae, pixels: torch.Tensor,
+                  generator: torch.Generator | list[torch.Generator] | None = None
                   ) -> torch.Tensor:
     """Unscaled latents (a sample of the VAE's distribution), fp32."""
     x = pixels.to(vae.device, dtype=vae.dtype)
@@ -64,12 +68,9 @@ class LatentCache:
         key = cache_key(sample, self.vae_id, flip)
         latent = None
         if self.mode == "disk":
-            path = self._disk_path(key)
-            try:
-                latent = torch.load(path, weights_only=True)
+            latent = self._load(key)
+            if latent is not None:
                 self.hits += 1
-            except (OSError, EOFError, RuntimeError):
-                latent = None  # missing or damaged: recompute
         if latent is None:
             latent = self._compute(sample, flip, key)
             self.misses += 1
@@ -88,17 +89,64 @@ class LatentCache:
 
     def fill(self, samples: list[Sample], flips: tuple[bool, ...],
              progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> None:
+             should_stop: Callable[[], bool] | None = None, *, batch: int = 4) -> None:
+        """Cache every (image, flip): disk hits first, then the misses encoded `batch` at a
+        time within each bucket, the next batch's images decoded in threads meanwhile."""
         total = len(samples) * len(flips)
         done = 0
+        todo: dict[tuple[int, int], list[tuple[int, bool, str]]] = {}
         for i, s in enumerate(samples):
             for flip in flips:
-                self.get(i, s, flip)
-                done += 1
+                if (i, flip) in self.memory:
+                    done += 1
+                    continue
+                key = cache_key(s, self.vae_id, flip)
+                latent = self._load(key) if self.mode == "disk" else None
+                if latent is not None:
+                    self.memory[(i, flip)] = latent
+                    self.hits += 1
+                    done += 1
+                else:
+                    todo.setdefault(s.bucket, []).append((i, flip, key))
+        if progress and done:
+            progress(done, total)
+        chunks = [items[k:k + batch] for _, items in sorted(todo.items())
+                  for k in range(0, len(items), batch)]
+        if not chunks:
+            return
+
+        def pixels(chunk):
+            return [load_pixels(samples[i], flip=f) for i, f, _ in chunk]
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            ahead = pool.submit(pixels, chunks[0])
+            for n, chunk in enumerate(chunks):
+                decoded = ahead.result()
+                if n + 1 < len(chunks):
+                    ahead = pool.submit(pixels, chunks[n + 1])
+                x = torch.from_numpy(np.stack(decoded))
+                gens = [_sample_generator(key, self.vae.device) for _, _, key in chunk]
+                latents = encode_pixels(self.vae, x, gens).cpu()
+                for (i, flip, key), latent in zip(chunk, latents, strict=True):
+                    if not torch.isfinite(latent).all():
+                        raise LorabakeError(f"{samples[i].path}: the VAE gave NaN/inf latents",
+                                            "check the image; with fp16 try bf16")
+                    latent = latent.clone()  # its own storage, not a view of the batch
+                    self.memory[(i, flip)] = latent
+                    self.misses += 1
+                    if self.mode == "disk":
+                        self._store(self._disk_path(key), latent)
+                done += len(chunk)
                 if progress:
                     progress(done, total)
-            if should_stop and should_stop():
-                return
+                if should_stop and should_stop():
+                    return
+
+    def _load(self, key: str) -> torch.Tensor | None:
+        try:
+            return torch.load(self._disk_path(key), weights_only=True)
+        except (OSError, EOFError, RuntimeError):
+            return None  # missing or damaged: recompute
 
 
 def cache_dir_for(train_dir: Path) -> Path:

@@ -165,6 +165,10 @@ class Trainer:
             finally:
                 self.log.close()
         self.acc = acc
+        if acc.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # torch's default (one thread per core) crawls as soon as anything else runs on
+            # the machine: threads wait on each other at every op. Half the cores is robust.
+            torch.set_num_threads(max(1, min(8, (os.cpu_count() or 2) // 2)))
         main = acc.is_main_process
         self.log = RunLog(self.run_dir if main else None)
         try:

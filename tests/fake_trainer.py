@@ -5,7 +5,8 @@ files (events.jsonl, train.log, state/, a LoRA file), no torch, steps of a few m
 
 The config's `[fake]` table drives it: steps (5), delay (seconds per step, 0.02),
 fail = true (exit `exit_code`, default 1, at step `fail_at`, default 2), crash = true
-(SIGKILL itself at step `crash_at`, default 2), save_every (write state/ every N steps, 0).
+(SIGKILL itself at step `crash_at`, default 2), save_every (write state/ every N steps, 0),
+hold_at (a first attempt waits after that step until it is stopped, 0: never).
 SIGTERM/SIGINT: finish the step, write state/, exit 3. Resume reads state/step.
 """
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = int(fake.get("steps", 5))
     delay = float(fake.get("delay", 0.02))
     save_every = int(fake.get("save_every", 0))
+    # hold_at: a first attempt waits after that step until it is stopped (a test can then
+    # stop it at a known point however slow the machine is); a resumed one never holds
+    hold_at = int(fake.get("hold_at", 0)) if first == 1 else 0
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             log.write(f"step {step}/{steps} loss {loss:.4f}\n")
             if save_every and step % save_every == 0:
                 save_state(run_dir, step)
+            while step == hold_at and not stop:
+                time.sleep(0.02)
             if stop:
                 save_state(run_dir, step)
                 out = run_dir / f"fake-step{step:06d}.safetensors"

@@ -16,7 +16,7 @@ from .cli_progress import progress_printer
 from .core.errors import LorabakeError
 
 SUBCOMMANDS = ("scan", "balance", "tags", "images", "buckets", "config", "train", "jobs", "undo",
-               "redo", "demo")
+               "redo", "demo", "trigger", "autotag")
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 USAGE = """\
@@ -24,7 +24,10 @@ lorabake [DIR] [options]           open the workbench on DIR (default: .)
 lorabake scan DIR [--json]         list concept folders and problems
 lorabake balance DIR [--target N | --optimizer P] [--apply] [--json]
 lorabake tags DIR ACTION ...       bulk caption edits: list stats replace remove add prune
-                                   consolidate synonyms implications dedupe sort normalize
+                                   consolidate synonyms implications dedupe sort normalize;
+                                   tokens (captions over the token limit)
+lorabake autotag DIR --model PATH_OR_REPO [--mode missing|append|prepend|overwrite]
+                                   caption images with a WD1.4 / WD v3 tagger
 lorabake images DIR ACTION ...     image tools: convert pad resize upscale dupes lowres
 lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K] [--json]
 lorabake config presets | new DIR | check FILE | export FILE --to kohya|easy OUT | import FILE
@@ -34,7 +37,9 @@ lorabake jobs [ACTION ...]         training jobs, detached and queued: list star
                                    remove move log attach follow
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
-lorabake demo [--dir D] [--no-tui] build the demo dataset and open it"""
+lorabake demo [--dir D] [--no-tui] build the demo dataset and open it
+lorabake trigger WORD [--dir DIR] [--json]
+                                   how CLIP reads a trigger: known words, rarer spellings"""
 
 
 def _dataset_options(p: argparse.ArgumentParser) -> None:
@@ -131,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             from .cli_jobs import main as jobs_main
 
             return jobs_main(argv[1:])
+        if argv and argv[0] == "autotag":
+            from .cli_autotag import main as autotag_main
+
+            return autotag_main(argv[1:])
+        if argv and argv[0] == "trigger":
+            from .cli_trigger import main as trigger_main
+
+            return trigger_main(argv[1:])
         if argv and argv[0] in SUBCOMMANDS:
             cmd = argv[0]
             args = build_command_parser(cmd).parse_args(argv[1:])

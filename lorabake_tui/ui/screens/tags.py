@@ -19,6 +19,7 @@ from ...core.project_settings import ProjectSettings
 from ...core.tagfilter import Filter, FilterError, parse_filter
 from ...core.tagop_specs import SPECS, OpSpec
 from ...core.tags import tag_key
+from ...core.tokens import TokenSettings, matching_records, project_token_settings, token_counter
 from ..history import run_history
 from ..widgets.thumbstrip import ThumbStrip
 from ..widgets.virtual_list import VirtualList
@@ -53,6 +54,7 @@ class TagsScreen(StageScreen):
         Binding("u,ctrl+z", "undo", "Undo", id="tags.undo"),
         Binding("ctrl+y", "redo", "Redo", id="tags.redo"),
         Binding("f5", "reload", "Reload", id="tags.reload"),
+        Binding("T", "autotag", "Auto-tag", id="tags.autotag"),
         Binding("escape", "leave_input", "Back to list", show=False),
     ]
 
@@ -67,6 +69,7 @@ class TagsScreen(StageScreen):
         self._detail_timer: Timer | None = None
         self.busy = False
         self._images: dict[str, object] = {}
+        self.token_settings = TokenSettings()
 
     @property
     def project(self):
@@ -79,7 +82,7 @@ class TagsScreen(StageScreen):
                 yield VirtualList(self._tag_row, id="tag-list")
             with Vertical(id="image-pane"):
                 yield Input(placeholder="filter images (/): long hair AND NOT folder:misc, "
-                            "tags>30, empty, *_background", id="filter")
+                            "tags>30, tokens>75, empty, *_background", id="filter")
                 yield Static(id="filter-status")
                 yield VirtualList(self._image_row, id="image-list")
                 with Horizontal(id="detail"):
@@ -96,6 +99,9 @@ class TagsScreen(StageScreen):
         super().on_screen_resume()
         if self.store is None or self._seen_generation != self.project.generation:
             self.reload(rescan=self._seen_generation != -1)
+        elif (ts := project_token_settings(self.store.root)) != self.token_settings:
+            self.token_settings = ts  # the Config screen changed the token length
+            self.apply_filter()
 
     # ---- loading ------------------------------------------------------------------------
     def action_reload(self) -> None:
@@ -115,15 +121,21 @@ class TagsScreen(StageScreen):
             ds = ds or self.project.scan()
             style = ProjectSettings.load(ds.root).write_style
             store = CaptionStore.load(ds, style=style)
+            tokens = project_token_settings(ds.root)
+            counter = token_counter()
+            for rec in store.records:  # fill the per-tag cache here, not while drawing rows
+                counter.count(rec.tags, tokens.rules)
         except (LorabakeError, OSError) as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Cannot read captions",
                                       severity="error", timeout=10)
             return
-        self.app.call_from_thread(self._loaded, ds, store, generation)
+        self.app.call_from_thread(self._loaded, ds, store, generation, tokens)
 
-    def _loaded(self, ds: Dataset, store: CaptionStore, generation: int) -> None:
+    def _loaded(self, ds: Dataset, store: CaptionStore, generation: int,
+                tokens: TokenSettings | None = None) -> None:
         self.project.set_dataset(ds, generation)
         self.store = store
+        self.token_settings = tokens or TokenSettings()
         self._images = {str(i.path): i for c in ds.concepts for i in c.images}
         self.apply_filter()
 
@@ -143,6 +155,9 @@ class TagsScreen(StageScreen):
         elif not rec.exists:
             text.append("  (no caption)", style="yellow")
         else:
+            n = token_counter().count(rec.tags, self.token_settings.rules)
+            over = n > self.token_settings.max_length
+            text.append(f"  {n} tok", style="bold red" if over else "dim cyan")
             text.append("  " + ", ".join(rec.tags), style="dim")
         return text
 
@@ -198,7 +213,7 @@ class TagsScreen(StageScreen):
                                         f" (column {exc.column})\n", caret))
             return
         self.filter = flt
-        self.matching = self.store.matching(flt)
+        self.matching = matching_records(self.store, flt, None, self.token_settings.rules)
         status.update(Text(f"{len(self.matching)} image(s) match" if flt else
                            "all images (type a filter to narrow)", style="dim"))
         self.refresh_lists()
@@ -232,10 +247,28 @@ class TagsScreen(StageScreen):
                 text.append(", ")
         if rec.error:
             text.append(f"\n{rec.error}", style="red")
+        elif rec.tags:
+            text.append_text(self._token_line(rec))
         view.update(text)
         item = self._images.get(str(self.store.root / rec.image_rel))
         if item is not None:
             strip.show(rec.image_rel, [item])
+
+    def _token_line(self, rec: CaptionRecord) -> Text:
+        ts = self.token_settings
+        t = token_counter().analyse(rec.tags, ts.max_length, ts.rules)
+        line = Text(f"\n{t.total} / {ts.max_length} tokens", style="bold red" if t.is_over
+                    else "dim")
+        if t.is_over:
+            line.append(f": {t.over} cut ({', '.join(t.cut_tags)})", style="red")
+            if t.shuffled:
+                line.append(f"; shuffled, about {t.cut_mean:.1f} tag(s) cut per step",
+                            style="red")
+        if t.kept_over:
+            line.append(f"\nthe kept tags alone take {t.kept_total} tokens", style="bold red")
+        for tag, b in t.split_tags:
+            line.append(f"\n{tag} crosses the {b}-token chunk boundary", style="yellow")
+        return line
 
     # ---- actions ------------------------------------------------------------------------
     def action_focus_filter(self) -> None:
@@ -256,6 +289,19 @@ class TagsScreen(StageScreen):
 
         scope = f"images matching '{self.filter.source}'" if self.filter else "all images"
         self.app.push_screen(StatsDialog(tag_stats(self.store, self.matching), scope))
+
+    def action_autotag(self) -> None:
+        if self.store is None or self.busy:
+            return
+        from .autotag_dialog import AutotagDialog
+
+        def done(result) -> None:
+            if result is not None:  # captions written: every screen re-reads them
+                self.project.changed()
+                self.reload(rescan=True)
+
+        current = self.query_one("#image-list", VirtualList).current
+        self.app.push_screen(AutotagDialog(self.store, self.project.journal, current), done)
 
     def action_toggle_sort(self) -> None:
         self.sort_by = "name" if self.sort_by == "count" else "count"

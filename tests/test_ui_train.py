@@ -306,3 +306,20 @@ async def test_plot_draws_50k_points_to_its_width():
         assert all(columns)
         assert body[0].strip().startswith("1┤")  # the top label is the maximum
         assert lines[-1].split() == ["1", "25001", "50000"]  # x labels: first, middle, last
+
+
+async def test_a_job_that_ends_rings_on_any_screen(jobenv, small_dataset, monkeypatch):
+    import lorabake_tui.ui.app as app_module
+    from lorabake_tui.jobs import control
+
+    monkeypatch.setattr(app_module, "JOB_POLL_S", 0.3)
+    cfg = write_config(small_dataset, steps=40, delay=0.05)
+    job = control.submit(cfg, start=True)
+    app = make_app(small_dataset, images="none", save_settings=False)
+    bells = []
+    monkeypatch.setattr(app, "bell", lambda: bells.append(time.monotonic()))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 2)  # the Concepts screen; Train is never opened
+        await until(pilot, lambda: bells, "the bell for the job that ended", timeout=30)
+        assert app.current_mode == "concepts"
+        assert any(job.id in n.message or "mira" in n.message for n in app._notifications)

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..core.settings import Settings
+from ..jobs.notify import FinishWatcher, finish_notice
 from .project import Project
 from .screens.buckets import BucketsScreen
 from .screens.concepts import ConceptsScreen
@@ -20,6 +21,8 @@ from .screens.tags import TagsScreen
 from .screens.train import TrainScreen
 from .themes import THEME_VARIABLE_DEFAULTS, discover_themes
 from .widgets.stagebar import STAGES
+
+JOB_POLL_S = 5.0  # how often the app looks for jobs that ended (the Train screen: more often)
 
 
 class LorabakeApp(App[int]):
@@ -42,6 +45,7 @@ class LorabakeApp(App[int]):
         self.settings = settings or Settings()
         self._save_settings = save_settings
         self._wanted_theme = theme or self.settings.theme
+        self._job_watcher: FinishWatcher | None = None
         super().__init__()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -65,6 +69,39 @@ class LorabakeApp(App[int]):
         pending = self.project.journal.interrupted()
         if pending is not None:
             self.push_screen(RecoverScreen(pending))
+        # a training job that ends rings the bell whatever screen is open
+        self.set_interval(JOB_POLL_S, self._poll_jobs)
+
+    # ---- jobs that end ------------------------------------------------------------------
+    def _poll_jobs(self) -> None:
+        from ..jobs.paths import db_path
+
+        if db_path().exists():  # no registry yet: this user never started a job
+            self.run_worker(self._read_jobs, thread=True, group="job-watch", exclusive=True)
+
+    def _read_jobs(self) -> None:
+        from ..jobs.registry import Registry
+
+        try:
+            with Registry() as reg:
+                jobs = reg.jobs()
+        except Exception:  # noqa: BLE001 - a busy or damaged registry: try again next time
+            return
+        self.call_from_thread(self.jobs_seen, jobs)
+
+    def jobs_seen(self, jobs) -> None:
+        """Every fresh job list (this poll, or the Train screen's): each job that ended since
+        the last one gets one bell and notice."""
+        if self._job_watcher is None:
+            self._job_watcher = FinishWatcher(jobs)
+            return
+        for job in self._job_watcher.update(jobs):
+            if not getattr(self.settings, "notify_on_finish", True):
+                continue
+            notice = finish_notice(job)
+            self.bell()
+            self.notify(notice.message, title=notice.title, severity=notice.severity,
+                        timeout=30 if notice.severity == "error" else 15)
 
     def _remember_theme(self, theme) -> None:
         self.settings.theme = theme.name

@@ -28,7 +28,7 @@ from textual.widgets import Log, Static
 from ...core.errors import LorabakeError
 from ...jobs import control
 from ...jobs.kohya_log import latest_kohya_step
-from ...jobs.notify import FinishWatcher, duration, finish_notice
+from ...jobs.notify import duration
 from ...jobs.queue import QueuedRun, list_queue
 from ...jobs.registry import RESUMABLE, Job, Registry
 from ...jobs.tail import JobHistory, last_event
@@ -184,7 +184,6 @@ class TrainScreen(StageScreen):
         self._history: JobHistory | None = None
         self._gen = 0  # bumped when another job is selected: late answers are dropped
         self._in_flight: set[int] = set()
-        self._watcher: FinishWatcher | None = None
         self._jobs_busy = False
         self._head_rows = 0
         self._finished_steps: dict[tuple[str, float | None], dict | None] = {}
@@ -296,12 +295,7 @@ class TrainScreen(StageScreen):
 
     def _jobs_loaded(self, rows: list[JobRow], snaps: list[QueuedRun]) -> None:
         self._jobs_busy = False
-        jobs = [r.job for r in rows]
-        if self._watcher is None:
-            self._watcher = FinishWatcher(jobs)
-        else:
-            for job in self._watcher.update(jobs):
-                self._announce_end(job)
+        self.app.jobs_seen([r.job for r in rows])  # the app rings for jobs that ended
         self.rows = rows
         lst = self.query_one("#tr-jobs", VirtualList)
         want = self._want or (self.job.id if self.job else None)
@@ -322,14 +316,6 @@ class TrainScreen(StageScreen):
         running = sum(1 for r in rows if r.job.active)
         queued = sum(1 for r in rows if r.job.status == "queued")
         return f"Jobs: {running} running, {queued} queued, {len(rows)} in all"
-
-    def _announce_end(self, job: Job) -> None:
-        if not getattr(self.app.settings, "notify_on_finish", True):
-            return
-        notice = finish_notice(job)
-        self.app.bell()
-        self.notify(notice.message, title=notice.title, severity=notice.severity,
-                    timeout=30 if notice.severity == "error" else 15)
 
     def _job_row(self, row: JobRow, width: int) -> Text:
         job = row.job

@@ -202,6 +202,21 @@ def make_images(root: Path, n: int, seed: int = 1) -> list[Path]:
 
 # ---- the contenders ---------------------------------------------------------------------
 
+def naive_prepare(p: Path) -> np.ndarray:
+    """What a single-image tagger does: decode fully, composite on white, pad to a square,
+    resize; RGB float32 (the caller flips to BGR)."""
+    img = Image.open(p)
+    img.load()
+    rgba = img.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    canvas.alpha_composite(rgba)
+    rgb = canvas.convert("RGB")
+    side = max(rgb.size)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
+    return np.asarray(square.resize((SIZE, SIZE), Image.Resampling.BICUBIC), np.float32)
+
+
 def naive_loop(model_path: Path, paths: list[Path]) -> float:
     """Single-image taggers: decode fully, composite, pad, resize, BGR, batch of 1."""
     import onnxruntime as ort
@@ -210,17 +225,7 @@ def naive_loop(model_path: Path, paths: list[Path]) -> float:
     name = sess.get_inputs()[0].name
     t = time.perf_counter()
     for p in paths:
-        img = Image.open(p)
-        img.load()
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        canvas.alpha_composite(rgba)
-        rgb = canvas.convert("RGB")
-        side = max(rgb.size)
-        square = Image.new("RGB", (side, side), (255, 255, 255))
-        square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
-        square = square.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
-        arr = np.asarray(square, np.float32)[:, :, ::-1][None]
+        arr = naive_prepare(p)[:, :, ::-1][None]
         sess.run(None, {name: np.ascontiguousarray(arr)})
     return time.perf_counter() - t
 
@@ -255,16 +260,7 @@ def prep_only(paths: list[Path]) -> tuple[float, float]:
     sample = paths[:60]
     t = time.perf_counter()
     for p in sample:
-        img = Image.open(p)
-        img.load()
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        canvas.alpha_composite(rgba)
-        rgb = canvas.convert("RGB")
-        side = max(rgb.size)
-        square = Image.new("RGB", (side, side), (255, 255, 255))
-        square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
-        np.asarray(square.resize((SIZE, SIZE), Image.Resampling.BICUBIC), np.float32)
+        naive_prepare(p)
     naive = (time.perf_counter() - t) / len(sample)
     t = time.perf_counter()
     for p in sample:

@@ -246,17 +246,25 @@ def parse_kohya_log(path: Path | str, offset: int = 0, parser: KohyaLogParser | 
     return parser.feed(data, final=final), offset + len(data), parser
 
 
-def kohya_outcome(path: Path | str, *, tail_bytes: int = 256 << 10) -> str | None:
-    """'done', 'stopped' or 'failed' if the end of the log says how the run ended, else None
-    (still running, or killed without a word)."""
+def _read_tail(path: Path | str, tail_bytes: int) -> tuple[bytes, bool] | None:
+    """The last `tail_bytes` of a log and whether its start was cut off; None if unreadable."""
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - tail_bytes))
-            data = fh.read()
+            return fh.read(), size > tail_bytes
     except OSError:
         return None
-    if size > tail_bytes:
+
+
+def kohya_outcome(path: Path | str, *, tail_bytes: int = 256 << 10) -> str | None:
+    """'done', 'stopped' or 'failed' if the end of the log says how the run ended, else None
+    (still running, or killed without a word)."""
+    read = _read_tail(path, tail_bytes)
+    if read is None:
+        return None
+    data, cut = read
+    if cut:
         data = data[data.find(b"\n") + 1:]  # the first line is cut
     parser = KohyaLogParser()
     outcome = None
@@ -273,14 +281,11 @@ def kohya_outcome(path: Path | str, *, tail_bytes: int = 256 << 10) -> str | Non
 
 def latest_kohya_step(path: Path | str, *, tail_bytes: int = 64 << 10) -> dict | None:
     """The last progress update in the log (read from its end only)."""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - tail_bytes))
-            data = fh.read()
-    except OSError:
+    read = _read_tail(path, tail_bytes)
+    if read is None:
         return None
-    if size > tail_bytes:
+    data, cut = read
+    if cut:
         first = _SPLIT.search(data)
         data = data[first.end():] if first else b""  # the first line is cut
     steps = [ev for ev in KohyaLogParser().feed(data, final=True) if ev["type"] == "step"]

@@ -305,7 +305,6 @@ class Trainer:
         step, t_start = progress.step, time.monotonic()
         steps_this_session = 0
         losses = list(progress.epoch_losses)
-        last_saved_epoch_file: Path | None = None
 
         for epoch in range(progress.epoch, epochs):
             mine = shard(epoch_batches(data, seed, epoch), rank, world)
@@ -408,7 +407,7 @@ class Trainer:
                           f"{avg if avg is None else round(avg, 5)}")
             final = step >= total or epoch + 1 == epochs
             if not final and (epoch + 1) % v("saving.every_n_epochs") == 0:
-                last_saved_epoch_file = self._save_lora(
+                self._save_lora(
                     epoch_file(cfg.output_name, epoch + 1), raw_unet, raw_te, net, acc,
                     step=step, epoch=epoch + 1, **meta_base)
                 if acc.is_main_process:
@@ -422,7 +421,6 @@ class Trainer:
                 self._sample(model, raw_unet, raw_te, epoch + 1, acc)
             if step >= total:
                 break
-        del last_saved_epoch_file
         final = self._save_lora(f"{cfg.output_name}.safetensors", raw_unet, raw_te, net, acc,
                                 step=step, epoch=progress.epoch, finished=True, **meta_base)
         if v("saving.save_state"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lorabake_tui.core.demo import build_demo
@@ -16,10 +18,33 @@ def demo_root(tmp_path):
     return build_demo(tmp_path / "demo", seed=0)
 
 
+def _settled(app) -> bool:
+    """The scan has been shown, the thumbnail tiles are mounted and no worker is running."""
+    from lorabake_tui.ui.widgets.thumbstrip import ThumbStrip, Tile
+
+    screen = app.screen
+    if app.project.dataset is None:
+        return False
+    strips = screen.query(ThumbStrip)
+    if not strips:
+        return False
+    strip = strips.first()
+    tiles = strip.query(Tile)
+    if len(tiles) != len(strip._showing) or not strip._showing:
+        return False
+    return not any(w.is_running for w in app.workers)
+
+
 async def wait_for_workers(pilot) -> None:
-    for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+    # a fixed number of pauses raced the scan -> thumbnails chain on a loaded CI machine:
+    # wait for the state the picture shows instead
+    deadline = time.monotonic() + 30
+    while not _settled(pilot.app):
+        if time.monotonic() > deadline:
+            raise AssertionError("the Concepts screen did not settle within 30 s")
+        await pilot.pause(0.05)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
 
 
 def test_concepts_screen(snap_compare, demo_root):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from .core import exit_codes
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lorabake train",
         description="Train a LoRA from a config in the foreground (Ctrl+C stops cleanly: the "
-                    "step finishes, state and a LoRA are saved). Exit codes: 0 done, 1 failed, "
-                    "2 config error, 3 stopped (resume with --resume), 4 out of memory, "
-                    "5 non-finite loss.")
+                    "step finishes, state and a LoRA are saved; --resume RUN_DIR continues). "
+                    + exit_codes.help_line())
     p.add_argument("config", nargs="?", help="the training config (TOML)")
     p.add_argument("--run-dir", help="where the run writes (default: "
                    "OUTPUT_DIR/OUTPUT_NAME-YYYYmmdd-HHMMSS)")

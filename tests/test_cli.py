@@ -401,6 +401,17 @@ def test_balance_help_lists_options(capsys):
         assert word in out
 
 
+def test_train_help_lists_every_exit_code(capsys):
+    from lorabake_tui.core import exit_codes
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for code, name in exit_codes.NAMES.items():
+        assert f"{code} {name}" in out
+
+
 # ---- the real executable ------------------------------------------------------------------
 
 def lorabake(*args, cwd: Path) -> subprocess.CompletedProcess:

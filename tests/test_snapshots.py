@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from lorabake_tui.core.demo import build_demo
 from lorabake_tui.ui.app import make_app
+
+from .helpers import until
 
 SIZE = (140, 44)
 
@@ -38,11 +38,7 @@ def _settled(app) -> bool:
 async def wait_for_workers(pilot) -> None:
     # a fixed number of pauses raced the scan -> thumbnails chain on a loaded CI machine:
     # wait for the state the picture shows instead
-    deadline = time.monotonic() + 30
-    while not _settled(pilot.app):
-        if time.monotonic() > deadline:
-            raise AssertionError("the Concepts screen did not settle within 30 s")
-        await pilot.pause(0.05)
+    await until(pilot, lambda: _settled(pilot.app), "the Concepts screen to settle", 30)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 

@@ -15,8 +15,8 @@ from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.screens.config import ConfigScreen, config_path
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
-from .helpers import settle
-from .test_ui_train import jobenv, until  # noqa: F401
+from .helpers import settle, until
+from .test_ui_train import jobenv  # noqa: F401
 
 SIZE = (160, 48)
 

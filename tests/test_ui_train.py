@@ -32,7 +32,7 @@ from lorabake_tui.ui.screens.train import TrainScreen, appended
 from lorabake_tui.ui.widgets.gpu import GpuMeter, parse_gpu_csv
 from lorabake_tui.ui.widgets.plot import LinePlot, Series, downsample
 
-from .helpers import settle
+from .helpers import settle, until
 
 FAKE = Path(__file__).with_name("fake_trainer.py")
 SIZE = (160, 48)
@@ -68,17 +68,6 @@ def write_config(root: Path, **fake) -> Path:
     lines += [f"{k} = {json.dumps(v)}" for k, v in fake.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-async def until(pilot, pred, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await pilot.pause(0.1)
 
 
 def head(screen: TrainScreen) -> str:

@@ -11,3 +11,8 @@ NON_FINITE_LOSS = 5  # loss became NaN/inf; the last good save is kept
 
 NAMES = {DONE: "done", FAILED: "failed", CONFIG_ERROR: "config error", STOPPED: "stopped",
          OUT_OF_MEMORY: "out of memory", NON_FINITE_LOSS: "non-finite loss"}
+
+
+def help_line() -> str:
+    """'Exit codes: 0 done, 1 failed, ...' for --help texts (one list, no drift)."""
+    return "Exit codes: " + ", ".join(f"{code} {name}" for code, name in NAMES.items()) + "."

@@ -20,8 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m lorabake_tui.trainer",
         description="Train a SD 1.5 LoRA/LoCon from a lorabake config. SIGTERM or Ctrl+C "
                     "finishes the step, saves state and a LoRA, and exits 3; --resume RUN_DIR "
-                    "continues. Exit codes: 0 done, 1 failed, 2 config error, 3 stopped, "
-                    "4 out of memory, 5 non-finite loss.")
+                    "continues. " + exit_codes.help_line())
     p.add_argument("config", nargs="?", help="the training config (TOML)")
     p.add_argument("--run-dir", help="where this run writes (default: "
                    "OUTPUT_DIR/OUTPUT_NAME-YYYYmmdd-HHMMSS)")

@@ -31,8 +31,9 @@ from lorabake_tui.ui.screens.job_dialogs import StopDialog
 from lorabake_tui.ui.screens.train import TrainScreen, appended
 from lorabake_tui.ui.widgets.gpu import GpuMeter, parse_gpu_csv
 from lorabake_tui.ui.widgets.plot import LinePlot, Series, downsample
+from lorabake_tui.ui.widgets.sample_strip import SampleStrip, SampleTile
 
-from .helpers import settle, until
+from .helpers import make_image, settle, until
 
 FAKE = Path(__file__).with_name("fake_trainer.py")
 SIZE = (160, 48)
@@ -183,6 +184,36 @@ async def test_a_50k_event_history_shows_at_once(jobenv, small_dataset, tmp_path
         assert "57%" in str(gpu.render()) and "GPU1" in str(gpu.render())
         await pilot.press("c")
         assert app.clipboard == str(run / "big.safetensors")
+
+
+async def test_sample_images_show_as_thumbnails(jobenv, small_dataset, tmp_path):
+    run = tmp_path / "runs" / "withsamples"
+    run.mkdir(parents=True)
+    shown = [make_image(run / "sample" / f"e1-{n}.png", color=(40 * n, 90, 200))
+             for n in range(2)]
+    gone = run / "sample" / "e1-9.png"  # listed but deleted since: a tile that says so
+    events = [{"type": "start", "t": 1.0, "total_steps": 4, "epochs": 1},
+              {"type": "step", "t": 2.0, "step": 4, "total_steps": 4, "epoch": 1,
+               "loss": 0.1, "avg_loss": 0.1, "lr": [1e-4]},
+              {"type": "sample", "t": 3.0, "epoch": 1, "paths": [str(p) for p in shown]
+               + [str(gone)]}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    with Registry() as reg:
+        reg.add(kind="lorabake", name="withsamples", status="done", run_dir=str(run),
+                created=1.0, started=1.0, ended=3.0, exit_code=0, last_message="done")
+    app = make_app(small_dataset, images="halfcell", save_settings=False)
+    app.settings.notify_on_finish = False
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 2)
+        await pilot.press("5")
+        screen = app.screen
+        strip = screen.query_one("#tr-samples", SampleStrip)
+        await until(pilot, lambda: len(strip.query(SampleTile)) == 3, "three sample tiles")
+        assert strip.display and strip.border_title == "Samples after epoch 1"
+        tiles = list(strip.query(SampleTile))
+        assert [t.path.name for t in tiles] == ["e1-0.png", "e1-1.png", "e1-9.png"]
+        assert [t.image is not None for t in tiles] == [True, True, False]
+        assert strip.outer_size.height == 10  # its own height over the concept strip's 12
 
 
 async def test_attach_opens_on_the_job_and_old_queue_snapshots_submit(jobenv, small_dataset,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import HorizontalScroll, Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
@@ -48,24 +51,33 @@ class Tile(Vertical):
 
 
 class ThumbStrip(HorizontalScroll):
+    """The first `count` images of a list as tiles; decoding runs in a worker, and a list
+    that changed meanwhile wins. Subclasses change what an item is and how its tile looks."""
+
     DEFAULT_CSS = """
     ThumbStrip { height: 12; border: round $panel; border-title-color: $text-muted;
                  padding: 0 1; overflow-x: hidden; }
     """
     can_focus = False
 
-    def __init__(self, mode: str, *, count: int = 8, **kwargs) -> None:
+    def __init__(self, mode: str, *, count: int = 8, cache_items: int = 256, **kwargs) -> None:
         super().__init__(**kwargs)
         self.mode = mode
         self.count = count
-        self.cache = ThumbnailCache()
+        self.cache = ThumbnailCache(max_items=cache_items)
         self.widget_cls = image_widget_class(mode)
         self._showing: tuple[str, ...] = ()
 
-    def show(self, title: str, items: list[ImageItem]) -> None:
+    def item_path(self, item) -> Path:
+        return item.path
+
+    def make_tile(self, item, image) -> Widget:
+        return Tile(item, image, self.widget_cls)
+
+    def show(self, title: str, items: list) -> None:
         self.border_title = title
         picked = items[: self.count]
-        key = tuple(str(i.path) for i in picked)
+        key = tuple(str(self.item_path(i)) for i in picked)
         if key == self._showing:
             return
         self._showing = key
@@ -78,13 +90,14 @@ class ThumbStrip(HorizontalScroll):
 
     @work(thread=True, exclusive=True, group="thumbs", exit_on_error=False,
           description="load thumbnails")
-    def load(self, items: list[ImageItem], key: tuple[str, ...]) -> None:
+    def load(self, items: list, key: tuple[str, ...]) -> None:
         worker = get_current_worker()
         out = []
         for item in items:
             if worker.is_cancelled:
                 return
-            thumb = self.cache.get(item.path) if self.widget_cls is not None else None
+            thumb = (self.cache.get(self.item_path(item)) if self.widget_cls is not None
+                     else None)
             out.append((item, thumb))
         if not worker.is_cancelled:
             self.app.call_from_thread(self._put, out, key)
@@ -93,4 +106,4 @@ class ThumbStrip(HorizontalScroll):
         if key != self._showing:
             return  # the user has moved on
         self.remove_children()
-        self.mount_all([Tile(item, image, self.widget_cls) for item, image in thumbs])
+        self.mount_all([self.make_tile(item, image) for item, image in thumbs])

@@ -694,6 +694,15 @@ def test_max_steps_and_prior_loss_weight_travel_to_kohya_and_back(tmp_path, data
     assert config["training"]["prior_loss_weight"] == 0.5
     back = kohya_round_trip(cfg, tmp_path / "k2", 4000)
     assert back["general"]["max_steps"] == 50 and back["data"]["prior_loss_weight"] == 0.5
+    # counted from the dataset (as `config export` does), the run is cut at max_steps:
+    # warmup is a share of those 50
+    cfg["general"]["epochs"] = 100
+    cfg["optimizer"].update({"warmup_ratio": 0.1, "scheduler": "cosine"})
+    assert estimate_total_steps(cfg) == 50
+    cfg_path, _ = write_kohya(cfg, tmp_path / "k4", total_steps=estimate_total_steps(cfg))
+    config = tomllib.loads(cfg_path.read_text())
+    assert config["training"]["max_train_steps"] == 50
+    assert config["optimizer"]["lr_warmup_steps"] == 5
     # a max_steps the epochs never reach is left out: the epochs decide, as in our trainer
     cfg["general"]["max_steps"] = 9000
     cfg_path, _ = write_kohya(cfg, tmp_path / "k3", total_steps=4000)

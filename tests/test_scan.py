@@ -13,7 +13,7 @@ from lorabake_tui.core.dataset import CaptionState, ScanCancelled, scan_dataset
 from lorabake_tui.core.errors import LorabakeError
 from lorabake_tui.core.folders import parse_folder_name
 from lorabake_tui.core.problems import Severity
-from lorabake_tui.core.steps import concept_samples, epoch_summary, reg_samples
+from lorabake_tui.core.steps import concept_samples, epoch_summary, reg_samples, run_steps
 
 CAPTION = b"mira, 1girl, smile\n"
 
@@ -568,3 +568,14 @@ def test_caption_with_unicode_line_separator_is_one_line(tmp_path):
     Image.new("RGB", (8, 8)).save(d / "x.png")
     (d / "x.txt").write_text("a\u2028b, c\n", encoding="utf-8")
     assert not [p for p in scan_dataset(tmp_path).problems if p.code == "caption-multiline"]
+
+
+def test_run_steps_cut_at_max_steps():
+    # 8 epochs of 320 batches; 0 is no cut, and a cut past the end changes nothing
+    assert run_steps(8, 320) == (2560, 8)
+    assert run_steps(8, 320, max_steps=9000) == (2560, 8)
+    assert run_steps(8, 320, max_steps=40) == (40, 1)
+    assert run_steps(8, 320, max_steps=321) == (321, 2)  # the 2nd epoch starts, one step of it
+    # two processes split each epoch's batches, rounded up: 161 steps per epoch
+    assert run_steps(2, 321, processes=2) == (322, 2)
+    assert run_steps(2, 321, max_steps=200, processes=2) == (200, 2)

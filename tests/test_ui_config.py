@@ -139,3 +139,20 @@ async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path)
         assert isinstance(app.screen, TrainScreen)
         shown = await until(pilot, lambda: app.screen.job, "the queued job on Train")
         assert shown.id == job.id
+
+
+async def test_summary_says_where_max_steps_stops_the_run(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        editor = screen.query_one("#cfg-editor", TextArea)
+        summary = screen.query_one("#cfg-summary", Static)
+        await until(pilot, lambda: "steps over" in str(summary.render()), "the step summary")
+        assert "max_steps" not in str(summary.render())  # 0: the epochs decide
+        assert "max_steps = 0" in editor.text
+        editor.load_text(editor.text.replace("max_steps = 0", "max_steps = 7"))
+        await until(pilot, lambda: "stops it at 7 (in epoch 1)" in str(summary.render()),
+                    "the max_steps cut in the summary")

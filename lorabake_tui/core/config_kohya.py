@@ -283,11 +283,12 @@ def read_prompts(path: Any, base_dir: Path | None, notes: list[str]
 
 
 def estimate_total_steps(cfg: dict[str, Any]) -> int | None:
-    """Optimizer steps of the run as kohya counts them, from a scan of the dataset folders
-    (buckets, repeats, regularization matching); None when the folders cannot be read."""
+    """Optimizer steps of the run as kohya counts them (general.max_steps included), from a
+    scan of the dataset folders (buckets, repeats, regularization matching); None when the
+    folders cannot be read."""
     from .buckets import BucketSettings, assign_all, dataset_items
     from .dataset import scan_dataset
-    from .steps import total_steps
+    from .steps import run_steps
 
     c = full_config(cfg)
     d, g, b = c["data"], c["general"], c["buckets"]
@@ -306,7 +307,8 @@ def estimate_total_steps(cfg: dict[str, Any]) -> int | None:
             batches = report.batches_per_epoch
         else:  # one bucket at the resolution
             batches = math.ceil(sum(r for *_, r in items) / batch)
-        return total_steps(int(g["epochs"]), batches) or None
+        steps, _ = run_steps(int(g["epochs"]), batches, max_steps=int(g.get("max_steps") or 0))
+        return steps or None
     except (LorabakeError, OSError, TypeError, ValueError, ZeroDivisionError):
         return None
 
@@ -397,8 +399,9 @@ def to_kohya(cfg: dict[str, Any], *, total_steps: int | None = None,
     max_steps = int(g.get("max_steps") or 0)
     if max_steps:
         # kohya lets max_train_epochs override max_train_steps: write the one that ends first
+        # (the run's steps are already cut at max_steps when that ends first, hence <=)
         estimate = total_steps if total_steps is not None else estimate_total_steps(c)
-        if estimate is None or max_steps < estimate:
+        if estimate is None or max_steps <= estimate:
             del training["max_train_epochs"]
             training["max_train_steps"] = max_steps
     if float(d.get("prior_loss_weight", 1.0)) != 1.0:

@@ -57,3 +57,14 @@ def total_steps(epochs: int, batches_per_epoch: int, *, processes: int = 1,
     """Optimizer steps over the run, as kohya counts them: per epoch the batches are split
     over processes and gradient accumulation, rounded up."""
     return epochs * math.ceil(batches_per_epoch / processes / grad_accum)
+
+
+def run_steps(epochs: int, batches_per_epoch: int, *, max_steps: int = 0, processes: int = 1,
+              grad_accum: int = 1) -> tuple[int, int]:
+    """(optimizer steps, epochs started) of a run: the epochs' steps, cut at `max_steps`
+    when that comes first (0: no cut); the last epoch started may then be a partial one."""
+    per_epoch = total_steps(1, batches_per_epoch, processes=processes, grad_accum=grad_accum)
+    total = epochs * per_epoch
+    if max_steps and max_steps < total:
+        return max_steps, math.ceil(max_steps / per_epoch)
+    return total, epochs

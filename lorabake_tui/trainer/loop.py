@@ -7,7 +7,6 @@ continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import signal
@@ -25,6 +24,7 @@ from ..core.buckets import BucketSettings
 from ..core.caption_processing import process_caption
 from ..core.config_file import with_absolute_paths
 from ..core.errors import LorabakeError
+from ..core.steps import run_steps, total_steps
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, cache_dir_for, encode_pixels
@@ -227,12 +227,9 @@ class Trainer:
         unet.train(train_unet)
         te.train(train_te)
 
-        batches_per_epoch = math.ceil(data.batches_per_epoch / world)
-        epochs = v("general.epochs")
-        total = epochs * batches_per_epoch
-        if v("general.max_steps"):
-            total = min(total, v("general.max_steps"))
-            epochs = math.ceil(total / batches_per_epoch)
+        batches_per_epoch = total_steps(1, data.batches_per_epoch, processes=world)
+        total, epochs = run_steps(v("general.epochs"), data.batches_per_epoch,
+                                  max_steps=v("general.max_steps") or 0, processes=world)
         warmup = round(total * v("optimizer.warmup_ratio"))
         lr = v("optimizer.learning_rate")
         groups = param_groups(trainable(unet) if train_unet else [],

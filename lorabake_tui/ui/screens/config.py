@@ -163,7 +163,7 @@ class ConfigScreen(StageScreen):
             self.query_one("#cfg-summary", Static).update(out)
             return
         from ...core.buckets import BucketSettings, assign_all, dataset_items
-        from ...core.steps import total_steps
+        from ...core.steps import run_steps, total_steps
 
         v = self.doc.value
         try:
@@ -173,6 +173,7 @@ class ConfigScreen(StageScreen):
                                       int(v("general.batch_size")))
             report = assign_all(dataset_items(self.dataset)[0], settings)
             epochs = int(v("general.epochs"))
+            max_steps = int(v("general.max_steps") or 0)
         except (LorabakeError, TypeError, ValueError) as exc:
             out.append(f"cannot compute steps: {exc}", style="red")
             self.query_one("#cfg-summary", Static).update(out)
@@ -185,6 +186,11 @@ class ConfigScreen(StageScreen):
                    "buckets) · ")
         out.append(f"{total_steps(epochs, report.batches_per_epoch)}", style="bold")
         out.append(f" steps over {epochs} epochs")
+        steps, run_epochs = run_steps(epochs, report.batches_per_epoch, max_steps=max_steps)
+        if steps < total_steps(epochs, report.batches_per_epoch):  # the trainer stops there
+            out.append(" · general.max_steps stops it at ")
+            out.append(f"{steps}", style="bold yellow")
+            out.append(f" (in epoch {run_epochs})")
         self.query_one("#cfg-summary", Static).update(out)
 
     def _diff(self) -> None:

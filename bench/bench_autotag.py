@@ -18,7 +18,7 @@ Timed, all on the CPU, same model file, same images (after an untimed warm-up of
   batch of 1 through a default onnxruntime session.
 - loop, our preprocessing: the same loop with our decoder (JPEG DCT scaling, box reduction),
   still one image at a time, to show how much of the gain is decoding and how much overlap.
-- ours: `lorabake_tui.core.tagger.autotag` in dry-run mode (selection and caption planning
+- ours: `lorabake_tui.core.tagger.autotag.autotag` in dry-run mode (selection and caption planning
   included; no files written; no resume cache): on the CPU a group of images decodes on
   every core, then they are inferred (batch 1: larger batches are slower per image on a CPU,
   the attention maps outgrow the cache); on a GPU, batches of 32 and decoding overlaps.
@@ -231,7 +231,7 @@ def naive_loop(model_path: Path, paths: list[Path]) -> float:
 
 
 def loop_our_preprocessing(tagger, paths: list[Path]) -> float:
-    from lorabake_tui.core.tagger_input import load_image
+    from lorabake_tui.core.tagger.inputs import load_image
 
     t = time.perf_counter()
     for p in paths:
@@ -240,9 +240,9 @@ def loop_our_preprocessing(tagger, paths: list[Path]) -> float:
 
 
 def ours(tagger, root: Path, batch: int) -> float:
-    from lorabake_tui.core.caption_store import CaptionStore
-    from lorabake_tui.core.dataset import scan_dataset
-    from lorabake_tui.core.tagger import TagOptions, autotag
+    from lorabake_tui.core.captions.store import CaptionStore
+    from lorabake_tui.core.dataset.scan import scan_dataset
+    from lorabake_tui.core.tagger.autotag import TagOptions, autotag
 
     store = CaptionStore.load(scan_dataset(root))
     t = time.perf_counter()
@@ -255,7 +255,7 @@ def ours(tagger, root: Path, batch: int) -> float:
 
 def prep_only(paths: list[Path]) -> tuple[float, float]:
     """Seconds per image spent decoding and preparing: the naive way, and ours."""
-    from lorabake_tui.core.tagger_input import load_image
+    from lorabake_tui.core.tagger.inputs import load_image
 
     sample = paths[:60]
     t = time.perf_counter()
@@ -278,7 +278,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=OUT / "autotag")
     args = ap.parse_args()
 
-    from lorabake_tui.core.tagger import TagOptions, open_tagger
+    from lorabake_tui.core.tagger.autotag import TagOptions, open_tagger
 
     model_dir = ensure_model(args.dir / f"model-d{args.depth}", args.depth, args.tags)
     paths = make_images(args.dir / f"images-{args.images}", args.images)

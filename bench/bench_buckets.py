@@ -39,9 +39,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     ensure_importable()
-    from lorabake_tui.core.bucket_plan import recommend
-    from lorabake_tui.core.buckets import BucketSettings, assign_all, dataset_items
-    from lorabake_tui.core.dataset import scan_dataset
+    from lorabake_tui.core.buckets.assign import BucketSettings, assign_all, dataset_items
+    from lorabake_tui.core.buckets.recommend import recommend
+    from lorabake_tui.core.dataset.scan import scan_dataset
 
     print(machine_line())
     print(load_line())

@@ -101,7 +101,7 @@ def png_digest(root: Path) -> str:
 
 
 def one_run(src: Path, work: Path, workers: int) -> dict:
-    from lorabake_tui.core.imagetools import apply_image_plan, plan_images
+    from lorabake_tui.core.dataset.imagetools import apply_image_plan, plan_images
 
     if work.exists():
         shutil.rmtree(work)

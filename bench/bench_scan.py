@@ -88,7 +88,7 @@ def main() -> int:
     root = c.prepare_dataset(args.dir or c.default_dataset_dir(args.images, args.folders),
                              args.images, args.folders)
     c.ensure_importable()
-    from lorabake_tui.core.dataset import scan_dataset
+    from lorabake_tui.core.dataset.scan import scan_dataset
 
     # (a) in-process, warm: one untimed run first fills the page cache and dentry cache
     check(scan_dataset(root), args.images)

@@ -244,10 +244,10 @@ def main() -> int:
     after12 = {r: d.replace(b", " + ALL_TAG.encode(), b"") for r, d in after1.items()}
     h1, h12 = digest_of(after1), digest_of(after12)
     c.ensure_importable()
-    from lorabake_tui.core.caption_store import CaptionStore
-    from lorabake_tui.core.dataset import scan_dataset
-    from lorabake_tui.core.journal import Journal
-    from lorabake_tui.core.tagops import op_remove, op_replace
+    from lorabake_tui.core.base.journal import Journal
+    from lorabake_tui.core.captions.store import CaptionStore
+    from lorabake_tui.core.captions.tagops import op_remove, op_replace
+    from lorabake_tui.core.dataset.scan import scan_dataset
 
     op1, op2 = op_replace(HALF_TAG, HALF_NEW), op_remove(ALL_TAG)
 

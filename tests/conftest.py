@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import make_concept
+from .support.helpers import make_concept
 
 
 @pytest.fixture(autouse=True)

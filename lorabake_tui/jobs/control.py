@@ -15,9 +15,9 @@ import tomllib
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from ..core.atomic import atomic_write_text
-from ..core.config_file import read_config_text, with_absolute_paths
-from ..core.errors import LorabakeError
+from ..core.base.atomic import atomic_write_text
+from ..core.base.errors import LorabakeError
+from ..core.config.file import read_config_text, with_absolute_paths
 from .paths import configs_dir
 from .procs import create_time, is_alive, send, send_group
 from .registry import ACTIVE, RESUMABLE, Job, Registry

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.atomic import atomic_write_text
-from ..core.journal import STATE_DIRNAME
+from ..core.base.atomic import atomic_write_text
+from ..core.base.journal import STATE_DIRNAME
 
 
 @dataclass(frozen=True, slots=True)

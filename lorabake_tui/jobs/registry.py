@@ -23,8 +23,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..core import exit_codes
-from ..core.errors import LorabakeError
+from ..core.base.errors import LorabakeError
+from ..core.run import exit_codes
 from .paths import db_path, ensure_state_dir
 from .procs import is_alive, signal_name
 from .tail import EVENTS_NAME, last_event, last_lora_save, tail_lines

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.atomic import atomic_write_text
+from ..core.base.atomic import atomic_write_text
 from .procs import create_time
 from .registry import (
     ACTIVE,

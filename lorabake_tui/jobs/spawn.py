@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..core.errors import LorabakeError
+from ..core.base.errors import LorabakeError
 from .procs import create_time
 from .registry import ACTIVE, EXIT_CODE_FILE, Job, Registry
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.errors import LorabakeError
+from ..core.base.errors import LorabakeError
 from .paths import db_path, ensure_state_dir, lock_path
 from .registry import ACTIVE, Job, Registry
 from .spawn import launch, spawn_supervisor

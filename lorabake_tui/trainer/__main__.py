@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..core import exit_codes
+from ..core.run import exit_codes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args, previous: dict) -> int:
-    from ..core.errors import LorabakeError
+    from ..core.base.errors import LorabakeError
 
     try:
         from .loop import StopFlag, Trainer, write_snapshot

@@ -26,8 +26,8 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from lorabake_tui.core.clip_tokenizer import BPE_FILE, MODEL_MAX_LENGTH, clip_tokenizer
-from lorabake_tui.core.errors import LorabakeError
+from lorabake_tui.core.base.errors import LorabakeError
+from lorabake_tui.core.captions.clip_tokenizer import BPE_FILE, MODEL_MAX_LENGTH, clip_tokenizer
 from lorabake_tui.trainer.metadata import autov2_hash, legacy_hash
 
 BUILTIN_PREFIX = "builtin:"

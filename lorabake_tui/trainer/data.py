@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.buckets import BucketReport, BucketSettings, assign_all, training_entries
-from ..core.captions import CaptionDecodeError, parse_caption
-from ..core.dataset import Dataset, scan_dataset
-from ..core.errors import LorabakeError
-from ..core.imageops import ImageDecodeError, decode_image, to_rgb
+from ..core.base.errors import LorabakeError
+from ..core.buckets.assign import BucketReport, BucketSettings, assign_all, training_entries
+from ..core.captions.caption_file import CaptionDecodeError, parse_caption
+from ..core.dataset.scan import Dataset, scan_dataset
+from ..core.images.imageops import ImageDecodeError, decode_image, to_rgb
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = 
         image = to_rgb(decode_image(sample.path.read_bytes()))
     except (OSError, ImageDecodeError) as exc:
         raise LorabakeError(f"{sample.path}: {exc}", "fix or remove the image") from None
-    from ..core.imageops import cover_size
+    from ..core.images.imageops import cover_size
 
     bw, bh = sample.bucket
     rw, rh = cover_size(image.width, image.height, bw, bh)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.atomic import atomic_write_bytes
-from ..core.errors import LorabakeError
+from ..core.base.atomic import atomic_write_bytes
+from ..core.base.errors import LorabakeError
 from .data import Sample, load_pixels
 
 CACHE_VERSION = "1"

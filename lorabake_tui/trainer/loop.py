@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..core import exit_codes
-from ..core.atomic import atomic_write_text
-from ..core.buckets import BucketSettings
-from ..core.caption_processing import process_caption
-from ..core.config_file import with_absolute_paths
-from ..core.errors import LorabakeError
-from ..core.steps import run_steps, total_steps
+from ..core.base.atomic import atomic_write_text
+from ..core.base.errors import LorabakeError
+from ..core.buckets.assign import BucketSettings
+from ..core.captions.processing import process_caption
+from ..core.config.file import with_absolute_paths
+from ..core.dataset.steps import run_steps, total_steps
+from ..core.run import exit_codes
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, cache_dir_for, encode_pixels

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..core.errors import LorabakeError
+from ..core.base.errors import LorabakeError
 
 
 def param_groups(unet_params, te_params, *, lr: float, unet_lr: float, te_lr: float):

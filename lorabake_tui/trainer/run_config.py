@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.caption_processing import CaptionRules
-from ..core.config_check import check_config, resolve_path
-from ..core.config_file import ConfigDoc, load_config, parse_config
-from ..core.config_schema import BUILTIN_PREFIX
-from ..core.errors import LorabakeError
+from ..core.base.errors import LorabakeError
+from ..core.captions.processing import CaptionRules
+from ..core.config.check import check_config, resolve_path
+from ..core.config.file import ConfigDoc, load_config, parse_config
+from ..core.config.schema import BUILTIN_PREFIX
 
 
 class ConfigErrors(LorabakeError):

@@ -7,7 +7,7 @@ import re
 import struct
 from pathlib import Path
 
-from ..core.atomic import atomic_write_bytes
+from ..core.base.atomic import atomic_write_bytes
 
 
 def _data_part(blob: bytes) -> bytes:

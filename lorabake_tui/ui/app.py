@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ..core.settings import Settings
+from ..core.base.user_settings import Settings
 from ..jobs.notify import FinishWatcher, finish_notice
 from .project import Project
 from .screens.buckets import BucketsScreen

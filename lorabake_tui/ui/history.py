@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.widget import Widget
 
-from ..core.errors import LorabakeError
-from ..core.journal import Entry, Journal
+from ..core.base.errors import LorabakeError
+from ..core.base.journal import Entry, Journal
 
 
 def run_history(widget: Widget, journal: Journal, which: str) -> Entry | None:

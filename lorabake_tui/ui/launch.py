@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from ..core.settings import Settings
+from ..core.base.user_settings import Settings
 
 
 def run_app(root: Path, *, reg_root: Path | None, caption_ext: str, images: str | None,

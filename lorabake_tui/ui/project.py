@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.dataset import Dataset, scan_dataset
-from ..core.journal import Journal
+from ..core.base.journal import Journal
+from ..core.dataset.scan import Dataset, scan_dataset
 
 
 @dataclass(slots=True)

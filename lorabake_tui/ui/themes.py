@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.theme import Theme
 
-from ..core.settings import config_dir
+from ..core.base.user_settings import config_dir
 
 THEME_FIELDS = {f.name for f in fields(Theme)}
 # Extra CSS variables our stylesheets use; a theme may override them.

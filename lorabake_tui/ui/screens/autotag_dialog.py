@@ -15,11 +15,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
-from ...core.caption_store import CaptionRecord, CaptionStore
-from ...core.errors import LorabakeError
-from ...core.imageops import ImageDecodeError
-from ...core.journal import Journal
-from ...core.tagger import (
+from ...core.base.errors import LorabakeError
+from ...core.base.journal import Journal
+from ...core.captions.store import CaptionRecord, CaptionStore
+from ...core.images.imageops import ImageDecodeError
+from ...core.tagger.autotag import (
     MODES,
     AutotagResult,
     Tagger,

@@ -10,9 +10,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ...core.balance import OPTIMIZER_TARGETS, BalancePlan, plan_balance
-from ...core.dataset import Dataset
-from ...core.errors import LorabakeError
+from ...core.base.errors import LorabakeError
+from ...core.dataset.balance import OPTIMIZER_TARGETS, BalancePlan, plan_balance
+from ...core.dataset.scan import Dataset
 from .plan_view import fill_plan_table, plan_summary, setup_plan_table
 
 PRESET_LABELS = {"adamw": "AdamW", "prodigy": "Prodigy", "ia3": "IA3 + AdamW",

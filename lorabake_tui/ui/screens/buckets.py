@@ -12,7 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Checkbox, Input, Label, Static
 
-from ...core.buckets import (
+from ...core.base.errors import LorabakeError
+from ...core.buckets.assign import (
     BucketImage,
     BucketReport,
     BucketSettings,
@@ -20,10 +21,9 @@ from ...core.buckets import (
     bucket_histogram,
     dataset_items,
 )
-from ...core.dataset import Dataset
-from ...core.errors import LorabakeError
-from ...core.imageops import parse_size
-from ...core.steps import total_steps
+from ...core.dataset.scan import Dataset
+from ...core.dataset.steps import total_steps
+from ...core.images.imageops import parse_size
 from ..history import run_history
 from ..widgets.crop_preview import CropPreview
 from ..widgets.virtual_list import VirtualList

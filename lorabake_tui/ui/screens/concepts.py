@@ -13,11 +13,11 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from ...core.balance import apply_plan, balance_warnings
-from ...core.dataset import Concept, Dataset, ScanCancelled
-from ...core.errors import LorabakeError
-from ...core.problems import Severity
-from ...core.steps import epoch_summary
+from ...core.base.errors import LorabakeError
+from ...core.dataset.balance import apply_plan, balance_warnings
+from ...core.dataset.problems import Severity
+from ...core.dataset.scan import Concept, Dataset, ScanCancelled
+from ...core.dataset.steps import epoch_summary
 from ..history import run_history
 from ..widgets.thumbstrip import ThumbStrip
 from .balance_dialog import BalanceDialog

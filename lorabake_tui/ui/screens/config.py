@@ -14,18 +14,18 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Label, Select, Static, TextArea
 
-from ...core.atomic import atomic_write_text
-from ...core.config_check import Finding, check_config
-from ...core.config_file import (
+from ...core.base.atomic import atomic_write_text
+from ...core.base.errors import LorabakeError
+from ...core.base.journal import STATE_DIRNAME
+from ...core.config.check import Finding, check_config
+from ...core.config.file import (
     CONFIG_NAME,
     ConfigDoc,
     dump_config,
     parse_config,
 )
-from ...core.config_presets import DEFAULT_PRESET, list_presets, new_config, preset_config
-from ...core.dataset import Dataset
-from ...core.errors import LorabakeError
-from ...core.journal import STATE_DIRNAME
+from ...core.config.presets import DEFAULT_PRESET, list_presets, new_config, preset_config
+from ...core.dataset.scan import Dataset
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
 
@@ -162,8 +162,8 @@ class ConfigScreen(StageScreen):
         if self.doc is None or self.dataset is None:
             self.query_one("#cfg-summary", Static).update(out)
             return
-        from ...core.buckets import BucketSettings, assign_all, dataset_items
-        from ...core.steps import run_steps, total_steps
+        from ...core.buckets.assign import BucketSettings, assign_all, dataset_items
+        from ...core.dataset.steps import run_steps, total_steps
 
         v = self.doc.value
         try:

@@ -15,9 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
-from ...core.errors import LorabakeError
-from ...core.imageops import parse_color, parse_size
-from ...core.imagetools import (
+from ...core.base.errors import LorabakeError
+from ...core.dataset.imagetools import (
     ImageOptions,
     ImagePlan,
     apply_image_plan,
@@ -25,6 +24,7 @@ from ...core.imagetools import (
     find_lowres,
     plan_images,
 )
+from ...core.images.imageops import parse_color, parse_size
 
 TOOLS = [("Convert to PNG (webp, avif, gif frames, jpg, bmp)", "convert"),
          ("Pad to square (white)", "pad"), ("Resize", "resize"),

@@ -12,10 +12,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from ...core.caption_store import CaptionPlan, CaptionRecord, CaptionStore
-from ...core.errors import LorabakeError
-from ...core.tagop_specs import OpSpec, build_op, preset_choices
-from ...core.tags import tag_key
+from ...core.base.errors import LorabakeError
+from ...core.captions.store import CaptionPlan, CaptionRecord, CaptionStore
+from ...core.captions.tagop_specs import OpSpec, build_op, preset_choices
+from ...core.captions.tags import tag_key
 
 SAMPLES = 6
 

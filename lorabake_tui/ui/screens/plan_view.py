@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ...core.balance import BalancePlan
+from ...core.dataset.balance import BalancePlan
 
 
 def setup_plan_table(table: DataTable) -> None:

@@ -12,11 +12,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from ...core.bucket_apply import apply_bucket_plan
-from ...core.bucket_plan import BucketPlan, recommend
-from ...core.buckets import BucketSettings
-from ...core.dataset import Dataset
-from ...core.errors import LorabakeError
+from ...core.base.errors import LorabakeError
+from ...core.buckets.apply import apply_bucket_plan
+from ...core.buckets.assign import BucketSettings
+from ...core.buckets.recommend import BucketPlan, recommend
+from ...core.dataset.scan import Dataset
 
 
 class RecommendDialog(ModalScreen[bool]):

@@ -9,8 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from ...core.errors import LorabakeError
-from ...core.journal import Entry
+from ...core.base.errors import LorabakeError
+from ...core.base.journal import Entry
 
 
 class RecoverScreen(ModalScreen[None]):

@@ -9,9 +9,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from ...core.balance import BalancePlan, plan_set_repeats
-from ...core.dataset import Concept, Dataset
-from ...core.errors import LorabakeError
+from ...core.base.errors import LorabakeError
+from ...core.dataset.balance import BalancePlan, plan_set_repeats
+from ...core.dataset.scan import Concept, Dataset
 from .plan_view import fill_plan_table, plan_summary, setup_plan_table
 
 

@@ -11,9 +11,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
-from ...core.config_file import ConfigDoc, set_value_in_text
-from ...core.config_schema import SECTIONS, SETTINGS, Setting
-from ...core.errors import LorabakeError
+from ...core.base.errors import LorabakeError
+from ...core.config.file import ConfigDoc, set_value_in_text
+from ...core.config.schema import SECTIONS, SETTINGS, Setting
 from ..widgets.virtual_list import VirtualList
 
 
@@ -136,7 +136,7 @@ class SettingsDialog(ModalScreen[str | None]):
         except LorabakeError as exc:
             self.notify(str(exc), severity="error")
             return
-        from ...core.config_file import parse_config
+        from ...core.config.file import parse_config
 
         self.doc = parse_config(self.text)
         self.changed = True

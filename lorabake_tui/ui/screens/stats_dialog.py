@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ...core.tagstats import TagStats
+from ...core.captions.tagstats import TagStats
 
 
 def stats_text(stats: TagStats) -> Text:

@@ -12,14 +12,19 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from ...core.caption_store import CaptionPlan, CaptionRecord, CaptionStore
-from ...core.dataset import Dataset
-from ...core.errors import LorabakeError
-from ...core.project_settings import ProjectSettings
-from ...core.tagfilter import Filter, FilterError, parse_filter
-from ...core.tagop_specs import SPECS, OpSpec
-from ...core.tags import tag_key
-from ...core.tokens import TokenSettings, matching_records, project_token_settings, token_counter
+from ...core.base.errors import LorabakeError
+from ...core.captions.store import CaptionPlan, CaptionRecord, CaptionStore
+from ...core.captions.tagfilter import Filter, FilterError, parse_filter
+from ...core.captions.tagop_specs import SPECS, OpSpec
+from ...core.captions.tags import tag_key
+from ...core.captions.tokens import (
+    TokenSettings,
+    matching_records,
+    project_token_settings,
+    token_counter,
+)
+from ...core.dataset.scan import Dataset
+from ...core.project.prefs import ProjectSettings
 from ..history import run_history
 from ..widgets.thumbstrip import ThumbStrip
 from ..widgets.virtual_list import VirtualList
@@ -285,7 +290,7 @@ class TagsScreen(StageScreen):
     def action_overview(self) -> None:
         if self.store is None:
             return
-        from ...core.tagstats import tag_stats
+        from ...core.captions.tagstats import tag_stats
 
         scope = f"images matching '{self.filter.source}'" if self.filter else "all images"
         self.app.push_screen(StatsDialog(tag_stats(self.store, self.matching), scope))

@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Log, Static
 
-from ...core.errors import LorabakeError
+from ...core.base.errors import LorabakeError
 from ...jobs import control
 from ...jobs.kohya_log import latest_kohya_step
 from ...jobs.notify import duration

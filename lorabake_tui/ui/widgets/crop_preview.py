@@ -10,8 +10,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from ...core.buckets import Assignment
-from ...core.thumbnails import ThumbnailCache
+from ...core.buckets.assign import Assignment
+from ...core.images.thumbnails import ThumbnailCache
 from ..images import image_widget_class
 
 

@@ -12,8 +12,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from ...core.dataset import ImageItem
-from ...core.thumbnails import ThumbnailCache
+from ...core.dataset.scan import ImageItem
+from ...core.images.thumbnails import ThumbnailCache
 from ..images import image_widget_class
 
 LOW_RES = 512  # below the training resolution on either side: upscaled, and it shows

@@ -1,0 +1,5 @@
+"""The `lorabake` command: every workbench operation, headless."""
+
+from .main import main
+
+__all__ = ["main"]

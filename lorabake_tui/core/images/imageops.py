@@ -1,0 +1,331 @@
+"""Operations on one image: pure functions from a Pillow image to a new one, plus decoding and
+PNG encoding with the guards the batch tools need.
+
+Every tool decodes through `decode_image`, which applies the EXIF orientation first (a phone
+photo stored sideways comes out upright, and the orientation tag is dropped with the rest of
+the metadata, so nothing rotates it twice), and `encode_png`, which writes a deterministic
+PNG (zlib level 6, optimize off, no text/time/EXIF chunks; only an ICC profile is kept, as
+it is needed to show the colours right).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from typing import Literal
+
+from PIL import Image, ImageColor, ImageOps, ImageSequence
+
+from ..base.errors import LorabakeError
+
+RGB = tuple[int, int, int]
+WHITE: RGB = (255, 255, 255)
+ResizeMode = Literal["fit", "cover", "stretch"]
+RESIZE_MODES: tuple[str, ...] = ("fit", "cover", "stretch")
+PNG_COMPRESS_LEVEL = 6
+# Formats whose extra frames are an animation (one PNG per frame); other multi-frame files
+# (a camera's MPO JPEG with its preview, a multi-page TIFF) keep their first frame only.
+ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "AVIF"})
+LANCZOS = Image.Resampling.LANCZOS
+
+
+class ImageDecodeError(Exception):
+    """An image that cannot be used; `str()` is a short human reason."""
+
+
+# ---- parsing user values ---------------------------------------------------------------------
+
+def parse_color(text: str) -> RGB:
+    """'white', '#fff', '#102030', 'rgb(1,2,3)' -> (r, g, b)."""
+    try:
+        value = ImageColor.getrgb(text.strip())
+    except ValueError:
+        raise LorabakeError(f"unknown colour {text!r}",
+                            "use a name (white), #rrggbb or rgb(r,g,b)") from None
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x768' -> (512, 768); '512' -> (512, 512)."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) != 2 or min(nums) < 1 or max(nums) > 16384:
+        raise LorabakeError(f"bad size {text!r}", "give WIDTHxHEIGHT, e.g. 512x768")
+    return nums[0], nums[1]
+
+
+# ---- single-image operations -------------------------------------------------------------------
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """The image turned upright as its EXIF orientation tag says (a copy without the tag)."""
+    return ImageOps.exif_transpose(image)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale ('I;16', 'I', 'F') scaled to 8-bit 'L'."""
+    import numpy as np
+
+    arr = np.asarray(image)
+    if image.mode == "F":
+        peak = float(np.nanmax(arr)) if arr.size else 0.0
+        arr = arr * 255.0 if peak <= 1.0 else arr
+    elif arr.size and int(arr.max()) > 255:  # 16-bit range (0..65535)
+        arr = arr.astype(np.float64) / 257.0
+    out = np.clip(np.rint(np.nan_to_num(arr.astype(np.float64))), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
+
+
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
+    """CMYK -> sRGB through the embedded ICC profile when there is one (and LittleCMS is
+    available), else Pillow's plain conversion."""
+    icc = image.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, src, ImageCms.createProfile("sRGB"),
+                                             outputMode="RGB")
+        except Exception:  # noqa: BLE001 - a broken profile: fall back to the plain maths
+            pass
+    return image.convert("RGB")
+
+
+def flatten_alpha(image: Image.Image, background: RGB = WHITE) -> Image.Image:
+    """Any mode -> RGB; transparency (alpha channel or a palette's transparent index) is
+    composited onto `background`. CMYK, palette, greyscale and 16-bit modes are converted."""
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode == "CMYK":
+        return _cmyk_to_rgb(image)
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _to_8bit(image).convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    canvas.alpha_composite(rgba)
+    return canvas.convert("RGB")
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return (image.mode in ("RGBA", "LA", "PA", "La", "RGBa")
+            or "transparency" in image.info)
+
+
+def pad_to_square(image: Image.Image, color: RGB = WHITE) -> Image.Image:
+    """Centre the image on a square canvas of its longer side filled with `color` (the guide's
+    padding script: the offset is floor((side - w) / 2)). A square image is returned as is."""
+    w, h = image.size
+    if w == h:
+        return image.copy()
+    side = max(w, h)
+    return _paste_centred(image, (side, side), color)
+
+
+def _paste_centred(image: Image.Image, size: tuple[int, int], color: RGB) -> Image.Image:
+    rgb = flatten_alpha(image, color)
+    canvas = Image.new("RGB", size, color)
+    canvas.paste(rgb, ((size[0] - rgb.width) // 2, (size[1] - rgb.height) // 2))
+    return canvas
+
+
+def _round_half_up(x: float) -> int:
+    return int(x + 0.5)
+
+
+def cover_size(w: int, h: int, bw: int, bh: int) -> tuple[int, int]:
+    """kohya's scale-to-cover size: the side that is short relative to the bucket fits exactly,
+    the other is at least as long (int(x + .5) rounding, as in sd-scripts)."""
+    # wider than the bucket: match the height, else the width
+    scale = bh / h if w / h > bw / bh else bw / w
+    return max(bw, _round_half_up(w * scale)), max(bh, _round_half_up(h * scale))
+
+
+def _fit_size(w: int, h: int, bw: int, bh: int) -> tuple[int, int]:
+    scale = min(bw / w, bh / h)
+    return (min(bw, max(1, _round_half_up(w * scale))),
+            min(bh, max(1, _round_half_up(h * scale))))
+
+
+def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image.copy()
+    return image.resize(size, LANCZOS)
+
+
+def resize_image(image: Image.Image, width: int, height: int, mode: ResizeMode = "fit",
+                 color: RGB = WHITE) -> Image.Image:
+    """Resize to exactly width x height with Lanczos.
+
+    fit: scale to fit inside, pad the rest with `color`, centred; cover: scale to cover, then
+    crop the excess centred (`resize_to_bucket`); stretch: ignore the aspect ratio.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"bad target size {width}x{height}")
+    if mode == "stretch":
+        return _resize(image, (width, height))
+    if mode == "cover":
+        return resize_to_bucket(image, width, height)
+    if mode == "fit":
+        inner = _resize(image, _fit_size(image.width, image.height, width, height))
+        if inner.size == (width, height):
+            return inner
+        return _paste_centred(inner, (width, height), color)
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def resize_to_bucket(image: Image.Image, bucket_w: int, bucket_h: int) -> Image.Image:
+    """Scale to cover the bucket, then crop the excess centred.
+
+    This mirrors what kohya's sd-scripts does to an image at training time (without
+    random_crop): resize so the bucket is covered, rounding each side with int(x + .5), then
+    trim (excess // 2) from the left/top. Doing it beforehand shows exactly what is trained.
+    """
+    rw, rh = cover_size(image.width, image.height, bucket_w, bucket_h)
+    resized = _resize(image, (rw, rh))
+    left, top = (rw - bucket_w) // 2, (rh - bucket_h) // 2
+    if (left, top) == (0, 0) and (rw, rh) == (bucket_w, bucket_h):
+        return resized
+    return resized.crop((left, top, left + bucket_w, top + bucket_h))
+
+
+def downscale_max_side(image: Image.Image, max_side: int) -> Image.Image:
+    """Shrink so the longer side is `max_side`, keeping the aspect ratio; never enlarges."""
+    return _resize(image, max_side_size(image.width, image.height, max_side))
+
+
+def max_side_size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    longest = max(w, h)
+    if longest <= max_side:
+        return w, h
+    scale = max_side / longest
+    if w >= h:
+        return max_side, max(1, _round_half_up(h * scale))
+    return max(1, _round_half_up(w * scale)), max_side
+
+
+def min_side_size(w: int, h: int, min_side: int) -> tuple[int, int]:
+    """The size with the shorter side scaled up to `min_side` (aspect kept)."""
+    short = min(w, h)
+    if short >= min_side:
+        return w, h
+    scale = min_side / short
+    if w <= h:
+        return min_side, max(min_side, _round_half_up(h * scale))
+    return max(min_side, _round_half_up(w * scale)), min_side
+
+
+# ---- decoding and encoding ---------------------------------------------------------------------
+
+def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
+    """Open (header only) and refuse decompression bombs before any pixel is decoded."""
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageDecodeError(f"refused: too many pixels ({exc})") from None
+        except Image.UnidentifiedImageError:
+            raise ImageDecodeError("not an image Pillow can read (unknown or damaged "
+                                   "header)") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageDecodeError(f"damaged image: {_reason(exc)}") from None
+    if limit and image.width * image.height > limit:
+        raise ImageDecodeError(
+            f"refused: {image.width}x{image.height} is {image.width * image.height:,} pixels, "
+            f"over the limit of {limit:,} (a decompression bomb?)")
+    return image
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"refused: too many pixels ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        reason = _reason(exc)
+        if "truncated" in reason.lower():
+            raise ImageDecodeError(f"truncated image ({reason})") from None
+        raise ImageDecodeError(f"cannot decode: {reason}") from None
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = None,
+                 draft: int | None = None) -> Image.Image:
+    """Decode the first frame fully, upright (EXIF orientation applied). Raises
+    ImageDecodeError with a short reason for damaged, truncated or oversized files.
+    `draft`: a JPEG may be decoded at a reduced scale, keeping both sides >= draft (fast
+    previews and hashes)."""
+    image = _open_checked(data, max_pixels)
+    if draft is not None and image.format == "JPEG":
+        image.draft(image.mode, (draft, draft))
+    _load(image)
+    try:
+        upright = apply_exif_orientation(image)
+    except (OSError, ValueError, SyntaxError) as exc:  # a broken EXIF block
+        raise ImageDecodeError(f"bad EXIF data: {_reason(exc)}") from None
+    return upright
+
+
+def frame_count(data: bytes, *, max_pixels: int | None = None) -> int:
+    """Frames of an animation (GIF, WebP, AVIF); 1 for everything else."""
+    image = _open_checked(data, max_pixels)
+    if image.format not in ANIMATED_FORMATS:
+        return 1
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"damaged animation: {_reason(exc)}") from None
+
+
+def decode_frames(data: bytes, *, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """Every frame of an animation (each a full RGBA picture, disposal applied), or the one
+    image of anything else."""
+    image = _open_checked(data, max_pixels)
+    if image.format not in ANIMATED_FORMATS or getattr(image, "n_frames", 1) <= 1:
+        yield decode_image(data, max_pixels=max_pixels)
+        return
+    try:
+        for frame in ImageSequence.Iterator(image):
+            _load(frame)
+            yield frame.convert("RGBA")
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"damaged animation: {_reason(exc)}") from None
+
+
+def to_rgb(image: Image.Image, background: RGB = WHITE) -> Image.Image:
+    """The image as RGB (alpha composited on `background`), keeping an ICC profile of an RGB
+    or greyscale source (CMYK is converted to sRGB and loses its profile)."""
+    icc = image.info.get("icc_profile") if image.mode != "CMYK" else None
+    rgb = flatten_alpha(image, background)
+    rgb.info = {"icc_profile": icc} if icc else {}
+    return rgb
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Deterministic PNG bytes: no metadata but an ICC profile when the image carries one."""
+    icc = image.info.get("icc_profile")
+    clean = image.copy()
+    clean.info = {}
+    buf = io.BytesIO()
+    kwargs = {"icc_profile": icc} if icc else {}
+    clean.save(buf, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL, **kwargs)
+    return buf.getvalue()

@@ -4,11 +4,20 @@ export it to (or import it from) kohya sd-scripts and LoRA_Easy_Training_Scripts
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..core.base.errors import LorabakeError
+from .common import print_json
+
+JSON_HELP = """\
+--json prints one object:
+  errors [{key, line, message}], warnings [{key, line, message}],
+  summary (null when the training folders cannot be read):
+    {samples_per_epoch, train_samples, reg_samples, batches_per_epoch, steps_per_epoch,
+     epochs, total_steps, warmup_steps, buckets, images}
+samples count repeats; batches per epoch are summed per bucket (kohya's rounding); total
+steps are cut at general.max_steps; epochs are the epochs the run starts."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--caption-ext", default=".txt", metavar="EXT")
     a.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout); "
                    "an existing file is not overwritten")
-    a = sub.add_parser("check", help="validate a config; exits 1 on errors")
+    a = sub.add_parser("check", help="validate a config; exits 1 on errors",
+                       description="Every problem `lorabake train` would refuse, and the "
+                       "mistakes kohya accepts silently, each with its line and the fix; "
+                       "then the samples, batches and steps of the run.",
+                       epilog=JSON_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("file")
     a.add_argument("--json", action="store_true")
     a.add_argument("--no-paths", action="store_true", help="do not check that paths exist")
@@ -85,46 +98,27 @@ def main(argv: list[str]) -> int:
 
 
 def check(args) -> int:
-    from ..core.config.check import check_config, resolve_path
-    from ..core.config.file import load_config
-    from ..core.dataset.scan import scan_dataset
+    from ..core.config.file import read_config_text
+    from ..core.project.check import check_text
 
-    doc = load_config(args.file)
-    base = Path(args.file).parent
-    dataset = None
-    train = doc.value("data.train_dir")
-    if train and resolve_path(train, base).is_dir():
-        reg = doc.value("data.reg_dir")
-        try:
-            dataset = scan_dataset(resolve_path(train, base),
-                                   resolve_path(reg, base) if reg else None,
-                                   caption_ext=doc.value("data.caption_extension"))
-        except LorabakeError:
-            dataset = None
-    findings = check_config(doc, dataset=dataset, check_paths=not args.no_paths, base_dir=base,
-                            for_trainer=True)
-    errors = [f for f in findings if f.severity == "error"]
+    path = Path(args.file)
+    result = check_text(read_config_text(path), source=str(path),
+                        base_dir=path.resolve().parent, check_paths=not args.no_paths)
+    findings = result.findings
     if args.json:
-        print(json.dumps({"errors": [f.to_json() for f in errors],
-                          "warnings": [f.to_json() for f in findings if f not in errors]},
-                         indent=2))
+        print_json({"errors": [f.to_json() for f in result.errors],
+                    "warnings": [f.to_json() for f in findings if not f.is_error],
+                    "summary": result.plan.summary() if result.plan is not None else None})
     else:
         for f in findings:
-            where = f"{args.file}:{f.line}" if f.line else args.file
-            print(f"{where}: {f.severity}: {f.message}")
+            print(f.located(args.file))
         if not findings:
             print(f"{args.file}: no problems found")
-    return 1 if errors else 0
-
-
-def _total_steps(args, cfg: dict) -> int | None:
-    from ..core.config.kohya import estimate_total_steps
-
-    if args.total_steps is not None:
-        if args.total_steps < 1:
-            raise LorabakeError("--total-steps must be at least 1")
-        return args.total_steps
-    return estimate_total_steps(cfg)
+        if result.plan is not None and result.plan.report is not None:
+            s = result.plan.summary()
+            print(f"{s['samples_per_epoch']} samples and {s['batches_per_epoch']} batches per "
+                  f"epoch, {s['total_steps']} steps over {s['epochs']} epoch(s)")
+    return 1 if result.errors else 0
 
 
 def _notes(notes: list[str]) -> None:
@@ -132,49 +126,55 @@ def _notes(notes: list[str]) -> None:
         print(f"note: {n}", file=sys.stderr)
 
 
+def _given_total(args) -> int | None:
+    if args.total_steps is not None and args.total_steps < 1:
+        raise LorabakeError("--total-steps must be at least 1")
+    return args.total_steps
+
+
 def export(args) -> int:
     import shlex
 
-    from ..core.config.check import check_config
     from ..core.config.file import load_config
+    from ..core.project.export import export_config
 
     doc = load_config(args.file)
-    errors = [f for f in check_config(doc, check_paths=False) if f.severity == "error"]
-    if errors:
-        f = errors[0]
-        where = f"{args.file}:{f.line}" if f.line else args.file
-        raise LorabakeError(f"{where}: {f.message}", "fix it first; `lorabake config check "
-                            f"{args.file}` lists every problem")
-    cfg = doc.merged()
-    total = _total_steps(args, cfg)
     notes: list[str] = []
-    o = cfg["optimizer"]
+    written, total = export_config(doc, Path(args.file).resolve().parent, args.to, args.out,
+                                   total_steps=_given_total(args), force=args.force,
+                                   notes=notes)
+    o = doc.data.get("optimizer") if isinstance(doc.data.get("optimizer"), dict) else {}
     if args.to == "kohya" and args.total_steps is None and total and (
-            o["warmup_ratio"] > 0 or o["scheduler"] == "cosine_annealing_warm_restarts"):
-        notes.append(f"{total} total steps counted from the dataset (--total-steps N to "
+            o.get("warmup_ratio", 0) or o.get("scheduler") == "cosine_annealing_warm_restarts"):
+        notes.insert(0, f"{total} total steps counted from the dataset (--total-steps N to "
                      "override)")
-    if args.to == "easy":
-        from ..core.config.easy import prompts_path_for, write_easy
-
-        out = write_easy(cfg, args.out, force=args.force, notes=notes)
-        _notes(notes)
-        extra = f" and {prompts_path_for(out)}" if any(
-            str(p).strip() for p in cfg["sampling"]["prompts"]) else ""
-        print(f"wrote {out}{extra}: load it in LoRA_Easy_Training_Scripts", file=sys.stderr)
-        return 0
-    from ..core.config.kohya import PROMPTS_NAME, write_kohya
-
-    cfg_path, ds_path = write_kohya(cfg, args.out, total_steps=total, force=args.force,
-                                    notes=notes)
     _notes(notes)
-    prompts = cfg_path.parent / PROMPTS_NAME
-    written = [cfg_path, ds_path] + ([prompts] if any(
-        str(p).strip() for p in cfg["sampling"]["prompts"]) else [])
+    if args.to == "easy":
+        extra = f" and {written[1]}" if len(written) > 1 else ""
+        print(f"wrote {written[0]}{extra}: load it in LoRA_Easy_Training_Scripts",
+              file=sys.stderr)
+        return 0
+    cfg_path, ds_path = written[0], written[1]
     print(f"wrote {', '.join(map(str, written))}; run from your sd-scripts folder:",
           file=sys.stderr)
     print(f"accelerate launch train_network.py --config_file {shlex.quote(str(cfg_path))} "
           f"--dataset_config {shlex.quote(str(ds_path))}")
     return 0
+
+
+def _plan_total(cfg: dict) -> int | None:
+    """The total steps an imported config trains, from a scan of its folders (None when
+    they cannot be read)."""
+    from ..core.config.file import dump_config, parse_config
+    from ..core.project.check import check_training
+
+    try:
+        doc = parse_config(dump_config(cfg), "imported config")
+    except LorabakeError:
+        return None
+    result = check_training(doc, check_paths=False, for_trainer=False)
+    return result.plan.total_steps if result.plan is not None and result.plan.total_steps \
+        else None
 
 
 def _is_ours(data: dict) -> bool:
@@ -189,15 +189,14 @@ def _is_ours(data: dict) -> bool:
 def _fill_subsets(cfg: dict) -> None:
     """A kohya folder-mode config (train_data_dir, no dataset config): the subsets from a scan,
     as `config new` makes them."""
+    from ..core.config.presets import subsets_for
     from ..core.dataset.scan import scan_dataset
 
     d = cfg["data"]
     if d["subsets"] or not d["train_dir"] or not Path(d["train_dir"]).is_dir():
         return
     ds = scan_dataset(d["train_dir"], d["reg_dir"] or None, caption_ext=d["caption_extension"])
-    d["subsets"] = [{"folder": c.folder, "repeats": c.repeats, "is_reg": c.is_reg}
-                    for c in ds.concepts if c.repeats is not None and c.repeats >= 1
-                    and c.image_count]
+    d["subsets"] = subsets_for(ds)
 
 
 def import_config(args) -> int:
@@ -240,7 +239,9 @@ def import_config(args) -> int:
                               notes=notes)
     cfg = convert(args.total_steps, [])
     _fill_subsets(cfg)
-    total = _total_steps(args, cfg)
+    total = _given_total(args)
+    if total is None:
+        total = _plan_total(cfg)
     notes: list[str] = []
     cfg = convert(total, notes)
     _fill_subsets(cfg)

@@ -7,24 +7,23 @@ from pathlib import Path
 
 from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
-from ..core.base.journal import STATE_DIRNAME
+from ..core.base.project_files import ProjectFiles
 from .draw import build_demo
-
-MARKER = "demo.json"
 
 
 def ensure_demo(root: Path, *, seed: int = 0) -> tuple[Path, bool]:
     """(root, built): build the demo at `root` unless a demo already lives there."""
     root = Path(root)
-    if (root / STATE_DIRNAME / MARKER).is_file():
+    files = ProjectFiles(root)
+    if files.demo_marker.is_file():
         return root.resolve(), False
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise LorabakeError(f"{root} exists and is not a lorabake demo",
                             "pick another place with --dir")
     build_demo(root, seed=seed)
-    (root / STATE_DIRNAME).mkdir(exist_ok=True)
+    files.state.mkdir(exist_ok=True)
     write_demo_config(root)
-    atomic_write_text(root / STATE_DIRNAME / MARKER, json.dumps({"seed": seed}))
+    atomic_write_text(files.demo_marker, json.dumps({"seed": seed}))
     return root.resolve(), True
 
 
@@ -32,7 +31,7 @@ def write_demo_config(root: Path) -> Path:
     """A training config for the demo that runs anywhere: the built-in tiny random model
     (nothing to download), 128 px, 40 steps, so a newcomer can watch a real run on
     a CPU (the LoRA it writes is real but learns nothing useful)."""
-    from ..core.config.file import CONFIG_NAME, dump_config
+    from ..core.config.file import dump_config
     from ..core.config.presets import new_config
     from ..core.dataset.scan import scan_dataset
 
@@ -42,7 +41,7 @@ def write_demo_config(root: Path) -> Path:
     cfg["buckets"].update(resolution=128, min=64, max=256, step=64)
     cfg["network"].update(dim=8, alpha=4)
     cfg["saving"].update(output_name="demo", comment="trigger: demochar", every_n_epochs=1)
-    path = root.resolve() / STATE_DIRNAME / CONFIG_NAME
+    path = ProjectFiles(root.resolve()).config
     atomic_write_text(path, "# The demo's config: a tiny random model so the run works on a "
                       "CPU.\n# For a real LoRA set general.base_model to your SD 1.5 "
                       "checkpoint.\n" + dump_config(cfg))

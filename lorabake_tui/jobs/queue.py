@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.base.atomic import atomic_write_text
-from ..core.base.journal import STATE_DIRNAME
+from ..core.base.project_files import STATE_DIRNAME
 
 
 @dataclass(frozen=True, slots=True)

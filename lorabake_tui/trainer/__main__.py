@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _new_run_dir(cfg) -> Path:
-    out = cfg.path("saving.output_dir") or cfg.base_dir / "output"
+    out = cfg.output_dir
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run = out / f"{cfg.output_name}-{stamp}"
     n = 1
@@ -68,12 +68,14 @@ def _main(args, previous: dict) -> int:
     from ..core.base.errors import LorabakeError
 
     try:
-        from .loop import StopFlag, Trainer, write_snapshot
+        from .loop import FaultHooks, StopFlag, Trainer, write_snapshot
         from .run_config import load_run_config
         from .state import find_state
 
         stop = StopFlag()
         previous.update(stop.install())
+        hooks = FaultHooks.from_env()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
         if args.resume:
             run_dir = Path(args.resume)
             snapshot = run_dir / "config.toml"
@@ -83,12 +85,12 @@ def _main(args, previous: dict) -> int:
                 raise LorabakeError(f"{run_dir}: no saved state to resume from",
                                     "a run saves state when stopped, or with "
                                     "saving.save_state = true")
-            cfg = load_run_config(snapshot)
-            trainer = Trainer(cfg, run_dir, resume_from=run_dir, stop=stop)
+            cfg = load_run_config(snapshot, processes=world)
+            trainer = Trainer(cfg, run_dir, resume_from=run_dir, stop=stop, hooks=hooks)
         else:
             if not args.config:
                 build_parser().error("give a CONFIG or --resume RUN_DIR")
-            cfg = load_run_config(args.config)
+            cfg = load_run_config(args.config, processes=world)
             run_dir = Path(args.run_dir) if args.run_dir else _new_run_dir(cfg)
             run_dir = _same_on_all_ranks(run_dir.resolve())
             rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -100,8 +102,8 @@ def _main(args, previous: dict) -> int:
             if rank0:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 write_snapshot(cfg, run_dir)
-            resume = cfg.path("saving.resume")
-            trainer = Trainer(cfg, run_dir, resume_from=resume, stop=stop)
+            trainer = Trainer(cfg, run_dir, resume_from=cfg.settings.saving.resume, stop=stop,
+                              hooks=hooks)
     except LorabakeError as exc:
         print(f"lorabake train: {exc}", file=sys.stderr)
         return exit_codes.CONFIG_ERROR

@@ -1,12 +1,12 @@
 """Training data: which images, how often, in which bucket, with which caption.
 
-Everything here comes from the core (scan, repeats, kohya's bucket math, caption parsing), so
-the trainer sees exactly what the Concepts and Buckets screens show.
+Everything here comes from the core's training plan (scan, subsets, repeats, kohya's bucket
+math) and caption parsing, so the trainer sees exactly what the Config and Buckets screens
+show.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 from collections import Counter
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.base.errors import LorabakeError
-from ..core.buckets.assign import BucketReport, BucketSettings, assign_all, training_entries
+from ..core.buckets.assign import BucketReport
 from ..core.captions.caption_file import CaptionDecodeError, parse_caption
-from ..core.dataset.scan import Dataset, scan_dataset
 from ..core.images.imageops import ImageDecodeError, decode_image, to_rgb
+from ..core.project.plan import TrainingPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +77,6 @@ class TrainData:
         return {"buckets": buckets, "mean_img_ar_error": self.report.mean_ar_error}
 
 
-def _apply_subsets(dataset: Dataset, subsets: list[dict]) -> Dataset:
-    """The config's [[data.subsets]] pick folders and may override their repeats; without
-    any, every concept folder trains with the repeats in its name."""
-    if not subsets:
-        return dataset
-    chosen = []
-    for sub in subsets:
-        folder, is_reg = sub["folder"], bool(sub.get("is_reg", False))
-        concept = dataset.concept(folder, is_reg=is_reg)
-        if concept is None:
-            where = "regularization" if is_reg else "training"
-            raise LorabakeError(f"data.subsets: folder {folder!r} is not in the {where} folder",
-                                "rename the subset or rescan the dataset (Concepts screen)")
-        repeats = sub.get("repeats", concept.repeats)
-        chosen.append(dataclasses.replace(concept, repeats=repeats))
-    return dataclasses.replace(dataset, concepts=chosen)
-
-
 def _read_caption(path: Path | None, fallback: str) -> str:
     if path is None:
         return fallback
@@ -109,29 +91,17 @@ def _read_caption(path: Path | None, fallback: str) -> str:
                             "save it as UTF-8 (the Tags screen lists such files)") from None
 
 
-def load_train_data(train_dir: Path, reg_dir: Path | None, *, caption_ext: str,
-                    subsets: list[dict], buckets: BucketSettings) -> TrainData:
-    dataset = scan_dataset(train_dir, reg_dir, caption_ext=caption_ext)
-    dataset = _apply_subsets(dataset, subsets)
-    entries, left_out = training_entries(dataset)
-    if not any(not e.concept.is_reg for e in entries):
-        raise LorabakeError(f"{train_dir}: no training images (folders need a repeat prefix "
-                            "such as 10_name)", "see the Concepts screen")
-    report = assign_all(((e.key, (e.image.width, e.image.height), e.repeats)
-                         for e in entries), buckets)
-    samples = []
-    for e, bimg in zip(entries, report.images, strict=True):
-        a = bimg.assignment
-        if a.bucket is None:
-            left_out.append(f"{e.key}: {a.error}")
-            continue
-        folder = e.concept.folder
-        samples.append(Sample(
-            key=("reg/" if e.concept.is_reg else "") + e.key, path=e.image.path,
-            caption=_read_caption(e.image.caption_path, e.concept.name), folder=folder,
-            is_reg=e.concept.is_reg, repeats=e.repeats, size=bimg.size, bucket=a.bucket,
-            resized=a.resized))
-    return TrainData(samples, report, buckets.batch_size, left_out)
+def load_train_data(plan: TrainingPlan) -> TrainData:
+    """The plan's images with their captions read: exactly what the Config summary and the
+    Buckets screen counted."""
+    if plan.report is None or plan.buckets is None:
+        raise LorabakeError("the training plan has errors", "`lorabake config check` lists them")
+    samples = [Sample(key=("reg/" if i.is_reg else "") + i.key, path=i.image.path,
+                      caption=_read_caption(i.image.caption_path, i.concept.name),
+                      folder=i.concept.folder, is_reg=i.is_reg, repeats=i.repeats,
+                      size=i.size, bucket=i.bucket, resized=i.resized)
+               for i in plan.images]
+    return TrainData(samples, plan.report, plan.buckets.batch_size, list(plan.left_out))
 
 
 def epoch_batches(data: TrainData, seed: int, epoch: int) -> list[list[int]]:

@@ -1,5 +1,10 @@
 """The training run, top to bottom: load, prepare data and network, loop, save.
 
+`Trainer.run` reads like diffusers' LoRA example: set up the accelerator, the data (the
+core's training plan with captions read), the model and the network, the optimizer and the
+schedule; then per step: the batch's latents, the noise, the loss, the update, the events;
+per epoch: saves and samples. What one step hands the next lives in one `RunState`.
+
 Reproducibility: every step reseeds the RNGs from (seed, step, rank) and each epoch's batch
 order depends only on (seed, epoch), so a run stopped and resumed from its saved state
 continues exactly as if it had never stopped.
@@ -14,20 +19,20 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
-from ..core.buckets.assign import BucketSettings
-from ..core.captions.processing import process_caption
+from ..core.base.project_files import ProjectFiles
+from ..core.captions.processing import CaptionRules, process_caption
 from ..core.config.file import with_absolute_paths
-from ..core.dataset.steps import run_steps, total_steps
 from ..core.run import exit_codes
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
-from .latents import LatentCache, cache_dir_for, encode_pixels
+from .latents import LatentCache, encode_pixels
 from .metadata import training_metadata
 from .network import (
     Network,
@@ -70,11 +75,74 @@ class StopFlag:
         return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
+@dataclass(frozen=True, slots=True)
+class FaultHooks:
+    """Test hooks (documented in the README) that drive the real failure paths: a NaN loss,
+    a SIGTERM or an out-of-memory error at a given step (0: never), and a checksum of each
+    process's weights at the end (the DDP test). Read once, when the process starts."""
+
+    nan_at: int = 0
+    sigterm_at: int = 0
+    oom_at: int = 0
+    rank_checksums: bool = False
+
+    @classmethod
+    def from_env(cls, environ=None) -> FaultHooks:
+        env = os.environ if environ is None else environ
+
+        def step(name: str) -> int:
+            try:
+                return int(env.get(name, "0") or 0)
+            except ValueError:
+                return 0
+
+        return cls(step("LORABAKE_TEST_NAN_AT_STEP"), step("LORABAKE_TEST_SIGTERM_AT_STEP"),
+                   step("LORABAKE_TEST_OOM_AT_STEP"),
+                   bool(env.get("LORABAKE_TEST_RANK_CHECKSUMS")))
+
+
 @dataclass
 class Outcome:
     code: int
     message: str
     files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    """What the loop carries from step to step, and what saving needs."""
+
+    acc: Any  # accelerate.Accelerator
+    data: TrainData
+    net: Network
+    unet: Any  # prepared (DDP-wrapped under several processes)
+    te: Any
+    raw_unet: Any  # the models themselves, for saving
+    raw_te: Any
+    vae: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    model: Any  # the loaded base model (sampling, metadata)
+    opt: Any
+    lr_sched: Any
+    weight_dtype: torch.dtype
+    train_unet: bool
+    train_te: bool
+    total: int  # optimizer steps of the run
+    epochs: int  # epochs it starts
+    steps_per_epoch: int
+    progress: Progress
+    latents: LatentCache | None = None
+    rules: CaptionRules | None = None
+    te_cache: dict[int, torch.Tensor] = field(default_factory=dict)
+    cache_te: bool = False  # text-encoder states are fixed: encode each caption once
+    losses: list[float] = field(default_factory=list)
+    t_start: float = 0.0
+    steps_this_session: int = 0
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.opt.param_groups for p in g["params"]]
 
 
 def _inner(wrapped, attr: str):
@@ -92,67 +160,13 @@ def _gb(n: int) -> float:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, *, resume_from: Path | None = None,
-                 stop: StopFlag | None = None) -> None:
+                 stop: StopFlag | None = None, hooks: FaultHooks | None = None) -> None:
         """`resume_from`: a run folder (or its state folder) to continue from."""
-        self.cfg, self.run_dir, self.resume_from = cfg, Path(run_dir), resume_from
+        self.cfg, self.s, self.run_dir = cfg, cfg.settings, Path(run_dir)
+        self.resume_from = resume_from
         self.stop = stop or StopFlag()
+        self.hooks = hooks or FaultHooks()
         self.files: list[Path] = []
-        # test hooks (documented in the README): they drive the real code paths
-        self._nan_at = int(os.environ.get("LORABAKE_TEST_NAN_AT_STEP", "0") or 0)
-        self._term_at = int(os.environ.get("LORABAKE_TEST_SIGTERM_AT_STEP", "0") or 0)
-        self._oom_at = int(os.environ.get("LORABAKE_TEST_OOM_AT_STEP", "0") or 0)
-
-    # ---- set-up ------------------------------------------------------------------------
-    def _accelerator(self):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
-
-        v = self.cfg.v
-        mp = v("general.mixed_precision")
-        if mp == "fp16" and not torch.cuda.is_available():
-            raise LorabakeError("general.mixed_precision = \"fp16\" needs an NVIDIA GPU",
-                                "use \"bf16\" or \"no\" on this machine")
-        # clip skip leaves the last text-encoder layers without gradients: DDP must know
-        unused = v("general.train") != "unet" and v("general.clip_skip") > 1
-        kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            # accelerate keeps process-wide state: a second run in the same process (the
-            # CLI's tests, a notebook) with another precision must start from scratch
-            from accelerate.state import AcceleratorState
-
-            AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(mixed_precision=mp, kwargs_handlers=kwargs)
-
-    def _load(self, acc):
-        from .base_model import load_base_model
-
-        v = self.cfg.v
-        weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            v("general.mixed_precision"), torch.float32)
-        self.log.line(f"loading {self.cfg.base_model}")
-        model = load_base_model(self.cfg.base_model, dtype=torch.float32,
-                                base_dir=self.cfg.base_dir)
-        for m in (model.unet, model.text_encoder):
-            m.to(acc.device)
-            if weight_dtype != torch.float32:
-                m.to(dtype=weight_dtype)
-        model.vae.to(acc.device)  # kept in fp32: fp16 VAEs give NaN latents
-        model.vae.requires_grad_(False)
-        model.vae.eval()
-        return model, weight_dtype
-
-    def _data(self) -> TrainData:
-        v = self.cfg.v
-        res = v("buckets.resolution")
-        if v("buckets.enable"):
-            settings = BucketSettings((res, res), v("buckets.min"), v("buckets.max"),
-                                      v("buckets.step"), v("buckets.no_upscale"),
-                                      v("general.batch_size"))
-        else:  # one bucket: the square resolution, every image scaled to cover it
-            settings = BucketSettings((res, res), res, res, res, False, v("general.batch_size"))
-        return load_train_data(self.cfg.path("data.train_dir"), self.cfg.path("data.reg_dir"),
-                               caption_ext=v("data.caption_extension"),
-                               subsets=v("data.subsets"), buckets=settings)
 
     # ---- the run -----------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -169,10 +183,9 @@ class Trainer:
             # torch's default (one thread per core) crawls as soon as anything else runs on
             # the machine: threads wait on each other at every op. Half the cores is robust.
             torch.set_num_threads(max(1, min(8, (os.cpu_count() or 2) // 2)))
-        main = acc.is_main_process
-        self.log = RunLog(self.run_dir if main else None)
+        self.log = RunLog(self.run_dir if acc.is_main_process else None)
         try:
-            return self._run(acc)
+            return self._train(acc)
         except NonFiniteLoss as exc:
             return self._end(exit_codes.NON_FINITE_LOSS, str(exc))
         except torch.OutOfMemoryError:
@@ -187,6 +200,442 @@ class Trainer:
         finally:
             self.log.close()
 
+    def _train(self, acc) -> Outcome:
+        s = self.s
+        seed = s.general.seed
+        torch.manual_seed(seed)
+        random.seed(seed)
+        st = self._prepare(acc, seed)
+        self.log.event("start", **self._start_summary(st))
+        d = st.data
+        self.log.line(f"{len(d.samples)} image(s), {d.num_train_images} training and "
+                      f"{d.num_reg_images} regularization sample(s) per epoch, "
+                      f"{d.batches_per_epoch} batch(es) per epoch, {st.total} steps")
+        rank, world = acc.process_index, acc.num_processes
+        st.t_start = time.monotonic()
+        step = st.progress.step
+        st.losses = list(st.progress.epoch_losses)
+        for epoch in range(st.progress.epoch, st.epochs):
+            mine = shard(epoch_batches(d, seed, epoch), rank, world)
+            start_batch = st.progress.batch if epoch == st.progress.epoch else 0
+            if start_batch == 0:
+                st.losses = []
+            for b in range(start_batch, len(mine)):
+                if step >= st.total:
+                    break
+                step_seed = _step_seed(seed, step, rank)
+                torch.manual_seed(step_seed)
+                rng = random.Random(step_seed)
+                idx = mine[b]
+                flips = [s.data.flip_aug and rng.random() < 0.5 for _ in idx]
+                lat = self._batch_latents(st, idx, flips, rng)
+                captions = [process_caption(d.samples[i].caption, st.rules, rng,
+                                            epoch=epoch + 1, step=step, max_train_steps=st.total)
+                            for i in idx]
+                loss = self._loss(st, lat, idx, captions, step)
+                acc.backward(loss)
+                if s.optimizer.max_grad_norm and acc.sync_gradients:
+                    acc.clip_grad_norm_(st.params, s.optimizer.max_grad_norm)
+                st.opt.step()
+                st.lr_sched.step()
+                st.opt.zero_grad(set_to_none=True)
+                if s.optimizer.scale_weight_norms:
+                    max_norm_(norm_pairs(st.raw_unet if st.train_unet else None,
+                                         st.raw_te if st.train_te else None),
+                              s.optimizer.scale_weight_norms)
+                step += 1
+                st.steps_this_session += 1
+                loss_v = float(loss.detach().item())
+                st.losses.append(loss_v)
+                p = st.progress
+                p.step, p.epoch, p.batch, p.epoch_losses = step, epoch, b + 1, st.losses
+                self._step_event(st, step, epoch, loss_v, lat.shape[0] * world)
+                if self.hooks.sigterm_at and step == self.hooks.sigterm_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                if self._any(acc, self.stop.requested):
+                    return self._stopped(st)
+                every = s.saving.state_every_n_steps
+                if every and step % every == 0 and step < st.total:
+                    self._save_state(st)
+            self._end_of_epoch(st, epoch, step)
+            if step >= st.total:
+                break
+        final = self._save_lora(f"{self.cfg.output_name}.safetensors", st,
+                                epoch=st.progress.epoch, finished=True)
+        if s.saving.save_state:
+            self._save_state(st)
+        self._rank_checksum(st)
+        return self._end(exit_codes.DONE, f"done: {final}")
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _accelerator(self):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        g = self.s.general
+        if g.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise LorabakeError("general.mixed_precision = \"fp16\" needs an NVIDIA GPU",
+                                "use \"bf16\" or \"no\" on this machine")
+        # clip skip leaves the last text-encoder layers without gradients: DDP must know
+        unused = g.train != "unet" and g.clip_skip > 1
+        kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            # accelerate keeps process-wide state: a second run in the same process (the
+            # CLI's tests, a notebook) with another precision must start from scratch
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(mixed_precision=g.mixed_precision, kwargs_handlers=kwargs)
+
+    def _load_model(self, acc):
+        from .base_model import load_base_model
+
+        weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+            self.s.general.mixed_precision, torch.float32)
+        self.log.line(f"loading {self.cfg.base_model}")
+        model = load_base_model(self.cfg.base_model, dtype=torch.float32,
+                                base_dir=self.cfg.base_dir)
+        for m in (model.unet, model.text_encoder):
+            m.to(acc.device)
+            if weight_dtype != torch.float32:
+                m.to(dtype=weight_dtype)
+        model.vae.to(acc.device)  # kept in fp32: fp16 VAEs give NaN latents
+        model.vae.requires_grad_(False)
+        model.vae.eval()
+        return model, weight_dtype
+
+    def _prepare(self, acc, seed: int) -> RunState:
+        """Data, model, network, optimizer and schedule, the saved state when resuming, and
+        the latent cache: everything the loop needs, in one RunState."""
+        s, world = self.s, acc.num_processes
+        self.cfg = self.cfg.for_processes(world)
+        plan = self.cfg.plan
+        data = load_train_data(plan)
+        for line in data.left_out[:20]:
+            self.log.warning(f"not trained: {line}")
+        model, weight_dtype = self._load_model(acc)
+        unet, te = model.unet, model.text_encoder
+        train_unet = s.general.train in ("unet", "both")
+        train_te = s.general.train in ("text_encoder", "both")
+        n = s.network
+        net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, n.dropout,
+                           unet=train_unet, text_encoder=train_te)
+        attach(net, unet, te)
+        if s.general.attention == "xformers":
+            try:
+                unet.enable_xformers_memory_efficient_attention()
+            except Exception as exc:  # noqa: BLE001 - any failure means: use SDPA
+                self.log.warning(f"xformers unavailable ({exc}); using PyTorch SDPA")
+        if s.general.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+            if train_te:
+                te.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        unet.train(train_unet)
+        te.train(train_te)
+
+        o = s.optimizer
+        groups = param_groups(trainable(unet) if train_unet else [],
+                              trainable(te) if train_te else [], lr=o.learning_rate,
+                              unet_lr=s.general.unet_lr, te_lr=s.general.text_encoder_lr)
+        opt = build_optimizer(o.type, groups, lr=o.learning_rate, weight_decay=o.weight_decay,
+                              betas=o.betas, d_coef=o.d_coef, decouple=o.decouple,
+                              use_bias_correction=o.use_bias_correction,
+                              safeguard_warmup=o.safeguard_warmup, device=acc.device)
+        # a prepared scheduler steps once per process on each optimizer step
+        lr_sched = build_scheduler(o.scheduler, opt, total_steps=plan.total_steps * world,
+                                   warmup_steps=plan.warmup_steps * world,
+                                   cycles=o.scheduler_cycles)
+        if train_unet:
+            unet = acc.prepare(unet)
+        if train_te:
+            te = acc.prepare(te)
+        opt, lr_sched = acc.prepare(opt, lr_sched)
+        progress = Progress(step=0, epoch=0, batch=0, seed=seed, session_id=uuid.uuid4().hex,
+                            started_at=time.time(), total_steps=plan.total_steps,
+                            world_size=world)
+        rules = self.cfg.caption_rules()
+        st = RunState(acc=acc, data=data, net=net, unet=unet, te=te,
+                      raw_unet=acc.unwrap_model(unet), raw_te=acc.unwrap_model(te),
+                      vae=model.vae, tokenizer=model.tokenizer,
+                      noise_scheduler=model.noise_scheduler, model=model, opt=opt,
+                      lr_sched=lr_sched, weight_dtype=weight_dtype, train_unet=train_unet,
+                      train_te=train_te, total=plan.total_steps, epochs=plan.epochs,
+                      steps_per_epoch=plan.steps_per_epoch, progress=progress, rules=rules,
+                      cache_te=not train_te and rules.deterministic)
+        if self.resume_from is not None:
+            st.progress = self._restore(st)
+        self._session_id, self._started_at = st.progress.session_id, st.progress.started_at
+        st.latents = self._cache_latents(st)
+        return st
+
+    def _cache_latents(self, st: RunState) -> LatentCache | None:
+        mode = self.s.general.cache_latents
+        if mode == "none":
+            return None
+        train_dir = self.s.data.train_dir
+        cache_dir = ProjectFiles(train_dir).latents if train_dir is not None else None
+        latents = LatentCache(st.vae, st.model.vae_id, mode, cache_dir)
+        self.log.line(f"caching latents ({mode}) for {len(st.data.samples)} image(s)")
+        last = [0.0]
+
+        def tick(done: int, n: int) -> None:
+            if time.monotonic() - last[0] > 5 or done == n:
+                last[0] = time.monotonic()
+                self.log.line(f"latents {done}/{n}")
+
+        latents.fill(st.data.samples, (False, True) if self.s.data.flip_aug else (False,),
+                     tick, lambda: self.stop.requested)
+        if latents.misses:
+            self.log.line(f"latents: {latents.misses} encoded, {latents.hits} from disk")
+        if st.acc.device.type == "cuda" and not self.s.sampling.every_n_epochs:
+            st.vae.to("cpu")  # no longer needed on the GPU
+        return latents
+
+    # ---- one step ----------------------------------------------------------------------
+    def _batch_latents(self, st: RunState, idx: list[int], flips: list[bool],
+                       rng: random.Random) -> torch.Tensor:
+        """The batch's latents, scaled for the UNet: from the cache, or encoded now (with a
+        random crop when asked)."""
+        d = st.data
+        with torch.no_grad():
+            if st.latents is not None:
+                lat = torch.stack([st.latents.get(i, d.samples[i], f)
+                                   for i, f in zip(idx, flips, strict=True)])
+            else:
+                crop_rng = rng if self.s.data.random_crop else None
+                pix = torch.stack([torch.from_numpy(load_pixels(d.samples[i], flip=f,
+                                                                crop_rng=crop_rng))
+                                   for i, f in zip(idx, flips, strict=True)])
+                lat = encode_pixels(st.vae, pix)
+            return lat.to(st.acc.device, dtype=torch.float32) * st.vae.config.scaling_factor
+
+    def _text_states(self, st: RunState, idx: list[int], captions: list[str]) -> torch.Tensor:
+        g = self.s.general
+        if st.cache_te:
+            return torch.stack([self._te_cached(st, i) for i in idx]).to(st.acc.device)
+        ids = tokenize(st.tokenizer, captions, g.max_token_length)
+        with torch.set_grad_enabled(st.train_te):
+            return encode(st.te, ids, g.clip_skip)
+
+    def _te_cached(self, st: RunState, i: int) -> torch.Tensor:
+        hit = st.te_cache.get(i)
+        if hit is None:
+            g = self.s.general
+            with torch.no_grad():
+                ids = tokenize(st.tokenizer, [st.data.samples[i].caption], g.max_token_length)
+                hit = encode(st.te, ids, g.clip_skip)[0].cpu()
+            st.te_cache[i] = hit
+        return hit
+
+    def _loss(self, st: RunState, lat: torch.Tensor, idx: list[int], captions: list[str],
+              step: int) -> torch.Tensor:
+        """Noise the latents at random timesteps, predict, and weigh the error (prior loss
+        for regularization images, min-SNR): the batch's mean loss, checked finite."""
+        s, sched, acc = self.s, st.noise_scheduler, st.acc
+        noise = torch.randn_like(lat)
+        if s.noise.offset:
+            noise = offset_noise(noise, s.noise.offset)
+        if s.noise.multires_iterations:
+            noise = pyramid_noise(noise, s.noise.multires_iterations, s.noise.multires_discount)
+        t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],),
+                          device=acc.device)
+        noisy = sched.add_noise(lat, noise, t)
+        with acc.autocast():
+            states = self._text_states(st, idx, captions)
+            pred = st.unet(noisy.to(st.weight_dtype), t, states.to(st.weight_dtype)).sample
+        v_pred = sched.config.prediction_type == "v_prediction"
+        target = sched.get_velocity(lat, noise, t) if v_pred else noise
+        per = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+        prior = s.data.prior_loss_weight
+        weights = torch.tensor([prior if st.data.samples[i].is_reg else 1.0 for i in idx],
+                               device=per.device)
+        per = per * weights
+        if s.optimizer.min_snr_gamma:
+            per = per * min_snr_weight(sched.alphas_cumprod, t.cpu(),
+                                       s.optimizer.min_snr_gamma,
+                                       v_prediction=v_pred).to(per.device)
+        loss = per.mean()
+        if self.hooks.oom_at and step + 1 == self.hooks.oom_at:
+            raise torch.OutOfMemoryError("injected by LORABAKE_TEST_OOM_AT_STEP")
+        if self.hooks.nan_at and step + 1 == self.hooks.nan_at:
+            loss = loss * float("nan")
+        bad = not torch.isfinite(loss.detach()).item()
+        if self._any(acc, bad):
+            raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}: stopped; the "
+                                "last good save is kept (try bf16, a lower learning rate, or "
+                                "fp32)")
+        return loss
+
+    @staticmethod
+    def _any(acc, flag: bool) -> bool:
+        """The same decision on every process (stop, NaN): one tiny all-reduce under DDP."""
+        if acc.num_processes == 1:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+        return bool(acc.reduce(t, reduction="sum").item() > 0)
+
+    def _step_event(self, st: RunState, step: int, epoch: int, loss: float,
+                    samples_per_step: int) -> None:
+        if not st.acc.is_main_process:
+            return
+        elapsed = max(1e-9, time.monotonic() - st.t_start)
+        it_s = st.steps_this_session / elapsed
+        vram = None
+        if st.acc.device.type == "cuda":
+            vram = _gb(torch.cuda.max_memory_allocated(st.acc.device))
+        window = st.losses[-100:]
+        avg = sum(window) / len(window)
+        self.log.event("step", step=step, total_steps=st.total, epoch=epoch + 1, loss=loss,
+                       avg_loss=avg, lr=current_lrs(st.opt), it_per_s=round(it_s, 4),
+                       samples_per_s=round(it_s * samples_per_step, 4),
+                       eta_s=round((st.total - step) / it_s, 1), vram_gb=vram)
+        if step == 1 or step % 10 == 0 or step == st.total:
+            self.log.line(f"step {step}/{st.total} epoch {epoch + 1} loss {loss:.5f} "
+                          f"avg {avg:.5f} {it_s:.2f} it/s")
+
+    # ---- the end of an epoch -------------------------------------------------------------
+    def _end_of_epoch(self, st: RunState, epoch: int, step: int) -> None:
+        s, p = self.s, st.progress
+        p.epoch, p.batch, p.epoch_losses = epoch + 1, 0, []
+        avg = sum(st.losses) / len(st.losses) if st.losses else None
+        self.log.event("epoch", epoch=epoch + 1, epochs=st.epochs, step=step, avg_loss=avg)
+        self.log.line(f"epoch {epoch + 1}/{st.epochs} done, average loss "
+                      f"{avg if avg is None else round(avg, 5)}")
+        final = step >= st.total or epoch + 1 == st.epochs
+        if not final and (epoch + 1) % s.saving.every_n_epochs == 0:
+            self._save_lora(epoch_file(self.cfg.output_name, epoch + 1), st, epoch=epoch + 1)
+            if st.acc.is_main_process:
+                for path in prune_epoch_files(self.run_dir, self.cfg.output_name,
+                                              s.saving.keep_last):
+                    self.log.line(f"removed {path.name} (keep_last)")
+            if s.saving.save_state:
+                self._save_state(st)
+        every = s.sampling.every_n_epochs
+        if every and (epoch + 1) % every == 0 and s.sampling.prompts:
+            self._sample(st, epoch + 1)
+
+    # ---- saving ------------------------------------------------------------------------
+    def _start_summary(self, st: RunState) -> dict:
+        s, d = self.s, st.data
+        return {
+            "run_dir": str(self.run_dir), "output_name": self.cfg.output_name,
+            "total_steps": st.total, "epochs": st.epochs,
+            "batches_per_epoch": st.steps_per_epoch, "step": st.progress.step,
+            "resumed": self.resume_from is not None, "images": len(d.samples),
+            "train_samples": d.num_train_images, "reg_samples": d.num_reg_images,
+            "batch_size": s.general.batch_size, "processes": st.acc.num_processes,
+            "device": str(st.acc.device), "mixed_precision": s.general.mixed_precision,
+            "network": st.net.kind, "dim": s.network.dim, "alpha": s.network.alpha,
+            "optimizer": s.optimizer.type, "scheduler": s.optimizer.scheduler,
+            "base_model": st.model.name, "buckets": {f"{w}x{h}": d.report.samples((w, h))
+                                                     for w, h in sorted(d.report.buckets)},
+        }
+
+    def _metadata(self, st: RunState, *, epoch: int, finished: bool) -> dict[str, str]:
+        s, d = self.s, st.data
+        res = s.buckets.resolution
+        lr = s.optimizer.learning_rate
+        return training_metadata(
+            session_id=self._session_id, started_at=self._started_at,
+            finished_at=time.time() if finished else None, output_name=self.cfg.output_name,
+            comment=s.saving.comment, steps=st.progress.step, epoch=epoch, epochs=st.epochs,
+            max_steps=st.total, learning_rate=lr, unet_lr=s.general.unet_lr or lr,
+            te_lr=s.general.text_encoder_lr or lr, scheduler=s.optimizer.scheduler,
+            network_module="networks.lora", network_dim=s.network.dim,
+            network_alpha=s.network.alpha, network_dropout=s.network.dropout,
+            network_args=st.net.args(), clip_skip=s.general.clip_skip,
+            min_snr_gamma=s.optimizer.min_snr_gamma, noise_offset=s.noise.offset,
+            optimizer=s.optimizer.type, resolution=(res, res),
+            num_train_images=d.num_train_images, batches_per_epoch=st.steps_per_epoch,
+            sd_model_name=st.model.name, sd_model_hash=st.model.legacy_hash or "",
+            new_sd_model_hash=st.model.autov2 or "", dataset_dirs=d.dataset_dirs(),
+            tag_frequency=d.tag_frequency() if s.saving.tag_occurrence else None,
+            bucket_info=d.bucket_info())
+
+    def _save_lora(self, name: str, st: RunState, *, epoch: int,
+                   finished: bool = False) -> Path:
+        path = self.run_dir / name
+        acc = st.acc
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            tensors = kohya_state(st.net, st.raw_unet, st.raw_te,
+                                  SAVE_DTYPES[self.s.saving.precision])
+            size = write_lora(path, tensors, self._metadata(st, epoch=epoch, finished=finished))
+            self.files.append(path)
+            self.log.event("save", path=str(path), step=st.progress.step, epoch=epoch,
+                           bytes=size)
+            self.log.line(f"saved {path}")
+        acc.wait_for_everyone()
+        return path
+
+    def _save_state(self, st: RunState) -> None:
+        acc = st.acc
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            adapters = {}
+            if st.net.unet_config is not None:
+                adapters["unet"] = adapter_state(st.raw_unet)
+            if st.net.te_config is not None:
+                adapters["te"] = adapter_state(st.raw_te)
+            path = save_state(self.run_dir, st.progress, adapters=adapters,
+                              optimizer=_inner(st.opt, "optimizer"),
+                              scheduler=_inner(st.lr_sched, "scheduler"), scaler=acc.scaler)
+            self.log.event("save", path=str(path), kind="state", step=st.progress.step)
+            self.log.line(f"state saved at step {st.progress.step}")
+        acc.wait_for_everyone()
+
+    def _stopped(self, st: RunState) -> Outcome:
+        self._save_state(st)
+        p = st.progress
+        path = self._save_lora(step_file(self.cfg.output_name, p.step), st, epoch=p.epoch)
+        why = self.stop.signal_name or "a stop request"
+        return self._end(exit_codes.STOPPED, f"stopped by {why} at step {p.step}: state "
+                         f"saved, {path.name} written; continue with "
+                         f"`lorabake train --resume {self.run_dir}`")
+
+    def _restore(self, st: RunState) -> Progress:
+        src = Path(self.resume_from)
+        state = src if (src / "progress.json").is_file() else find_state(src)
+        if state is None:
+            raise LorabakeError(f"{src}: no saved state to resume from",
+                                "a run saves state when stopped, or with saving.save_state")
+        saved = read_progress(state)
+        acc = st.acc
+        if saved.world_size != acc.num_processes:
+            self.log.warning(f"the run was saved with {saved.world_size} process(es), now "
+                             f"{acc.num_processes}: the batch order changes")
+        if saved.total_steps != st.total:
+            self.log.warning(f"total steps changed from {saved.total_steps} to {st.total} "
+                             "(dataset or config changed)")
+        adapters = load_adapters(state)
+        if st.net.unet_config is not None:
+            load_adapter_state(st.raw_unet, adapters["unet"])
+        if st.net.te_config is not None:
+            load_adapter_state(st.raw_te, adapters["te"])
+        load_into(state, optimizer=_inner(st.opt, "optimizer"),
+                  scheduler=_inner(st.lr_sched, "scheduler"), scaler=acc.scaler)
+        self.log.line(f"resumed from {state} at step {saved.step} (epoch {saved.epoch + 1}, "
+                      f"batch {saved.batch})")
+        saved.total_steps = st.total
+        return saved
+
+    def _sample(self, st: RunState, epoch: int) -> None:
+        acc = st.acc
+        if not acc.is_main_process:
+            acc.wait_for_everyone()
+            return
+        from .sampling import sample_images
+
+        try:
+            paths = sample_images(st.model, st.raw_unet, st.raw_te, self.s,
+                                  self.cfg.output_name, self.run_dir, epoch, acc.device)
+        except Exception as exc:  # noqa: BLE001 - a failed preview must not end the run
+            self.log.warning(f"sampling failed: {exc}")
+        else:
+            self.log.event("sample", epoch=epoch, paths=[str(p) for p in paths])
+        acc.wait_for_everyone()
+
     def _end(self, code: int, message: str) -> Outcome:
         status = {exit_codes.DONE: "done", exit_codes.STOPPED: "stopped"}.get(code, "failed")
         if code not in (exit_codes.DONE, exit_codes.STOPPED):
@@ -196,401 +645,20 @@ class Trainer:
         self.log.event("end", status=status, message=message, exit_code=code)
         return Outcome(code, message, self.files)
 
-    def _run(self, acc) -> Outcome:
-        cfg, v = self.cfg, self.cfg.v
-        seed = v("general.seed")
-        rank, world = acc.process_index, acc.num_processes
-        torch.manual_seed(seed)
-        random.seed(seed)
-        data = self._data()
-        for line in data.left_out[:20]:
-            self.log.warning(f"not trained: {line}")
-        model, weight_dtype = self._load(acc)
-        unet, te, vae, tok, sched = (model.unet, model.text_encoder, model.vae, model.tokenizer,
-                                     model.noise_scheduler)
-        what = v("general.train")
-        train_unet, train_te = what in ("unet", "both"), what in ("text_encoder", "both")
-        net = lora_configs(v("network.type"), v("network.dim"), v("network.alpha"),
-                           v("network.conv_dim"), v("network.conv_alpha"), v("network.dropout"),
-                           unet=train_unet, text_encoder=train_te)
-        attach(net, unet, te)
-        if v("general.attention") == "xformers":
-            try:
-                unet.enable_xformers_memory_efficient_attention()
-            except Exception as exc:  # noqa: BLE001 - any failure means: use SDPA
-                self.log.warning(f"xformers unavailable ({exc}); using PyTorch SDPA")
-        if v("general.gradient_checkpointing"):
-            unet.enable_gradient_checkpointing()
-            if train_te:
-                te.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False})
-        unet.train(train_unet)
-        te.train(train_te)
-
-        batches_per_epoch = total_steps(1, data.batches_per_epoch, processes=world)
-        total, epochs = run_steps(v("general.epochs"), data.batches_per_epoch,
-                                  max_steps=v("general.max_steps") or 0, processes=world)
-        warmup = round(total * v("optimizer.warmup_ratio"))
-        lr = v("optimizer.learning_rate")
-        groups = param_groups(trainable(unet) if train_unet else [],
-                              trainable(te) if train_te else [], lr=lr,
-                              unet_lr=v("general.unet_lr"), te_lr=v("general.text_encoder_lr"))
-        opt = build_optimizer(v("optimizer.type"), groups, lr=lr,
-                              weight_decay=v("optimizer.weight_decay"),
-                              betas=v("optimizer.betas"), d_coef=v("optimizer.d_coef"),
-                              decouple=v("optimizer.decouple"),
-                              use_bias_correction=v("optimizer.use_bias_correction"),
-                              safeguard_warmup=v("optimizer.safeguard_warmup"),
-                              device=acc.device)
-        # a prepared scheduler steps once per process on each optimizer step
-        lr_sched = build_scheduler(v("optimizer.scheduler"), opt, total_steps=total * world,
-                                   warmup_steps=warmup * world,
-                                   cycles=v("optimizer.scheduler_cycles"))
-        if train_unet:
-            unet = acc.prepare(unet)
-        if train_te:
-            te = acc.prepare(te)
-        opt, lr_sched = acc.prepare(opt, lr_sched)
-        raw_unet, raw_te = acc.unwrap_model(unet), acc.unwrap_model(te)
-
-        progress = Progress(step=0, epoch=0, batch=0, seed=seed,
-                            session_id=uuid.uuid4().hex, started_at=time.time(),
-                            total_steps=total, world_size=world)
-        if self.resume_from is not None:
-            progress = self._restore(progress, raw_unet, raw_te, net, opt, lr_sched, acc)
-        self._session_id, self._started_at = progress.session_id, progress.started_at
-
-        rules = cfg.caption_rules()
-        flip_aug = v("data.flip_aug")
-        random_crop = v("data.random_crop")
-        cache_mode = v("general.cache_latents")
-        latents = None
-        if cache_mode != "none":
-            latents = LatentCache(vae, model.vae_id, cache_mode,
-                                  cache_dir_for(cfg.path("data.train_dir")))
-            self.log.line(f"caching latents ({cache_mode}) for {len(data.samples)} image(s)")
-            last = [0.0]
-
-            def tick(done: int, n: int) -> None:
-                if time.monotonic() - last[0] > 5 or done == n:
-                    last[0] = time.monotonic()
-                    self.log.line(f"latents {done}/{n}")
-
-            latents.fill(data.samples, (False, True) if flip_aug else (False,), tick,
-                         lambda: self.stop.requested)
-            if latents.misses:
-                self.log.line(f"latents: {latents.misses} encoded, {latents.hits} from disk")
-            if acc.device.type == "cuda" and not v("sampling.every_n_epochs"):
-                vae.to("cpu")  # no longer needed on the GPU
-        te_cache: dict[int, torch.Tensor] = {}
-        cache_te = not train_te and rules.deterministic
-        scaling = vae.config.scaling_factor
-        prediction = sched.config.prediction_type
-        alphas = sched.alphas_cumprod
-        max_tokens = v("general.max_token_length")
-        clip_skip = v("general.clip_skip")
-        prior = v("data.prior_loss_weight")
-        params = [p for g in opt.param_groups for p in g["params"]]
-
-        self.log.event("start", **self._start_summary(data, progress, total, epochs,
-                                                       batches_per_epoch, net, model))
-        self.log.line(f"{len(data.samples)} image(s), {data.num_train_images} training and "
-                      f"{data.num_reg_images} regularization sample(s) per epoch, "
-                      f"{data.batches_per_epoch} batch(es) per epoch, {total} steps")
-        meta_base = dict(data=data, net=net, model=model, total=total, epochs=epochs,
-                         batches=batches_per_epoch)
-        step, t_start = progress.step, time.monotonic()
-        steps_this_session = 0
-        losses = list(progress.epoch_losses)
-
-        for epoch in range(progress.epoch, epochs):
-            mine = shard(epoch_batches(data, seed, epoch), rank, world)
-            start_batch = progress.batch if epoch == progress.epoch else 0
-            if start_batch == 0:
-                losses = []
-            for b in range(start_batch, len(mine)):
-                if step >= total:
-                    break
-                s_seed = _step_seed(seed, step, rank)
-                torch.manual_seed(s_seed)
-                rng = random.Random(s_seed)
-                idx = mine[b]
-                flips = [flip_aug and rng.random() < 0.5 for _ in idx]
-                with torch.no_grad():
-                    if latents is not None:
-                        lat = torch.stack([latents.get(i, data.samples[i], f)
-                                           for i, f in zip(idx, flips, strict=True)])
-                    else:
-                        pix = torch.stack([torch.from_numpy(load_pixels(
-                            data.samples[i], flip=f, crop_rng=rng if random_crop else None))
-                            for i, f in zip(idx, flips, strict=True)])
-                        lat = encode_pixels(vae, pix)
-                    lat = lat.to(acc.device, dtype=torch.float32) * scaling
-                captions = [process_caption(data.samples[i].caption, rules, rng,
-                                            epoch=epoch + 1, step=step, max_train_steps=total)
-                            for i in idx]
-                noise = torch.randn_like(lat)
-                if v("noise.offset"):
-                    noise = offset_noise(noise, v("noise.offset"))
-                if v("noise.multires_iterations"):
-                    noise = pyramid_noise(noise, v("noise.multires_iterations"),
-                                          v("noise.multires_discount"))
-                t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],),
-                                  device=acc.device)
-                noisy = sched.add_noise(lat, noise, t)
-                with acc.autocast():
-                    if cache_te:
-                        states = torch.stack([self._te_cached(te_cache, i, data, tok, te,
-                                                              max_tokens, clip_skip)
-                                              for i in idx]).to(acc.device)
-                    else:
-                        ids = tokenize(tok, captions, max_tokens)
-                        with torch.set_grad_enabled(train_te):
-                            states = encode(te, ids, clip_skip)
-                    pred = unet(noisy.to(weight_dtype), t, states.to(weight_dtype)).sample
-                target = sched.get_velocity(lat, noise, t) if prediction == "v_prediction" \
-                    else noise
-                per = F.mse_loss(pred.float(), target.float(), reduction="none")
-                per = per.mean(dim=[1, 2, 3])
-                weights = torch.tensor([prior if data.samples[i].is_reg else 1.0 for i in idx],
-                                       device=per.device)
-                per = per * weights
-                if v("optimizer.min_snr_gamma"):
-                    per = per * min_snr_weight(alphas, t.cpu(), v("optimizer.min_snr_gamma"),
-                                               v_prediction=prediction == "v_prediction"
-                                               ).to(per.device)
-                loss = per.mean()
-                if self._oom_at and step + 1 == self._oom_at:
-                    raise torch.OutOfMemoryError("injected by LORABAKE_TEST_OOM_AT_STEP")
-                if self._nan_at and step + 1 == self._nan_at:
-                    loss = loss * float("nan")
-                bad = not torch.isfinite(loss.detach()).item()
-                if self._any(acc, bad):
-                    raise NonFiniteLoss(
-                        f"loss became {loss.item()} at step {step + 1}: stopped; the last "
-                        "good save is kept (try bf16, a lower learning rate, or fp32)")
-                acc.backward(loss)
-                if v("optimizer.max_grad_norm") and acc.sync_gradients:
-                    acc.clip_grad_norm_(params, v("optimizer.max_grad_norm"))
-                opt.step()
-                lr_sched.step()
-                opt.zero_grad(set_to_none=True)
-                if v("optimizer.scale_weight_norms"):
-                    max_norm_(norm_pairs(raw_unet if train_unet else None,
-                                         raw_te if train_te else None),
-                              v("optimizer.scale_weight_norms"))
-                step += 1
-                steps_this_session += 1
-                loss_v = float(loss.detach().item())
-                losses.append(loss_v)
-                progress.step, progress.epoch, progress.batch = step, epoch, b + 1
-                progress.epoch_losses = losses
-                self._step_event(step, total, epoch, loss_v, losses, opt, t_start,
-                                 steps_this_session, lat.shape[0] * world, acc)
-                if self._term_at and step == self._term_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                if self._any(acc, self.stop.requested):
-                    return self._stopped(progress, raw_unet, raw_te, net, opt, lr_sched, acc,
-                                         meta_base)
-                every_steps = v("saving.state_every_n_steps")
-                if every_steps and step % every_steps == 0 and step < total:
-                    self._save_state(progress, raw_unet, raw_te, net, opt, lr_sched, acc)
-            # end of epoch
-            progress.epoch, progress.batch = epoch + 1, 0
-            progress.epoch_losses = []
-            avg = sum(losses) / len(losses) if losses else None
-            self.log.event("epoch", epoch=epoch + 1, epochs=epochs, step=step, avg_loss=avg)
-            self.log.line(f"epoch {epoch + 1}/{epochs} done, average loss "
-                          f"{avg if avg is None else round(avg, 5)}")
-            final = step >= total or epoch + 1 == epochs
-            if not final and (epoch + 1) % v("saving.every_n_epochs") == 0:
-                self._save_lora(
-                    epoch_file(cfg.output_name, epoch + 1), raw_unet, raw_te, net, acc,
-                    step=step, epoch=epoch + 1, **meta_base)
-                if acc.is_main_process:
-                    for p in prune_epoch_files(self.run_dir, cfg.output_name,
-                                               v("saving.keep_last")):
-                        self.log.line(f"removed {p.name} (keep_last)")
-                if v("saving.save_state"):
-                    self._save_state(progress, raw_unet, raw_te, net, opt, lr_sched, acc)
-            sample_every = v("sampling.every_n_epochs")
-            if sample_every and (epoch + 1) % sample_every == 0 and v("sampling.prompts"):
-                self._sample(model, raw_unet, raw_te, epoch + 1, acc)
-            if step >= total:
-                break
-        final = self._save_lora(f"{cfg.output_name}.safetensors", raw_unet, raw_te, net, acc,
-                                step=step, epoch=progress.epoch, finished=True, **meta_base)
-        if v("saving.save_state"):
-            self._save_state(progress, raw_unet, raw_te, net, opt, lr_sched, acc)
-        self._rank_checksum(raw_unet, raw_te, acc)
-        return self._end(exit_codes.DONE, f"done: {final}")
-
-    # ---- pieces of the loop ------------------------------------------------------------
-    @staticmethod
-    def _any(acc, flag: bool) -> bool:
-        """The same decision on every process (stop, NaN): one tiny all-reduce under DDP."""
-        if acc.num_processes == 1:
-            return bool(flag)
-        t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
-        return bool(acc.reduce(t, reduction="sum").item() > 0)
-
-    def _te_cached(self, cache, i, data, tok, te, max_tokens, clip_skip):
-        hit = cache.get(i)
-        if hit is None:
-            with torch.no_grad():
-                hit = encode(te, tokenize(tok, [data.samples[i].caption], max_tokens),
-                             clip_skip)[0].cpu()
-            cache[i] = hit
-        return hit
-
-    def _step_event(self, step, total, epoch, loss, losses, opt, t_start, n_session,
-                    samples_per_step, acc) -> None:
-        if not acc.is_main_process:
-            return
-        elapsed = max(1e-9, time.monotonic() - t_start)
-        it_s = n_session / elapsed
-        vram = None
-        if acc.device.type == "cuda":
-            vram = _gb(torch.cuda.max_memory_allocated(acc.device))
-        window = losses[-100:]
-        avg = sum(window) / len(window)
-        self.log.event("step", step=step, total_steps=total, epoch=epoch + 1, loss=loss,
-                       avg_loss=avg, lr=current_lrs(opt), it_per_s=round(it_s, 4),
-                       samples_per_s=round(it_s * samples_per_step, 4),
-                       eta_s=round((total - step) / it_s, 1), vram_gb=vram)
-        if step == 1 or step % 10 == 0 or step == total:
-            self.log.line(f"step {step}/{total} epoch {epoch + 1} loss {loss:.5f} "
-                          f"avg {avg:.5f} {it_s:.2f} it/s")
-
-    def _start_summary(self, data, progress, total, epochs, batches, net, model) -> dict:
-        v = self.cfg.v
-        return {
-            "run_dir": str(self.run_dir), "output_name": self.cfg.output_name,
-            "total_steps": total, "epochs": epochs, "batches_per_epoch": batches,
-            "step": progress.step, "resumed": self.resume_from is not None,
-            "images": len(data.samples),
-            "train_samples": data.num_train_images, "reg_samples": data.num_reg_images,
-            "batch_size": v("general.batch_size"), "processes": self.acc.num_processes,
-            "device": str(self.acc.device), "mixed_precision": v("general.mixed_precision"),
-            "network": net.kind, "dim": v("network.dim"), "alpha": v("network.alpha"),
-            "optimizer": v("optimizer.type"), "scheduler": v("optimizer.scheduler"),
-            "base_model": model.name, "buckets": {f"{w}x{h}": data.report.samples((w, h))
-                                                  for w, h in sorted(data.report.buckets)},
-        }
-
-    def _metadata(self, *, data, net, model, total, epochs, batches, step, epoch,
-                  finished=False) -> dict[str, str]:
-        v = self.cfg.v
-        res = v("buckets.resolution")
-        lr = v("optimizer.learning_rate")
-        return training_metadata(
-            session_id=self._session_id, started_at=self._started_at,
-            finished_at=time.time() if finished else None, output_name=self.cfg.output_name,
-            comment=v("saving.comment"), steps=step, epoch=epoch, epochs=epochs,
-            max_steps=total, learning_rate=lr, unet_lr=v("general.unet_lr") or lr,
-            te_lr=v("general.text_encoder_lr") or lr, scheduler=v("optimizer.scheduler"),
-            network_module="networks.lora", network_dim=v("network.dim"),
-            network_alpha=v("network.alpha"), network_dropout=v("network.dropout"),
-            network_args=net.args(), clip_skip=v("general.clip_skip"),
-            min_snr_gamma=v("optimizer.min_snr_gamma"), noise_offset=v("noise.offset"),
-            optimizer=v("optimizer.type"), resolution=(res, res),
-            num_train_images=data.num_train_images, batches_per_epoch=batches,
-            sd_model_name=model.name, sd_model_hash=model.legacy_hash or "",
-            new_sd_model_hash=model.autov2 or "", dataset_dirs=data.dataset_dirs(),
-            tag_frequency=data.tag_frequency() if v("saving.tag_occurrence") else None,
-            bucket_info=data.bucket_info())
-
-    def _save_lora(self, name: str, unet, te, network: Network, acc, **meta) -> Path:
-        path = self.run_dir / name
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            tensors = kohya_state(network, unet, te,
-                                  SAVE_DTYPES[self.cfg.v("saving.precision")])
-            size = write_lora(path, tensors, self._metadata(**meta))
-            self.files.append(path)
-            self.log.event("save", path=str(path), step=meta["step"], epoch=meta["epoch"],
-                           bytes=size)
-            self.log.line(f"saved {path}")
-        acc.wait_for_everyone()
-        return path
-
-    def _save_state(self, progress, unet, te, net, opt, sched, acc) -> None:
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            adapters = {}
-            if net.unet_config is not None:
-                adapters["unet"] = adapter_state(unet)
-            if net.te_config is not None:
-                adapters["te"] = adapter_state(te)
-            path = save_state(self.run_dir, progress, adapters=adapters,
-                              optimizer=_inner(opt, "optimizer"),
-                              scheduler=_inner(sched, "scheduler"), scaler=acc.scaler)
-            self.log.event("save", path=str(path), kind="state", step=progress.step)
-            self.log.line(f"state saved at step {progress.step}")
-        acc.wait_for_everyone()
-
-    def _stopped(self, progress, unet, te, net, opt, sched, acc, meta_base) -> Outcome:
-        self._save_state(progress, unet, te, net, opt, sched, acc)
-        path = self._save_lora(step_file(self.cfg.output_name, progress.step), unet, te, net,
-                               acc, step=progress.step, epoch=progress.epoch, **meta_base)
-        why = self.stop.signal_name or "a stop request"
-        return self._end(exit_codes.STOPPED, f"stopped by {why} at step {progress.step}: "
-                         f"state saved, {path.name} written; continue with "
-                         f"`lorabake train --resume {self.run_dir}`")
-
-    def _restore(self, progress, unet, te, net, opt, sched, acc) -> Progress:
-        src = Path(self.resume_from)
-        state = src if (src / "progress.json").is_file() else find_state(src)
-        if state is None:
-            raise LorabakeError(f"{src}: no saved state to resume from",
-                                "a run saves state when stopped, or with saving.save_state")
-        saved = read_progress(state)
-        if saved.world_size != acc.num_processes:
-            self.log.warning(f"the run was saved with {saved.world_size} process(es), now "
-                             f"{acc.num_processes}: the batch order changes")
-        if saved.total_steps != progress.total_steps:
-            self.log.warning(f"total steps changed from {saved.total_steps} to "
-                             f"{progress.total_steps} (dataset or config changed)")
-        adapters = load_adapters(state)
-        if net.unet_config is not None:
-            load_adapter_state(unet, adapters["unet"])
-        if net.te_config is not None:
-            load_adapter_state(te, adapters["te"])
-        load_into(state, optimizer=_inner(opt, "optimizer"),
-                  scheduler=_inner(sched, "scheduler"), scaler=acc.scaler)
-        self.log.line(f"resumed from {state} at step {saved.step} (epoch {saved.epoch + 1}, "
-                      f"batch {saved.batch})")
-        saved.total_steps = progress.total_steps
-        return saved
-
-    def _sample(self, model, unet, te, epoch: int, acc) -> None:
-        if not acc.is_main_process:
-            acc.wait_for_everyone()
-            return
-        from .sampling import sample_images
-
-        try:
-            paths = sample_images(model, unet, te, self.cfg, self.run_dir, epoch, acc.device)
-        except Exception as exc:  # noqa: BLE001 - a failed preview must not end the run
-            self.log.warning(f"sampling failed: {exc}")
-        else:
-            self.log.event("sample", epoch=epoch, paths=[str(p) for p in paths])
-        acc.wait_for_everyone()
-
-    def _rank_checksum(self, unet, te, acc) -> None:
+    def _rank_checksum(self, st: RunState) -> None:
         """Test hook: each process writes a checksum of its adapter weights (DDP test)."""
-        if not os.environ.get("LORABAKE_TEST_RANK_CHECKSUMS"):
+        if not self.hooks.rank_checksums:
             return
         import hashlib
 
         h = hashlib.sha256()
-        for model in (unet, te):
+        for model in (st.raw_unet, st.raw_te):
             for name, p in sorted(model.named_parameters()):
                 if "lora_" in name:
                     h.update(p.detach().float().cpu().numpy().tobytes())
-        atomic_write_text(self.run_dir / f"rank{acc.process_index}.sha256", h.hexdigest())
+        atomic_write_text(self.run_dir / f"rank{st.acc.process_index}.sha256", h.hexdigest())
 
 
 def write_snapshot(cfg: RunConfig, run_dir: Path) -> None:
     """The config the run used, paths made absolute: resume reads it back."""
-    atomic_write_text(run_dir / CONFIG_SNAPSHOT, with_absolute_paths(cfg.doc.text, cfg.base_dir))
+    atomic_write_text(run_dir / CONFIG_SNAPSHOT, with_absolute_paths(cfg.text, cfg.base_dir))

@@ -1,17 +1,19 @@
-"""The config as the trainer reads it: the same file, schema and checks as the Config screen,
-relative paths read against the file's folder."""
+"""The config as the trainer reads it: the same check as the Config screen and
+`lorabake config check` (core/project/check.py), so the trainer refuses exactly what they
+report, and the same training plan, so it trains exactly what they show."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..core.base.errors import LorabakeError
 from ..core.captions.processing import CaptionRules
-from ..core.config.check import check_config, resolve_path
-from ..core.config.file import ConfigDoc, load_config, parse_config
-from ..core.config.schema import BUILTIN_PREFIX
+from ..core.config.file import read_config_text
+from ..core.config.schema import TrainingSettings
+from ..core.project.check import check_text
+from ..core.project.plan import TrainingPlan
 
 
 class ConfigErrors(LorabakeError):
@@ -23,49 +25,53 @@ class ConfigErrors(LorabakeError):
 
 @dataclass(slots=True)
 class RunConfig:
-    doc: ConfigDoc
+    settings: TrainingSettings
+    plan: TrainingPlan
+    text: str  # the file as read: the run folder keeps a copy
     source: str
     base_dir: Path
 
-    def v(self, name: str) -> Any:
-        return self.doc.value(name)
-
-    def path(self, name: str) -> Path | None:
-        value = self.v(name)
-        return resolve_path(value, self.base_dir) if value else None
-
     @property
     def base_model(self) -> str:
-        spec = self.v("general.base_model")
-        return spec if spec.startswith(BUILTIN_PREFIX) else str(self.path("general.base_model"))
+        return self.settings.general.base_model
 
     @property
     def output_name(self) -> str:
-        return self.v("saving.output_name")
+        return self.settings.saving.output_name
+
+    @property
+    def output_dir(self) -> Path:
+        return self.settings.saving.output_dir or self.base_dir / "output"
+
+    def for_processes(self, n: int) -> RunConfig:
+        """The plan split over `n` processes (the world size is known once launched)."""
+        if n == self.plan.processes:
+            return self
+        return dataclasses.replace(self, plan=dataclasses.replace(self.plan, processes=n))
 
     def caption_rules(self) -> CaptionRules:
+        d = self.settings.data
         return CaptionRules(
-            shuffle=self.v("data.shuffle_caption"), keep_tokens=self.v("data.keep_tokens"),
-            keep_tokens_separator=self.v("data.keep_tokens_separator"),
-            caption_dropout_rate=self.v("data.caption_dropout_rate"),
-            tag_dropout_rate=self.v("data.caption_tag_dropout_rate"),
-            token_warmup_min=self.v("data.token_warmup_min"),
-            token_warmup_step=self.v("data.token_warmup_step"))
+            shuffle=d.shuffle_caption, keep_tokens=d.keep_tokens,
+            keep_tokens_separator=d.keep_tokens_separator,
+            caption_dropout_rate=d.caption_dropout_rate,
+            tag_dropout_rate=d.caption_tag_dropout_rate,
+            token_warmup_min=d.token_warmup_min, token_warmup_step=d.token_warmup_step)
 
 
-def _checked(doc: ConfigDoc, source: str, base_dir: Path) -> RunConfig:
-    findings = check_config(doc, base_dir=base_dir, for_trainer=True)
+def run_config_from_text(text: str, source: str, base_dir: Path, *, processes: int = 1
+                         ) -> RunConfig:
+    result = check_text(text, source=source, base_dir=base_dir, processes=processes)
     errors = [f"{source}:{f.line}: {f.message}" if f.line else f"{source}: {f.message}"
-              for f in findings if f.severity == "error"]
+              for f in result.errors]
     if errors:
         raise ConfigErrors(source, errors)
-    return RunConfig(doc, source, base_dir)
+    if result.plan is None:
+        raise ConfigErrors(source, [f"{source}: the training folders could not be read"])
+    return RunConfig(result.settings, result.plan, text, source, base_dir)
 
 
-def load_run_config(path: Path | str) -> RunConfig:
+def load_run_config(path: Path | str, *, processes: int = 1) -> RunConfig:
     path = Path(path)
-    return _checked(load_config(path), str(path), path.resolve().parent)
-
-
-def run_config_from_text(text: str, source: str, base_dir: Path) -> RunConfig:
-    return _checked(parse_config(text, source), source, base_dir)
+    return run_config_from_text(read_config_text(path), str(path), path.resolve().parent,
+                                processes=processes)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..core.config.schema import TrainingSettings
+
 _OPT = re.compile(r"\s--([nwhsld])\s+")
 
 
@@ -37,8 +39,8 @@ def parse_prompt(text: str, default_steps: int) -> dict:
 
 
 @torch.no_grad()
-def sample_images(model, unet, text_encoder, cfg, run_dir: Path, epoch: int, device
-                  ) -> list[Path]:
+def sample_images(model, unet, text_encoder, settings: TrainingSettings, output_name: str,
+                  run_dir: Path, epoch: int, device) -> list[Path]:
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
     was_training = (unet.training, text_encoder.training)
@@ -54,18 +56,18 @@ def sample_images(model, unet, text_encoder, cfg, run_dir: Path, epoch: int, dev
     out_dir = Path(run_dir) / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    seed = cfg.v("general.seed")
-    clip_skip = cfg.v("general.clip_skip")
+    seed = settings.general.seed
+    clip_skip = settings.general.clip_skip
     try:
-        for i, text in enumerate(cfg.v("sampling.prompts")):
-            p = parse_prompt(text, cfg.v("sampling.steps"))
+        for i, text in enumerate(settings.sampling.prompts):
+            p = parse_prompt(text, settings.sampling.steps)
             g = torch.Generator(device=device).manual_seed(p["seed"] if p["seed"] is not None
                                                            else seed + i)
             image = pipe(p["prompt"], negative_prompt=p["negative"] or None,
                          width=p["width"], height=p["height"], num_inference_steps=p["steps"],
                          guidance_scale=p["scale"], generator=g,
                          clip_skip=clip_skip - 1 if clip_skip > 1 else None).images[0]
-            path = out_dir / f"{cfg.output_name}-e{epoch:06d}-{i:02d}.png"
+            path = out_dir / f"{output_name}-e{epoch:06d}-{i:02d}.png"
             image.save(path)
             paths.append(path)
     finally:

@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..core.base.user_settings import Settings
+from ..core.project.project import Project
 from ..jobs.notify import FinishWatcher, finish_notice
-from .project import Project
 from .screens.buckets import BucketsScreen
 from .screens.concepts import ConceptsScreen
 from .screens.config import ConfigScreen
@@ -132,5 +132,5 @@ class LorabakeApp(App[int]):
 
 def make_app(root: Path, **kwargs) -> LorabakeApp:
     project = Project(root, reg_root=kwargs.pop("reg_root", None),
-                      caption_ext=kwargs.pop("caption_ext", ".txt"))
+                      caption_ext=kwargs.pop("caption_ext", None))
     return LorabakeApp(project, **kwargs)

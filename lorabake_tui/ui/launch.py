@@ -8,7 +8,7 @@ from pathlib import Path
 from ..core.base.user_settings import Settings
 
 
-def run_app(root: Path, *, reg_root: Path | None, caption_ext: str, images: str | None,
+def run_app(root: Path, *, reg_root: Path | None, caption_ext: str | None, images: str | None,
             theme: str | None, attach_job: str | None = None) -> int:
     """`attach_job`: open on the Train screen with that job selected."""
     settings = Settings.load()
@@ -37,14 +37,14 @@ def run_app(root: Path, *, reg_root: Path | None, caption_ext: str, images: str 
 def make_attached_app(root: Path, job_id: str, **kwargs):
     """The workbench opening on the Train screen with `job_id` selected (make_app's
     arguments)."""
+    from ..core.project.project import Project
     from .app import LorabakeApp
-    from .project import Project
 
     class AttachedApp(LorabakeApp):
         DEFAULT_MODE = "train"  # read by App.__init__: the first screen shown
 
     project = Project(root, reg_root=kwargs.pop("reg_root", None),
-                      caption_ext=kwargs.pop("caption_ext", ".txt"))
+                      caption_ext=kwargs.pop("caption_ext", None))
     app = AttachedApp(project, **kwargs)
     app.attach_job = job_id  # the Train screen selects it once the job list is read
     return app

@@ -11,17 +11,27 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lorabake_tui.core.base.errors import LorabakeError  # noqa: E402
-from lorabake_tui.core.buckets.assign import BucketSettings  # noqa: E402
+from lorabake_tui.core.config.schema import Subset, TrainingSettings  # noqa: E402
+from lorabake_tui.core.dataset.scan import scan_dataset  # noqa: E402
+from lorabake_tui.core.project.plan import plan_training  # noqa: E402
 from lorabake_tui.trainer.data import epoch_batches, load_train_data, shard  # noqa: E402
 
 from ..support.train_fixtures import make_dataset  # noqa: E402
 
-SETTINGS = BucketSettings((64, 64), 64, 128, 64, False, 2)
-
 
 def load(root, subsets=(), reg=None):
-    return load_train_data(root / "data", reg, caption_ext=".txt", subsets=list(subsets),
-                           buckets=SETTINGS)
+    """The trainer's data for the core's plan (64 px buckets, batch 2); the plan's first
+    error is raised, as the trainer refuses it."""
+    s = TrainingSettings().replace("buckets", resolution=64, min=64, max=128, step=64)
+    s = s.replace("general", batch_size=2).replace(
+        "data", train_dir=root / "data", subsets=tuple(
+            Subset(concept, repeats=repeats, index=i)
+            for i, (concept, repeats) in enumerate(subsets)))
+    plan = plan_training(s, scan_dataset(root / "data", reg, caption_ext=".txt"))
+    errors = [f for f in plan.findings if f.is_error]
+    if errors:
+        raise LorabakeError(errors[0].message)
+    return load_train_data(plan)
 
 
 def test_batches_follow_kohya_and_never_mix_buckets(tmp_path):
@@ -42,11 +52,12 @@ def test_batches_follow_kohya_and_never_mix_buckets(tmp_path):
 
 def test_subsets_pick_folders_and_override_repeats(tmp_path):
     make_dataset(tmp_path, images=2, repeats=3)
-    data = load(tmp_path, [{"folder": "3_mychar", "repeats": 5}])
+    data = load(tmp_path, [("mychar", 5)])
     assert data.num_train_images == 10 and data.dataset_dirs() == {
         "3_mychar": {"n_repeats": 5, "img_count": 2}}
-    with pytest.raises(LorabakeError, match="'4_other' is not in the training folder"):
-        load(tmp_path, [{"folder": "4_other"}])
+    assert load(tmp_path, [("mychar", None)]).num_train_images == 6  # the folder's 3
+    with pytest.raises(LorabakeError, match="no training folder holds the concept 'other'"):
+        load(tmp_path, [("other", None)])
 
 
 def test_a_missing_caption_falls_back_to_the_class_token_and_bad_bytes_are_named(tmp_path):
@@ -55,7 +66,7 @@ def test_a_missing_caption_falls_back_to_the_class_token_and_bad_bytes_are_named
     data = load(tmp_path)
     assert sorted(s.caption for s in data.samples)[0] == "mychar"
     (root / "2_mychar" / "img1.txt").write_bytes(b"caf\xe9, smile\n")
-    with pytest.raises(LorabakeError, match=r"img1\.txt: the caption is not valid UTF-8"):
+    with pytest.raises(LorabakeError, match=r"cannot be read as UTF-8, e\.g\. 2_mychar/img1"):
         load(tmp_path)
 
 

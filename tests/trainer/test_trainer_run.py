@@ -49,12 +49,10 @@ def trained_model(run_dir, cfg_path):
     from lorabake_tui.trainer.run_config import load_run_config
     from lorabake_tui.trainer.state import find_state, load_adapters
 
-    cfg = load_run_config(cfg_path)
-    v = cfg.v
+    s = load_run_config(cfg_path).settings
     m = load_base_model("builtin:tiny-sd15")
-    what = v("general.train")
-    net = lora_configs(v("network.type"), v("network.dim"), v("network.alpha"),
-                       v("network.conv_dim"), v("network.conv_alpha"), 0.0,
+    what, n = s.general.train, s.network
+    net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, 0.0,
                        unet=what != "text_encoder", text_encoder=what != "unet")
     attach(net, m.unet, m.text_encoder)
     saved = load_adapters(find_state(run_dir))
@@ -112,7 +110,8 @@ def test_lora_run_writes_kohya_file_that_diffusers_loads_exactly(tmp_path):
     assert all(float(tensors[f"{m}.alpha"]) == 2.0 for m in unet | te)
     assert tensors["lora_unet_mid_block_attentions_0_proj_in.lora_down.weight"].shape[0] == 4
     # kohya's header metadata
-    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2"
+    # alpha is a float setting: written as kohya writes the float from an exported config
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0"
     assert meta["ss_training_comment"] == "trigger: mychar"
     assert meta["ss_steps"] == "4" and meta["ss_base_model_version"] == "sd_v1"
     assert json.loads(meta["ss_dataset_dirs"]) == {"2_mychar": {"n_repeats": 2,
@@ -149,7 +148,7 @@ def test_locon_unet_only_covers_278_modules_with_conv_alpha(tmp_path):
     assert alphas[f"{conv1}.alpha"] == 1.0 and tensors[f"{conv1}.lora_down.weight"].shape[0] == 2
     short = "lora_unet_down_blocks_1_resnets_0_conv_shortcut"
     assert alphas[f"{short}.alpha"] == 2.0 and tensors[f"{short}.lora_down.weight"].shape[0] == 4
-    assert json.loads(meta["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1"}
+    assert json.loads(meta["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}
     assert_diffusers_reproduces(run_dir)
 
 

@@ -31,8 +31,7 @@ from .atomic import (
     write_batch,
 )
 from .errors import LorabakeError
-
-STATE_DIRNAME = ".lorabake"
+from .project_files import ProjectFiles
 
 # Entry states. "applying", "undoing" and "redoing" only survive a crash.
 APPLYING, DONE, UNDOING, UNDONE, REDOING, ROLLED_BACK = (
@@ -160,8 +159,10 @@ def _stat_sig(path: Path) -> tuple[int, int] | None:
 class Journal:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
-        self.state_dir = self.root / STATE_DIRNAME
-        self.dir = self.state_dir / "journal"
+        files = ProjectFiles(self.root)
+        self.state_dir = files.state
+        self.dir = files.journal
+        self._lock_path = files.lock
         self._cache: dict[str, tuple[tuple[int, int], Entry]] = {}
 
     # ---- reading -------------------------------------------------------------------------
@@ -306,7 +307,7 @@ class Journal:
     def locked(self, timeout: float = 10.0) -> Iterator[None]:
         """One writer per dataset across processes (the UI and a CLI run, say)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + timeout
             while True:

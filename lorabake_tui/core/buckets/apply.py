@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import LorabakeError
-from ..base.journal import STATE_DIRNAME, ChangeSet, Entry, Journal
+from ..base.journal import ChangeSet, Entry, Journal
+from ..base.project_files import ORIGINALS_REL
 from ..images.imageops import ImageDecodeError, decode_image, encode_png, resize_to_bucket, to_rgb
 from .recommend import BucketPlan
 
-ORIGINALS = f"{STATE_DIRNAME}/originals"
+ORIGINALS = ORIGINALS_REL
 
 
 @dataclass(slots=True)

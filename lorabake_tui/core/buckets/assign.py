@@ -29,24 +29,44 @@ class BucketSettings:
     def adjusted(self) -> BucketSettings:
         """min rounded down and max rounded up to the step, then checked, as kohya does."""
         if self.step < 1:
-            raise LorabakeError(f"bucket step must be positive (got {self.step})")
+            raise BucketSettingsError("step", f"the bucket step must be positive (got "
+                                      f"{self.step})")
         if self.batch_size < 1:
-            raise LorabakeError(f"batch size must be at least 1 (got {self.batch_size})")
+            raise BucketSettingsError("batch", f"the batch size must be at least 1 (got "
+                                      f"{self.batch_size})")
         w, h = self.resolution
         if w < 1 or h < 1:
-            raise LorabakeError(f"resolution must be positive (got {w}x{h})")
+            raise BucketSettingsError("resolution", f"the resolution must be positive (got "
+                                      f"{w}x{h})")
         lo = self.min_reso - self.min_reso % self.step
         hi = self.max_reso if self.max_reso % self.step == 0 else \
             self.max_reso + self.step - self.max_reso % self.step
         if lo > min(w, h):
-            raise LorabakeError(f"min bucket size {lo} is above the resolution {w}x{h}",
-                                "lower --min")
+            raise BucketSettingsError("min", f"the min bucket size {lo} is above the "
+                                      f"resolution {w}x{h}: lower it")
         if hi < max(w, h):
-            raise LorabakeError(f"max bucket size {hi} is below the resolution {w}x{h}",
-                                "raise --max")
+            raise BucketSettingsError("max", f"the max bucket size {hi} is below the "
+                                      f"resolution {w}x{h}: raise it")
         if lo < 1:
-            raise LorabakeError(f"min bucket size must be at least one step ({self.step})")
+            raise BucketSettingsError("min", f"the min bucket size must be at least one step "
+                                      f"({self.step})")
         return BucketSettings((w, h), lo, hi, self.step, self.no_upscale, self.batch_size)
+
+    @classmethod
+    def single(cls, resolution: int, batch_size: int) -> BucketSettings:
+        """Buckets off: one square bucket at the resolution, every image scaled to cover it
+        and centre-cropped (kohya's one predefined bucket without enable_bucket)."""
+        return cls((resolution, resolution), resolution, resolution, resolution, False,
+                   batch_size)
+
+
+class BucketSettingsError(LorabakeError):
+    """Settings kohya would refuse; `field` names the one to change (resolution, min, max,
+    step or batch), so the CLI can name its flag and the config its key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def bucket_resolutions(resolution: tuple[int, int], min_size: int, max_size: int,
@@ -221,73 +241,6 @@ def assign_all(items: Iterable[tuple[str, tuple[int, int], int]],
     return report
 
 
-def reg_repeats(train_samples: int, reg_repeats_in_order: list[int]) -> list[int]:
-    """Per regularization image, the repeats kohya ends up giving it (see steps.reg_samples):
-    images taken in order with their folder's repeats until the training count is reached
-    (the rest get 0), then one more each in turn while short."""
-    out = [0] * len(reg_repeats_in_order)
-    n = 0
-    for i, r in enumerate(reg_repeats_in_order):
-        out[i] = r
-        n += r
-        if n >= train_samples:
-            return out
-    while n < train_samples and out:
-        for i in range(len(out)):
-            out[i] += 1
-            n += 1
-            if n >= train_samples:
-                break
-    return out
-
-
 def bucket_histogram(report: BucketReport) -> list[tuple[tuple[int, int], int, int]]:
     """(bucket, images, samples) sorted by bucket."""
     return [(k, len(v), report.samples(k)) for k, v in sorted(report.buckets.items())]
-
-
-@dataclass(frozen=True, slots=True)
-class TrainEntry:
-    """One image as kohya would train it: its concept folder and effective repeats (reg
-    images get the repeats kohya's matching to the training count gives them)."""
-
-    key: str  # "folder/name", relative to its root
-    concept: object  # core.dataset.Concept
-    image: object  # core.dataset.ImageItem
-    repeats: int
-
-
-def training_entries(dataset, *, include_reg: bool = True
-                     ) -> tuple[list[TrainEntry], list[str]]:
-    """The images kohya would train from a scanned dataset, plus the ones it would not see
-    (skipped folders, unreadable or unsupported files) with the reason."""
-    from ..images.media import KOHYA_IMAGE_EXTS
-
-    items: list[TrainEntry] = []
-    left_out: list[str] = []
-    reg: list[TrainEntry] = []
-    for c in dataset.concepts:
-        for im in c.images:
-            key = f"{c.folder}/{im.name}"
-            if c.repeats is None or c.repeats < 1:
-                left_out.append(f"{key}: folder skipped by kohya (no repeat prefix)")
-            elif im.ext not in KOHYA_IMAGE_EXTS:
-                left_out.append(f"{key}: kohya cannot read {im.ext}")
-            elif not im.readable or im.width is None:
-                left_out.append(f"{key}: unreadable image")
-            else:
-                (reg if c.is_reg else items).append(TrainEntry(key, c, im, c.repeats))
-    if include_reg and reg:
-        train = sum(e.repeats for e in items)
-        per = reg_repeats(train, [e.repeats for e in reg])
-        items += [TrainEntry(e.key, e.concept, e.image, r)
-                  for e, r in zip(reg, per, strict=True) if r]
-    return items, left_out
-
-
-def dataset_items(dataset, *, include_reg: bool = True
-                  ) -> tuple[list[tuple[str, tuple[int, int], int]], list[str]]:
-    """What kohya would bucket from a scanned dataset: (key, size, repeats) per image, plus
-    the images it would not see."""
-    entries, left_out = training_entries(dataset, include_reg=include_reg)
-    return [(e.key, (e.image.width, e.image.height), e.repeats) for e in entries], left_out

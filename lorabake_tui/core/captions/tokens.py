@@ -262,11 +262,11 @@ class TokenSettings:
 
 def project_token_settings(root: Path | str) -> TokenSettings:
     from ..base.errors import LorabakeError
-    from ..base.journal import STATE_DIRNAME
-    from ..config.file import CONFIG_NAME, load_config
+    from ..base.project_files import ProjectFiles
+    from ..config.file import load_config
     from ..config.schema import defaults
 
-    path = Path(root) / STATE_DIRNAME / CONFIG_NAME
+    path = ProjectFiles(Path(root)).config
     source: str | None = None
     values = defaults()
     if path.is_file():

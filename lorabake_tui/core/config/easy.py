@@ -27,14 +27,15 @@ from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
 from .kohya import (
     LYCORIS,
+    SubsetDir,
     from_kohya,
-    full_config,
     lit,
     network_spec,
     optimizer_values,
     prompts_text,
     refuse_existing,
 )
+from .schema import TrainingSettings
 
 EASY_WARM_RESTARTS = "LoraEasyCustomOptimizer.CustomOptimizers.CosineAnnealingWarmupRestarts"
 _WIDGETS = ("general_args", "network_args", "optimizer_args", "saving_args", "bucket_args",
@@ -46,140 +47,133 @@ def is_easy(data: dict[str, Any]) -> bool:
     return "train_mode" in data or any(isinstance(data.get(w), dict) for w in _WIDGETS)
 
 
-def to_easy(cfg: dict[str, Any], *, prompts_file: str | Path | None = None,
+def to_easy(s: TrainingSettings, subsets: list[SubsetDir], *,
+            prompts_file: str | Path | None = None,
             notes: list[str] | None = None) -> dict[str, Any]:
-    """The LoRA_Easy TOML of our config. `prompts_file`: where the sample prompts will be
-    (write_easy writes it); `notes` collects what could not be carried exactly."""
+    """The LoRA_Easy TOML of our config. `subsets`: the trained folders (the plan's);
+    `prompts_file`: where the sample prompts will be (write_easy writes it); `notes` collects
+    what could not be carried exactly."""
     notes = [] if notes is None else notes
-    c = full_config(cfg)
-    g, d, n, o = c["general"], c["data"], c["network"], c["optimizer"]
-    z, b, s, sm, lg = c["noise"], c["buckets"], c["saving"], c["sampling"], c["logging"]
-
-    subsets = []
-    for sub in d["subsets"]:
-        root = d["reg_dir"] if sub.get("is_reg") else d["train_dir"]
-        if not root:
-            raise LorabakeError(f"{'data.reg_dir' if sub.get('is_reg') else 'data.train_dir'} "
-                                f"is empty: subset {sub.get('folder')} has no folder",
-                                "set the path")
+    g, d, n, o = s.general, s.data, s.network, s.optimizer
+    z, b, sv, sm, lg = s.noise, s.buckets, s.saving, s.sampling, s.logging
+    if not [sub for sub in subsets if not sub.is_reg]:
+        raise LorabakeError("no training folders: LoRA_Easy would find no images",
+                            "`lorabake config check` says why (subsets, repeat prefixes)")
+    out_subsets = []
+    for sub in subsets:
         entry: dict[str, Any] = {
-            "name": str(sub["folder"]),
-            "image_dir": str(Path(root).expanduser().absolute() / str(sub["folder"])),
-            "num_repeats": int(sub["repeats"]), "keep_tokens": int(d["keep_tokens"]),
-            "caption_extension": str(d["caption_extension"]),
-            "shuffle_caption": bool(d["shuffle_caption"]), "flip_aug": bool(d["flip_aug"]),
-            "color_aug": bool(d["color_aug"]), "random_crop": bool(d["random_crop"]),
-            "is_reg": bool(sub.get("is_reg", False)),
-            "caption_dropout_rate": float(d["caption_dropout_rate"]),
-            "caption_tag_dropout_rate": float(d["caption_tag_dropout_rate"]),
-            "token_warmup_min": int(d["token_warmup_min"]),
-            "token_warmup_step": int(d["token_warmup_step"]),
+            "name": sub.image_dir.name, "image_dir": str(sub.image_dir),
+            "num_repeats": sub.repeats, "keep_tokens": d.keep_tokens,
+            "caption_extension": d.caption_extension,
+            "shuffle_caption": d.shuffle_caption, "flip_aug": d.flip_aug,
+            "color_aug": d.color_aug, "random_crop": d.random_crop, "is_reg": sub.is_reg,
+            "caption_dropout_rate": d.caption_dropout_rate,
+            "caption_tag_dropout_rate": d.caption_tag_dropout_rate,
+            "token_warmup_min": d.token_warmup_min, "token_warmup_step": d.token_warmup_step,
         }
-        if d["keep_tokens_separator"]:
-            entry["keep_tokens_separator"] = str(d["keep_tokens_separator"])
-        subsets.append(entry)
+        if d.keep_tokens_separator:
+            entry["keep_tokens_separator"] = d.keep_tokens_separator
+        out_subsets.append(entry)
 
     general: dict[str, Any] = {
-        "pretrained_model_name_or_path": str(g["base_model"]),
-        "mixed_precision": str(g["mixed_precision"]), "seed": int(g["seed"]),
-        "clip_skip": int(g["clip_skip"]), "max_train_epochs": int(g["epochs"]),
-        "max_token_length": int(g["max_token_length"]),
+        "pretrained_model_name_or_path": g.base_model, "mixed_precision": g.mixed_precision,
+        "seed": g.seed, "clip_skip": g.clip_skip, "max_train_epochs": g.epochs,
+        "max_token_length": g.max_token_length,
         "prior_loss_weight": 1.0,  # its general widget cannot load a file without it
     }
-    general["xformers" if g["attention"] == "xformers" else "sdpa"] = True
-    if g["gradient_checkpointing"]:
+    general["xformers" if g.attention == "xformers" else "sdpa"] = True
+    if g.gradient_checkpointing:
         general["gradient_checkpointing"] = True
-    if g["cache_latents"] in ("memory", "disk"):
+    if g.cache_latents in ("memory", "disk"):
         general["cache_latents"] = True
-    if g["cache_latents"] == "disk":
+    if g.cache_latents == "disk":
         general["cache_latents_to_disk"] = True
-    if s["comment"]:
-        general["training_comment"] = str(s["comment"])
+    if sv.comment:
+        general["training_comment"] = sv.comment
 
-    module, net_args = network_spec(c)
-    network: dict[str, Any] = {"network_dim": int(n["dim"]), "network_alpha": float(n["alpha"])}
-    if float(n["dropout"]) > 0:
-        if n["type"] in LYCORIS:  # its network widget: LyCORIS dropout is a network argument
-            net_args["dropout"] = float(n["dropout"])
+    module, net_args = network_spec(s)
+    network: dict[str, Any] = {"network_dim": n.dim, "network_alpha": n.alpha}
+    if n.dropout > 0:
+        if n.type in LYCORIS:  # its network widget: LyCORIS dropout is a network argument
+            net_args["dropout"] = n.dropout
         else:
-            network["network_dropout"] = float(n["dropout"])
-    if g["train"] == "unet":
+            network["network_dropout"] = n.dropout
+    if g.train == "unet":
         network["network_train_unet_only"] = True
-    elif g["train"] == "text_encoder":
+    elif g.train == "text_encoder":
         network["network_train_text_encoder_only"] = True
     if net_args:
         network["network_args"] = net_args
 
-    optimizer: dict[str, Any] = {"optimizer_type": o["type"]}
-    if o["scheduler"] == "cosine_annealing_warm_restarts":
+    optimizer: dict[str, Any] = {"optimizer_type": o.type}
+    if o.scheduler == "cosine_annealing_warm_restarts":
         optimizer["lr_scheduler_type"] = EASY_WARM_RESTARTS
         optimizer["lr_scheduler_args"] = {"min_lr": 0.0, "gamma": 1.0}
     else:
-        optimizer["lr_scheduler"] = o["scheduler"]
-    optimizer.update({"learning_rate": float(o["learning_rate"]),
-                      "lr_scheduler_num_cycles": int(o["scheduler_cycles"]),
-                      "max_grad_norm": float(o["max_grad_norm"])})
-    if float(o["max_grad_norm"]) == 0:
+        optimizer["lr_scheduler"] = o.scheduler
+    optimizer.update({"learning_rate": o.learning_rate,
+                      "lr_scheduler_num_cycles": o.scheduler_cycles,
+                      "max_grad_norm": o.max_grad_norm})
+    if o.max_grad_norm == 0:
         notes.append("max_grad_norm = 0 is dropped by LoRA_Easy's backend (falsy values are), "
                      "so kohya clips at 1.0 there")
-    for ours, theirs in (("unet_lr", "unet_lr"), ("text_encoder_lr", "text_encoder_lr")):
-        if float(g[ours]) > 0:
-            optimizer[theirs] = float(g[ours])
+    for key in ("unet_lr", "text_encoder_lr"):
+        if getattr(g, key) > 0:
+            optimizer[key] = getattr(g, key)
     for key in ("min_snr_gamma", "scale_weight_norms", "warmup_ratio"):
-        if float(o[key]) > 0:
-            optimizer[key] = float(o[key])
-    optimizer["optimizer_args"] = {k: lit(v) for k, v in optimizer_values(c).items()}
+        if getattr(o, key) > 0:
+            optimizer[key] = getattr(o, key)
+    optimizer["optimizer_args"] = {k: lit(v) for k, v in optimizer_values(s).items()}
 
-    saving: dict[str, Any] = {"output_dir": str(s["output_dir"])}
-    if s["output_name"]:
-        saving["output_name"] = str(s["output_name"])
-    saving.update({"save_precision": s["precision"], "save_model_as": "safetensors",
-                   "save_every_n_epochs": int(s["every_n_epochs"])})
-    if int(s["keep_last"]) > 0:
-        saving["save_last_n_epochs"] = int(s["keep_last"])
-    if s["save_state"]:
+    output_dir = sv.output_dir or Path("output")
+    saving: dict[str, Any] = {"output_dir": str(output_dir)}
+    if sv.output_name:
+        saving["output_name"] = sv.output_name
+    saving.update({"save_precision": sv.precision, "save_model_as": "safetensors",
+                   "save_every_n_epochs": sv.every_n_epochs})
+    if sv.keep_last > 0:
+        saving["save_last_n_epochs"] = sv.keep_last
+    if sv.save_state:
         saving["save_state"] = True
-    if s["resume"]:
-        saving["resume"] = str(s["resume"])
-    if s["tag_occurrence"]:
+    if sv.resume is not None:
+        saving["resume"] = str(sv.resume)
+    if sv.tag_occurrence:
         saving["tag_occurrence"] = True
-        saving["tag_file_location"] = str(s["output_dir"])
+        saving["tag_file_location"] = str(output_dir)
 
     noise: dict[str, Any] = {}
-    if float(z["offset"]) > 0:
-        noise["noise_offset"] = float(z["offset"])
-    if int(z["multires_iterations"]) > 0:
-        noise["multires_noise_iterations"] = int(z["multires_iterations"])
-    noise["multires_noise_discount"] = float(z["multires_discount"])
+    if z.offset > 0:
+        noise["noise_offset"] = z.offset
+    if z.multires_iterations > 0:
+        noise["multires_noise_iterations"] = z.multires_iterations
+    noise["multires_noise_discount"] = z.multires_discount
 
     out: dict[str, Any] = {
-        "subsets": subsets,
+        "subsets": out_subsets,
         "train_mode": {"train_mode": "lora"},
         "general_args": {"args": general, "dataset_args": {
-            "resolution": int(b["resolution"]), "batch_size": int(g["batch_size"])}},
+            "resolution": b.resolution, "batch_size": g.batch_size}},
         "network_args": {"args": network},
         "optimizer_args": {"args": optimizer},
         "saving_args": {"args": saving},
         "bucket_args": {"dataset_args": {
-            "enable_bucket": bool(b["enable"]), "min_bucket_reso": int(b["min"]),
-            "max_bucket_reso": int(b["max"]), "bucket_reso_steps": int(b["step"]),
-            "bucket_no_upscale": bool(b["no_upscale"])}},
+            "enable_bucket": b.enable, "min_bucket_reso": b.min, "max_bucket_reso": b.max,
+            "bucket_reso_steps": b.step, "bucket_no_upscale": b.no_upscale}},
         "noise_args": {"args": noise},
     }
-    prompts = [p for p in sm["prompts"] if str(p).strip()]
-    if int(sm["every_n_epochs"]) > 0 or prompts:
+    prompts = [p for p in sm.prompts if p.strip()]
+    if sm.every_n_epochs > 0 or prompts:
         sample: dict[str, Any] = {"sample_sampler": "ddim"}
-        if int(sm["every_n_epochs"]) > 0:
-            sample["sample_every_n_epochs"] = int(sm["every_n_epochs"])
+        if sm.every_n_epochs > 0:
+            sample["sample_every_n_epochs"] = sm.every_n_epochs
         if prompts and prompts_file is not None:
             sample["sample_prompts"] = str(prompts_file)
         elif prompts:
             notes.append("sample prompts need a prompts file: none given, so not written")
         out["sample_args"] = {"args": sample}
-    if lg["tensorboard"]:
+    if lg.tensorboard:
         out["logging_args"] = {"args": {"log_with": "tensorboard",
-                                        "logging_dir": str(Path(str(s["output_dir"]))
-                                                           / "logs")}}
+                                        "logging_dir": str(output_dir / "logs")}}
     return out
 
 
@@ -188,20 +182,19 @@ def prompts_path_for(out: Path) -> Path:
     return out.with_name(f"{out.stem}-prompts.txt")
 
 
-def write_easy(cfg: dict[str, Any], out: Path | str, *, force: bool = False,
-               notes: list[str] | None = None) -> Path:
+def write_easy(s: TrainingSettings, subsets: list[SubsetDir], out: Path | str, *,
+               force: bool = False, notes: list[str] | None = None) -> Path:
     """OUT.toml (and OUT-prompts.txt with sample prompts), written atomically; existing files
     are refused unless `force`."""
     out = Path(out).expanduser().absolute()
-    sm = full_config(cfg)["sampling"]
-    prompts = [p for p in sm["prompts"] if str(p).strip()]
+    prompts = [p for p in s.sampling.prompts if p.strip()]
     prompts_file = prompts_path_for(out) if prompts else None
-    data = to_easy(cfg, prompts_file=prompts_file, notes=notes)
+    data = to_easy(s, subsets, prompts_file=prompts_file, notes=notes)
     refuse_existing([out] + ([prompts_file] if prompts_file else []), force)
     if not out.parent.is_dir():
         raise LorabakeError(f"{out.parent} is not a folder")
     if prompts_file is not None:
-        atomic_write_text(prompts_file, prompts_text(prompts, sm["steps"]))
+        atomic_write_text(prompts_file, prompts_text(prompts, s.sampling.steps))
     atomic_write_text(out, tomli_w.dumps(data))
     return out
 

@@ -19,16 +19,23 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
 
 
-CONFIG_NAME = "training.toml"  # the workbench's config, in <dataset>/.lorabake/
 
 @dataclass(slots=True)
 class ConfigDoc:
     data: dict[str, Any]  # as written in the file (sections -> keys)
     lines: dict[str, int] = field(default_factory=dict)  # "section.key" -> 1-based line
     text: str = ""
+    source: str = "config"  # the file it came from, for messages
 
     def line(self, name: str) -> int | None:
-        return self.lines.get(name) or self.lines.get(name.split(".")[0])
+        """The line of `name`, else of what holds it: data.subsets[1].concept, then
+        data.subsets[1], data.subsets, data."""
+        while name:
+            if name in self.lines:
+                return self.lines[name]
+            cut = max(name.rfind("."), name.rfind("["))
+            name = name[:cut] if cut > 0 else ""
+        return None
 
     def value(self, name: str) -> Any:
         section, key = name.split(".", 1)
@@ -47,14 +54,21 @@ class ConfigDoc:
 
 
 def line_map(text: str) -> dict[str, int]:
-    """Where each key is set: 'section' and 'section.key' -> line (first occurrence)."""
+    """Where each key is set: 'section' and 'section.key' -> line (first occurrence); each
+    [[table]] of an array also as 'table[i]' and its keys as 'table[i].key'."""
     out: dict[str, int] = {}
     section = ""
+    arrays: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), start=1):
         m = _HEADER.match(raw)
         if m:
             section = m.group(1)
             out.setdefault(section, n)
+            if raw.lstrip().startswith("[["):
+                i = arrays.get(section, -1) + 1
+                arrays[section] = i
+                section = f"{section}[{i}]"
+                out[section] = n
             continue
         m = _KEY.match(raw)
         if m:
@@ -69,7 +83,7 @@ def parse_config(text: str, source: str = "config") -> ConfigDoc:
     except tomllib.TOMLDecodeError as exc:
         raise LorabakeError(f"{source}: not valid TOML: {exc}",
                             "fix the line it names; strings need quotes") from None
-    return ConfigDoc(data, line_map(text), text)
+    return ConfigDoc(data, line_map(text), text, source)
 
 
 def read_config_text(path: Path | str) -> str:
@@ -90,18 +104,30 @@ def load_config(path: Path | str) -> ConfigDoc:
 
 
 def dump_config(data: dict[str, Any]) -> str:
-    """Sections and keys in schema order (stable diffs); unknown ones kept at the end."""
+    """Sections and keys in schema order (stable diffs), unknown ones kept at the end; the
+    subsets as [[data.subsets]] tables right after [data], one per concept, so each has its
+    own lines (findings point at them) and room for a `repeats` of its own."""
     ordered: dict[str, Any] = {}
     known = {s: [st.key for st in SETTINGS if st.section == s] for s in SECTIONS}
+    subsets = None
     for section in SECTIONS:
         values = data.get(section)
         if not isinstance(values, dict):
             continue
         sec = {k: values[k] for k in known[section] if k in values}
         sec.update({k: v for k, v in values.items() if k not in sec})
+        if section == "data" and isinstance(sec.get("subsets"), list) and all(
+                isinstance(s, dict) for s in sec["subsets"]):
+            subsets = sec.pop("subsets")
         ordered[section] = sec
     ordered.update({k: v for k, v in data.items() if k not in ordered})
-    return tomli_w.dumps(ordered)
+    parts = []
+    for section, values in ordered.items():
+        text = tomli_w.dumps({section: values})
+        if section == "data" and subsets is not None:
+            text += "".join("\n[[data.subsets]]\n" + tomli_w.dumps(sub) for sub in subsets)
+        parts.append(text)
+    return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 
 
 def save_config(path: Path | str, data: dict[str, Any]) -> None:

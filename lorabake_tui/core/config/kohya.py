@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import tomli_w
 from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
 from ..dataset.folders import parse_folder_name
-from .schema import SCHEDULERS, SECTIONS, SETTINGS, defaults
+from .schema import SCHEDULERS, SECTIONS, SETTINGS, Optimizer, TrainingSettings, defaults
 
 CONFIG_NAME = "config.toml"
 DATASET_NAME = "dataset.toml"
@@ -138,21 +139,19 @@ def parse_kv_list(items: Any, what: str) -> dict[str, Any]:
     return out
 
 
-def network_spec(cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def network_spec(s: TrainingSettings) -> tuple[str, dict[str, Any]]:
     """(network_module, its network arguments) for our network type; values are native."""
-    n = cfg["network"]
-    kind = n["type"]
-    if kind == "lora":
+    n = s.network
+    if n.type == "lora":
         return "networks.lora", {}
-    if kind == "locon":
-        return "networks.lora", {"conv_dim": int(n["conv_dim"]),
-                                 "conv_alpha": float(n["conv_alpha"])}
-    if kind in LYCORIS:
-        return "lycoris.kohya", {"algo": kind, "conv_dim": int(n["conv_dim"]),
-                                 "conv_alpha": float(n["conv_alpha"])}
-    if kind == "dylora":
-        return "networks.dylora", {"unit": int(n["dylora_unit"])}
-    raise LorabakeError(f"network.type '{kind}' cannot be exported")
+    if n.type == "locon":
+        return "networks.lora", {"conv_dim": n.conv_dim, "conv_alpha": n.conv_alpha}
+    if n.type in LYCORIS:
+        return "lycoris.kohya", {"algo": n.type, "conv_dim": n.conv_dim,
+                                 "conv_alpha": n.conv_alpha}
+    if n.type == "dylora":
+        return "networks.dylora", {"unit": n.dylora_unit}
+    raise LorabakeError(f"network.type '{n.type}' cannot be exported")
 
 
 def network_from(module: str | None, args: dict[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -189,15 +188,11 @@ def network_from(module: str | None, args: dict[str, Any], notes: list[str]) -> 
     return out
 
 
-def optimizer_values(cfg: dict[str, Any]) -> dict[str, Any]:
+def optimizer_values(s: TrainingSettings) -> dict[str, Any]:
     """The optimizer arguments our config sets for its optimizer, natively typed."""
-    o = cfg["optimizer"]
-    out: dict[str, Any] = {}
-    for key in OPTIMIZER_ARGS[o["type"]]:
-        v = o[key]
-        out[key] = bool(v) if isinstance(v, bool) else tuple(float(x) for x in v) \
-            if key == "betas" else float(v)
-    return out
+    o = s.optimizer
+    return {key: tuple(o.betas) if key == "betas" else getattr(o, key)
+            for key in OPTIMIZER_ARGS[o.type]}
 
 
 def optimizer_from(kind: Any, args: dict[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -282,37 +277,6 @@ def read_prompts(path: Any, base_dir: Path | None, notes: list[str]
         return [], None
 
 
-def estimate_total_steps(cfg: dict[str, Any]) -> int | None:
-    """Optimizer steps of the run as kohya counts them (general.max_steps included), from a
-    scan of the dataset folders (buckets, repeats, regularization matching); None when the
-    folders cannot be read."""
-    from ..buckets.assign import BucketSettings, assign_all, dataset_items
-    from ..dataset.scan import scan_dataset
-    from ..dataset.steps import run_steps
-
-    c = full_config(cfg)
-    d, g, b = c["data"], c["general"], c["buckets"]
-    if not d["train_dir"] or not Path(d["train_dir"]).is_dir():
-        return None
-    try:
-        ds = scan_dataset(d["train_dir"], d["reg_dir"] or None,
-                          caption_ext=d["caption_extension"])
-        items, _ = dataset_items(ds)
-        batch = int(g["batch_size"])
-        if b["enable"]:
-            res = int(b["resolution"])
-            report = assign_all(items, BucketSettings((res, res), int(b["min"]), int(b["max"]),
-                                                      int(b["step"]), bool(b["no_upscale"]),
-                                                      batch).adjusted())
-            batches = report.batches_per_epoch
-        else:  # one bucket at the resolution
-            batches = math.ceil(sum(r for *_, r in items) / batch)
-        steps, _ = run_steps(int(g["epochs"]), batches, max_steps=int(g.get("max_steps") or 0))
-        return steps or None
-    except (LorabakeError, OSError, TypeError, ValueError, ZeroDivisionError):
-        return None
-
-
 # ---- export
 
 def _caption_ext(ext: str, notes: list[str]) -> str:
@@ -322,8 +286,8 @@ def _caption_ext(ext: str, notes: list[str]) -> str:
     return ext
 
 
-def _scheduler(o: dict[str, Any], total_steps: int | None, notes: list[str]) -> dict[str, Any]:
-    sched, cycles, ratio = o["scheduler"], int(o["scheduler_cycles"]), float(o["warmup_ratio"])
+def _scheduler(o: Optimizer, total_steps: int | None, notes: list[str]) -> dict[str, Any]:
+    sched, cycles, ratio = o.scheduler, o.scheduler_cycles, o.warmup_ratio
     warmup = 0
     if ratio > 0:
         if total_steps:
@@ -353,122 +317,115 @@ def _scheduler(o: dict[str, Any], total_steps: int | None, notes: list[str]) -> 
     return out
 
 
-def _subset_dirs(d: dict[str, Any]) -> list[tuple[dict[str, Any], Path]]:
-    out = []
-    for sub in d["subsets"]:
-        root = d["reg_dir"] if sub.get("is_reg") else d["train_dir"]
-        if not root:
-            which = "data.reg_dir" if sub.get("is_reg") else "data.train_dir"
-            raise LorabakeError(f"{which} is empty: subset {sub.get('folder')} has no folder",
-                                "set the path")
-        out.append((sub, Path(root).expanduser().absolute() / str(sub["folder"])))
-    return out
+@dataclass(frozen=True, slots=True)
+class SubsetDir:
+    """One trained folder as an export writes it (from the training plan)."""
+
+    image_dir: Path
+    repeats: int
+    is_reg: bool
+    class_token: str
 
 
-def to_kohya(cfg: dict[str, Any], *, total_steps: int | None = None,
+def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int | None = None,
              prompts_file: str | Path = PROMPTS_NAME, dataset_file: str | Path | None = None,
              notes: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config TOML, dataset TOML) for `train_network.py --config_file --dataset_config`.
-    `total_steps`: the run's optimizer steps (for warmup and warm restarts); `prompts_file`:
-    where the sample prompts will be (write_kohya writes it); `dataset_file`: where the dataset
-    TOML will be, recorded as dataset_config; `notes` collects what could not be carried
-    exactly."""
+    `subsets`: the trained folders (the plan's); `total_steps`: the run's optimizer steps
+    (for warmup, warm restarts and max_steps); `prompts_file`: where the sample prompts will
+    be (write_kohya writes it); `dataset_file`: where the dataset TOML will be, recorded as
+    dataset_config; `notes` collects what could not be carried exactly."""
     notes = [] if notes is None else notes
-    c = full_config(cfg)
-    g, d, n, o = c["general"], c["data"], c["network"], c["optimizer"]
-    z, b, s, sm, lg = c["noise"], c["buckets"], c["saving"], c["sampling"], c["logging"]
-    if not [sub for sub in d["subsets"] if not sub.get("is_reg")]:
-        raise LorabakeError("no training subsets in [[data.subsets]]: kohya would find no "
-                            "images", "make the config with `lorabake config new DIR`")
+    g, d, n, o = s.general, s.data, s.network, s.optimizer
+    z, b, sv, sm, lg = s.noise, s.buckets, s.saving, s.sampling, s.logging
+    if not [sub for sub in subsets if not sub.is_reg]:
+        raise LorabakeError("no training folders: kohya would find no images",
+                            "`lorabake config check` says why (subsets, repeat prefixes)")
 
-    if not g["base_model"]:
+    if not g.base_model:
         notes.append("general.base_model is empty: set pretrained_model_name_or_path")
-    if not Path(str(s["output_dir"])).expanduser().is_absolute():
-        notes.append(f"output_dir '{s['output_dir']}' is relative: kohya resolves it from the "
+    output_dir = sv.output_dir or Path("output")
+    if not output_dir.is_absolute():
+        notes.append(f"output_dir '{output_dir}' is relative: kohya resolves it from the "
                      "folder you launch it in")
-    model = {"pretrained_model_name_or_path": str(g["base_model"]),
-             "clip_skip": int(g["clip_skip"])}
+    model = {"pretrained_model_name_or_path": g.base_model, "clip_skip": g.clip_skip}
     if dataset_file is not None:
         model["dataset_config"] = str(dataset_file)
     training: dict[str, Any] = {
-        "seed": int(g["seed"]), "mixed_precision": str(g["mixed_precision"]),
-        "train_batch_size": int(g["batch_size"]), "max_train_epochs": int(g["epochs"]),
+        "seed": g.seed, "mixed_precision": g.mixed_precision,
+        "train_batch_size": g.batch_size, "max_train_epochs": g.epochs,
     }
-    if int(g["max_token_length"]) != 75:  # kohya: None is 75; 75 itself is not a choice
-        training["max_token_length"] = int(g["max_token_length"])
-    max_steps = int(g.get("max_steps") or 0)
-    if max_steps:
+    if g.max_token_length != 75:  # kohya: None is 75; 75 itself is not a choice
+        training["max_token_length"] = g.max_token_length
+    if g.max_steps and (total_steps is None or g.max_steps <= total_steps):
         # kohya lets max_train_epochs override max_train_steps: write the one that ends first
         # (the run's steps are already cut at max_steps when that ends first, hence <=)
-        estimate = total_steps if total_steps is not None else estimate_total_steps(c)
-        if estimate is None or max_steps <= estimate:
-            del training["max_train_epochs"]
-            training["max_train_steps"] = max_steps
-    if float(d.get("prior_loss_weight", 1.0)) != 1.0:
-        training["prior_loss_weight"] = float(d["prior_loss_weight"])
-    training["gradient_checkpointing"] = bool(g["gradient_checkpointing"])
-    training["xformers" if g["attention"] == "xformers" else "sdpa"] = True
-    training["cache_latents"] = g["cache_latents"] in ("memory", "disk")
-    training["cache_latents_to_disk"] = g["cache_latents"] == "disk"
-    if float(o["min_snr_gamma"]) > 0:
-        training["min_snr_gamma"] = float(o["min_snr_gamma"])
-    if float(z["offset"]) > 0:
-        training["noise_offset"] = float(z["offset"])
-    if int(z["multires_iterations"]) > 0:
-        training["multires_noise_iterations"] = int(z["multires_iterations"])
-    training["multires_noise_discount"] = float(z["multires_discount"])
+        del training["max_train_epochs"]
+        training["max_train_steps"] = g.max_steps
+    if d.prior_loss_weight != 1.0:
+        training["prior_loss_weight"] = d.prior_loss_weight
+    training["gradient_checkpointing"] = g.gradient_checkpointing
+    training["xformers" if g.attention == "xformers" else "sdpa"] = True
+    training["cache_latents"] = g.cache_latents in ("memory", "disk")
+    training["cache_latents_to_disk"] = g.cache_latents == "disk"
+    if o.min_snr_gamma > 0:
+        training["min_snr_gamma"] = o.min_snr_gamma
+    if z.offset > 0:
+        training["noise_offset"] = z.offset
+    if z.multires_iterations > 0:
+        training["multires_noise_iterations"] = z.multires_iterations
+    training["multires_noise_discount"] = z.multires_discount
 
-    module, net_args = network_spec(c)
-    network: dict[str, Any] = {"network_module": module, "network_dim": int(n["dim"]),
-                               "network_alpha": float(n["alpha"])}
-    if float(n["dropout"]) > 0:
-        network["network_dropout"] = float(n["dropout"])
+    module, net_args = network_spec(s)
+    network: dict[str, Any] = {"network_module": module, "network_dim": n.dim,
+                               "network_alpha": n.alpha}
+    if n.dropout > 0:
+        network["network_dropout"] = n.dropout
     if net_args:  # raw strings: kohya hands them to the module unparsed
         network["network_args"] = [f"{k}={v}" for k, v in net_args.items()]
-    if g["train"] == "unet":
+    if g.train == "unet":
         network["network_train_unet_only"] = True
-    elif g["train"] == "text_encoder":
+    elif g.train == "text_encoder":
         network["network_train_text_encoder_only"] = True
     for key in ("unet_lr", "text_encoder_lr"):
-        if float(g[key]) > 0:  # ours: 0 = use the optimizer's; kohya: left out
-            network[key] = float(g[key])
+        if getattr(g, key) > 0:  # ours: 0 = use the optimizer's; kohya: left out
+            network[key] = getattr(g, key)
 
     optimizer: dict[str, Any] = {
-        "optimizer_type": o["type"], "learning_rate": float(o["learning_rate"]),
-        "optimizer_args": [f"{k}={lit(v)}" for k, v in optimizer_values(c).items()],
-        "max_grad_norm": float(o["max_grad_norm"]),
+        "optimizer_type": o.type, "learning_rate": o.learning_rate,
+        "optimizer_args": [f"{k}={lit(v)}" for k, v in optimizer_values(s).items()],
+        "max_grad_norm": o.max_grad_norm,
     }
-    if float(o["scale_weight_norms"]) > 0:
-        optimizer["scale_weight_norms"] = float(o["scale_weight_norms"])
+    if o.scale_weight_norms > 0:
+        optimizer["scale_weight_norms"] = o.scale_weight_norms
     optimizer.update(_scheduler(o, total_steps, notes))
 
-    saving: dict[str, Any] = {"output_dir": str(s["output_dir"])}
-    if s["output_name"]:
-        saving["output_name"] = str(s["output_name"])
-    saving.update({"save_model_as": "safetensors", "save_precision": s["precision"],
-                   "save_every_n_epochs": int(s["every_n_epochs"])})
-    if int(s["keep_last"]) > 0:
-        saving["save_last_n_epochs"] = int(s["keep_last"])
-    saving["save_state"] = bool(s["save_state"])
-    if s["resume"]:
-        saving["resume"] = str(s["resume"])
-    if s["comment"]:
-        saving["training_comment"] = str(s["comment"])
-    if not s["tag_occurrence"]:
+    saving: dict[str, Any] = {"output_dir": str(output_dir)}
+    if sv.output_name:
+        saving["output_name"] = sv.output_name
+    saving.update({"save_model_as": "safetensors", "save_precision": sv.precision,
+                   "save_every_n_epochs": sv.every_n_epochs})
+    if sv.keep_last > 0:
+        saving["save_last_n_epochs"] = sv.keep_last
+    saving["save_state"] = sv.save_state
+    if sv.resume is not None:
+        saving["resume"] = str(sv.resume)
+    if sv.comment:
+        saving["training_comment"] = sv.comment
+    if not sv.tag_occurrence:
         notes.append("tag_occurrence = false has no kohya switch: kohya always stores tag "
                      "frequencies")
 
     sampling: dict[str, Any] = {}
-    if int(sm["every_n_epochs"]) > 0:
-        sampling["sample_every_n_epochs"] = int(sm["every_n_epochs"])
-        if not sm["prompts"]:
+    if sm.every_n_epochs > 0:
+        sampling["sample_every_n_epochs"] = sm.every_n_epochs
+        if not sm.prompts:
             notes.append("sampling is on but there are no prompts: kohya samples nothing")
-    if any(str(p).strip() for p in sm["prompts"]):
+    if any(p.strip() for p in sm.prompts):
         sampling["sample_prompts"] = str(prompts_file)
     logging: dict[str, Any] = {}
-    if lg["tensorboard"]:
-        logging = {"logging_dir": str(Path(str(s["output_dir"])) / "logs"),
-                   "log_with": "tensorboard"}
+    if lg.tensorboard:
+        logging = {"logging_dir": str(output_dir / "logs"), "log_with": "tensorboard"}
 
     config = {name: sec for name, sec in (
         ("model", model), ("training", training), ("network", network),
@@ -476,28 +433,23 @@ def to_kohya(cfg: dict[str, Any], *, total_steps: int | None = None,
         ("logging", logging)) if sec}
 
     general: dict[str, Any] = {
-        "enable_bucket": bool(b["enable"]),
-        "caption_extension": _caption_ext(str(d["caption_extension"]), notes),
+        "enable_bucket": b.enable,
+        "caption_extension": _caption_ext(d.caption_extension, notes),
     }
     for ours, theirs in _CAPTION_KEYS.items():
-        v = d[ours]
-        general[theirs] = bool(v) if isinstance(v, bool) else \
-            float(v) if ours.endswith("_rate") else int(v)
-    if d["keep_tokens_separator"]:
-        general["keep_tokens_separator"] = str(d["keep_tokens_separator"])
-    subsets = []
-    for sub, image_dir in _subset_dirs(d):
-        entry: dict[str, Any] = {"image_dir": str(image_dir), "num_repeats": int(sub["repeats"]),
-                                 "is_reg": bool(sub.get("is_reg", False))}
-        token = parse_folder_name(str(sub["folder"])).name
-        if token:
-            entry["class_tokens"] = token
-        subsets.append(entry)
-    dataset_entry: dict[str, Any] = {"resolution": int(b["resolution"]),
-                                     "batch_size": int(g["batch_size"])}
-    dataset_entry.update({theirs: bool(b[ours]) if ours == "no_upscale" else int(b[ours])
-                          for ours, theirs in _BUCKET_KEYS.items()})
-    dataset_entry["subsets"] = subsets
+        general[theirs] = getattr(d, ours)
+    if d.keep_tokens_separator:
+        general["keep_tokens_separator"] = d.keep_tokens_separator
+    dataset_subsets = []
+    for sub in subsets:
+        entry: dict[str, Any] = {"image_dir": str(sub.image_dir), "num_repeats": sub.repeats,
+                                 "is_reg": sub.is_reg}
+        if sub.class_token:
+            entry["class_tokens"] = sub.class_token
+        dataset_subsets.append(entry)
+    dataset_entry: dict[str, Any] = {"resolution": b.resolution, "batch_size": g.batch_size}
+    dataset_entry.update({theirs: getattr(b, ours) for ours, theirs in _BUCKET_KEYS.items()})
+    dataset_entry["subsets"] = dataset_subsets
     return config, {"general": general, "datasets": [dataset_entry]}
 
 
@@ -514,24 +466,25 @@ def _header(title: str, notes: list[str]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def write_kohya(cfg: dict[str, Any], outdir: Path | str, *, total_steps: int | None = None,
-                force: bool = False, notes: list[str] | None = None) -> tuple[Path, Path]:
+def write_kohya(s: TrainingSettings, subsets: list[SubsetDir], outdir: Path | str, *,
+                total_steps: int | None = None, force: bool = False,
+                notes: list[str] | None = None) -> tuple[Path, Path]:
     """OUTDIR/config.toml and OUTDIR/dataset.toml (and OUTDIR/prompts.txt with sample prompts),
     each written atomically; existing files are refused unless `force`."""
     notes = [] if notes is None else notes
     outdir = Path(outdir).expanduser().absolute()
     cfg_path, ds_path, prompts_path = (outdir / CONFIG_NAME, outdir / DATASET_NAME,
                                        outdir / PROMPTS_NAME)
-    config, dataset = to_kohya(cfg, total_steps=total_steps, prompts_file=prompts_path,
+    config, dataset = to_kohya(s, subsets, total_steps=total_steps, prompts_file=prompts_path,
                                dataset_file=ds_path, notes=notes)
     prompts = "sample_prompts" in config.get("sampling", {})
     refuse_existing([cfg_path, ds_path] + ([prompts_path] if prompts else []), force)
     if outdir.exists() and not outdir.is_dir():
         raise LorabakeError(f"{outdir} is not a folder")
     outdir.mkdir(parents=True, exist_ok=True)
-    sm = full_config(cfg)["sampling"]
     if prompts:
-        atomic_write_text(prompts_path, prompts_text(sm["prompts"], sm["steps"]))
+        atomic_write_text(prompts_path, prompts_text(list(s.sampling.prompts),
+                                                     s.sampling.steps))
     atomic_write_text(ds_path, _header("kohya sd-scripts --dataset_config", [])
                       + tomli_w.dumps(dataset))
     atomic_write_text(cfg_path, _header("kohya sd-scripts --config_file", notes)
@@ -757,8 +710,11 @@ def _subsets_from(all_subsets: list[tuple[dict[str, Any], dict[str, Any]]], look
         if token is not None and str(token) != parsed.name:
             notes.append(f"{path.name}: class_tokens '{token}' not carried (the folder name "
                          "gives the class token here)")
-        subsets.append({"folder": path.name, "repeats": int(look("num_repeats", sub, ds)),
-                        "is_reg": is_reg})
+        repeats = int(look("num_repeats", sub, ds))
+        subset: dict[str, Any] = {"concept": parsed.name, "is_reg": is_reg}
+        if repeats != parsed.repeats:  # kohya's number wins over the folder's prefix
+            subset["repeats"] = repeats
+        subsets.append(subset)
     for is_reg, found in roots.items():
         if len(found) > 1:
             what = "regularization" if is_reg else "training"

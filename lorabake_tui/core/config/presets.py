@@ -65,12 +65,26 @@ def new_config(name: str, dataset) -> dict[str, Any]:
     data["train_dir"] = str(dataset.root)
     data["reg_dir"] = str(dataset.reg_root) if dataset.reg_root else ""
     data["caption_extension"] = dataset.caption_ext
-    data["subsets"] = [{"folder": c.folder, "repeats": c.repeats, "is_reg": c.is_reg}
-                       for c in dataset.concepts if c.repeats is not None and c.repeats >= 1
-                       and c.image_count]
+    data["subsets"] = subsets_for(dataset)
     # beside the dataset, not in it: a folder without a repeat prefix inside the training
     # root would show up as a problem on the Concepts screen
     cfg["saving"]["output_dir"] = str(dataset.root.parent / f"{dataset.root.name}-output")
     if not cfg["saving"].get("output_name"):
         cfg["saving"]["output_name"] = dataset.root.name
     return cfg
+
+
+def subsets_for(dataset) -> list[dict[str, Any]]:
+    """[[data.subsets]] for every folder kohya would train: named by concept (the folder name
+    after its N_ prefix) with no repeats of their own, so the folder's prefix counts and a
+    rename (balance, undo) keeps the config valid."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, bool]] = set()
+    for c in dataset.concepts:
+        if c.repeats is None or c.repeats < 1 or not c.image_count or not c.name:
+            continue
+        if (c.name, c.is_reg) in seen:
+            continue  # two folders of one concept (10_a, 5_a): one subset trains both
+        seen.add((c.name, c.is_reg))
+        out.append({"concept": c.name, "is_reg": c.is_reg})
+    return out

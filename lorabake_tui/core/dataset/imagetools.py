@@ -42,7 +42,8 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from ..base.errors import LorabakeError
-from ..base.journal import STATE_DIRNAME, ChangeSet, Entry, Journal
+from ..base.journal import ChangeSet, Entry, Journal
+from ..base.project_files import ORIGINALS_REL
 from ..images.dupes import DEFAULT_THRESHOLD, group_near_duplicates, phash
 from ..images.imageinfo import ImageReadError, read_image_header
 from ..images.imageops import (
@@ -67,7 +68,7 @@ from .scan import Concept, Dataset, ImageItem, scan_dataset
 
 OPERATIONS = ("convert", "pad", "resize", "upscale")
 REPORTS = ("dupes", "lowres")
-ORIGINALS = f"{STATE_DIRNAME}/originals"
+ORIGINALS = ORIGINALS_REL
 CONVERT_EXTS = frozenset({".webp", ".avif", ".gif", ".jpg", ".jpeg", ".bmp"})
 DEFAULT_MIN_SIDE = 512
 SKIP, CONFLICT, ERROR = "skip", "conflict", "error"

@@ -13,20 +13,32 @@ def concept_samples(images: int, repeats: int | None) -> int:
     return images * repeats
 
 
-def reg_samples(train_samples: int, reg_folders: list[tuple[int, int | None]]) -> int:
-    """Regularization samples per epoch as kohya registers them: images are taken in order
-    (each with its folder's repeats) until the training sample count is reached, the rest
-    unused; if they run out first, each gets one more repeat in turn until it is reached."""
-    images = [r for n, r in reg_folders if r is not None and r >= 1 for _ in range(n)]
-    if not images:
-        return 0
+def reg_repeats(train_samples: int, reg_repeats_in_order: list[int]) -> list[int]:
+    """Per regularization image, the repeats kohya ends up giving it: images are taken in
+    order with their folder's repeats until the training sample count is reached (the rest
+    get 0, unused); if they run out first, each gets one more repeat in turn until the count
+    is reached exactly."""
+    out = [0] * len(reg_repeats_in_order)
     n = 0
-    for repeats in images:  # first pass: register images with their own repeats
-        n += repeats
+    for i, r in enumerate(reg_repeats_in_order):
+        out[i] = r
+        n += r
         if n >= train_samples:
-            return n
-    # further passes add one repeat per image; they stop exactly at the training count
-    return max(n, train_samples)
+            return out
+    while n < train_samples and out:
+        for i in range(len(out)):
+            out[i] += 1
+            n += 1
+            if n >= train_samples:
+                break
+    return out
+
+
+def reg_samples(train_samples: int, reg_folders: list[tuple[int, int | None]]) -> int:
+    """Regularization samples per epoch as kohya registers them (see reg_repeats);
+    `reg_folders`: (images, repeats) per folder, skipped folders (no prefix) add nothing."""
+    per_image = [r for n, r in reg_folders if r is not None and r >= 1 for _ in range(n)]
+    return sum(reg_repeats(train_samples, per_image))
 
 
 @dataclass(frozen=True, slots=True)

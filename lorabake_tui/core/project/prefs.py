@@ -10,7 +10,7 @@ import tomli_w
 
 from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
-from ..base.journal import STATE_DIRNAME
+from ..base.project_files import ProjectFiles
 from ..captions.tags import WRITE_STYLES
 
 
@@ -20,7 +20,7 @@ class ProjectSettings:
 
     @classmethod
     def load(cls, root: Path) -> ProjectSettings:
-        path = Path(root) / STATE_DIRNAME / "project.toml"
+        path = ProjectFiles(Path(root)).prefs
         if not path.is_file():
             return cls()
         try:
@@ -37,6 +37,6 @@ class ProjectSettings:
         return s
 
     def save(self, root: Path) -> None:
-        d = Path(root) / STATE_DIRNAME
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(d / "project.toml", tomli_w.dumps(asdict(self)))
+        path = ProjectFiles(Path(root)).prefs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, tomli_w.dumps(asdict(self)))

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..base.errors import LorabakeError
-from ..base.journal import STATE_DIRNAME, Journal
+from ..base.journal import Journal
+from ..base.project_files import ProjectFiles
 from ..captions.store import ApplyResult, CaptionPlan, CaptionRecord, CaptionStore
 from ..captions.tagops import remove_tags
 from ..captions.tags import SHORT_TAG, tag_key
@@ -181,7 +182,7 @@ class ProbCache:
     """Probabilities already inferred, per image, for one model (see the module docstring)."""
 
     def __init__(self, root: Path, model_fp: str) -> None:
-        self.path = Path(root) / STATE_DIRNAME / "autotag" / f"{model_fp}.jsonl"
+        self.path = ProjectFiles(Path(root)).autotag / f"{model_fp}.jsonl"
         self._fh = None
 
     def load(self) -> dict[str, dict]:
@@ -353,7 +354,7 @@ def open_tagger(spec: str, *, download: bool = False, device: str = "auto") -> T
 # ---- remembered dialog settings -------------------------------------------------------------
 
 def _last_path(root: Path) -> Path:
-    return Path(root) / STATE_DIRNAME / "autotag" / "last.json"
+    return ProjectFiles(Path(root)).autotag / "last.json"
 
 
 def load_last(root: Path) -> dict[str, str]:

@@ -1,6 +1,12 @@
-"""Buckets: what kohya will do with these images at these settings. A histogram of buckets
-(with and without repeats), batches per epoch and steps, the images of a bucket with their
-resized size and crop (drawn on a preview), warnings, and a recommendation of fewer buckets."""
+"""Buckets: what kohya will do with these images at the project's settings. A histogram of
+buckets (with and without repeats), batches per epoch and steps, the images of a bucket with
+their resized size and crop (drawn on a preview), warnings, and a recommendation of fewer
+buckets.
+
+The settings are the project's training config (resolution, min, max, step, batch, epochs,
+buckets on/off, no upscale): the numbers are the training plan's, the same the Config
+summary and the trainer use. Editing a field is a what-if; enter (or ctrl+s) writes the
+changed settings into training.toml as one undoable step."""
 
 from __future__ import annotations
 
@@ -13,24 +19,27 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, Input, Label, Static
 
 from ...core.base.errors import LorabakeError
-from ...core.buckets.assign import (
-    BucketImage,
-    BucketReport,
-    BucketSettings,
-    assign_all,
-    bucket_histogram,
-    dataset_items,
-)
+from ...core.base.journal import ConflictError
+from ...core.buckets.assign import BucketImage, bucket_histogram
+from ...core.config.schema import TrainingSettings
 from ...core.dataset.scan import Dataset
-from ...core.dataset.steps import total_steps
-from ...core.images.imageops import parse_size
+from ...core.project.plan import TrainingPlan
 from ..history import run_history
 from ..widgets.crop_preview import CropPreview
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
 
-FIELDS = [("resolution", "Resolution", "512"), ("min", "Min", "256"), ("max", "Max", "1024"),
-          ("step", "Step", "64"), ("batch", "Batch", "1"), ("epochs", "Epochs", "8")]
+# field id -> (label, config key)
+FIELDS = {"resolution": ("Resolution", "buckets.resolution"), "min": ("Min", "buckets.min"),
+          "max": ("Max", "buckets.max"), "step": ("Step", "buckets.step"),
+          "batch": ("Batch", "general.batch_size"), "epochs": ("Epochs", "general.epochs")}
+CHECKS = {"enable": ("buckets", "buckets.enable"),
+          "no-upscale": ("no upscale", "buckets.no_upscale")}
+
+
+def setting_value(s: TrainingSettings, name: str):
+    section, key = name.split(".")
+    return getattr(getattr(s, section), key)
 
 
 class BucketsScreen(StageScreen):
@@ -41,6 +50,7 @@ class BucketsScreen(StageScreen):
         Binding("k", "recommend", "Recommend", id="buckets.recommend"),
         Binding("i", "image_tools", "Image tools", id="buckets.images"),
         Binding("e", "edit_settings", "Settings", id="buckets.settings"),
+        Binding("ctrl+s", "save", "Save to config", id="buckets.save", priority=True),
         Binding("u,ctrl+z", "undo", "Undo", id="buckets.undo"),
         Binding("ctrl+y", "redo", "Redo", id="buckets.redo"),
         Binding("f5", "rescan", "Rescan", id="buckets.rescan"),
@@ -50,26 +60,31 @@ class BucketsScreen(StageScreen):
     def __init__(self) -> None:
         super().__init__()
         self.dataset: Dataset | None = None
-        self.items: list[tuple[str, tuple[int, int], int]] = []
-        self.left_out: list[str] = []
-        self.report: BucketReport | None = None
-        self.settings = BucketSettings()
-        self.epochs = 8
+        self.base: TrainingSettings | None = None  # the config's settings
+        self.config_note = ""  # where the base settings came from
+        self.settings: TrainingSettings | None = None  # the base with the fields' values
+        self.plan: TrainingPlan | None = None
         self._seen_generation = -1
         self._timer: Timer | None = None
+        self._filling = False
 
     @property
     def project(self):
         return self.app.project
 
+    @property
+    def report(self):
+        return self.plan.report if self.plan is not None else None
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bk-settings"):
-            for key, label, default in FIELDS:
+            for key, (label, _) in FIELDS.items():
                 with Vertical(classes="bk-field"):
                     yield Label(label)
-                    yield Input(default, id=f"bk-{key}", restrict=r"[0-9xX]*" if
-                                key == "resolution" else r"[0-9]*")
-            yield Checkbox("no upscale", id="bk-no-upscale")
+                    yield Input("", id=f"bk-{key}", restrict=r"[0-9]*")
+            with Vertical(id="bk-checks"):
+                for key, (label, _) in CHECKS.items():
+                    yield Checkbox(label, id=f"bk-{key}")
         yield Static(id="bk-summary")
         with Horizontal(id="bk-main"):
             yield VirtualList(self._bucket_row, id="bk-histogram")
@@ -86,6 +101,8 @@ class BucketsScreen(StageScreen):
         super().on_screen_resume()
         if self.dataset is None or self._seen_generation != self.project.generation:
             self.load(self.project.fresh_dataset() if self.dataset is None else None)
+        else:
+            self._read_config()  # the Config screen may have saved new settings
 
     # ---- data ---------------------------------------------------------------------------
     def action_rescan(self) -> None:
@@ -106,56 +123,114 @@ class BucketsScreen(StageScreen):
         self._seen_generation = generation
         self.project.set_dataset(ds, generation)
         self.dataset = ds
-        self.items, self.left_out = dataset_items(ds)
+        self._read_config(force=True)
+
+    def _read_config(self, *, force: bool = False) -> None:
+        """The project's settings into the fields (a what-if in progress is kept unless
+        `force`, or unless the config itself changed)."""
+        try:
+            base, findings, from_file = self.project.settings()
+        except LorabakeError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not force and self.base == base:
+            return
+        self.base = base
+        bad = [f for f in findings if f.is_error]
+        self.config_note = (
+            "training.toml has errors (Config stage): its valid settings and defaults shown"
+            if bad else "as in training.toml" if from_file else
+            "no training.toml yet: the defaults (saving writes one)")
+        self._filling = True
+        for key, (_, name) in FIELDS.items():
+            self.query_one(f"#bk-{key}", Input).value = str(setting_value(base, name))
+        for key, (_, name) in CHECKS.items():
+            self.query_one(f"#bk-{key}", Checkbox).value = bool(setting_value(base, name))
+        self._filling = False
         self.recompute()
 
-    def read_settings(self) -> BucketSettings:
-        def num(key: str) -> int:
-            value = self.query_one(f"#bk-{key}", Input).value.strip()
-            if not value.isdigit():
-                raise LorabakeError(f"{key} must be a whole number")
-            return int(value)
+    def read_fields(self) -> TrainingSettings:
+        assert self.base is not None
+        values: dict[str, object] = {}
+        for key, (label, name) in FIELDS.items():
+            text = self.query_one(f"#bk-{key}", Input).value.strip()
+            if not text.isdigit():
+                raise LorabakeError(f"{label.lower()} must be a whole number")
+            values[name] = int(text)
+        for key, (_, name) in CHECKS.items():
+            values[name] = self.query_one(f"#bk-{key}", Checkbox).value
+        s = self.base
+        for section in ("buckets", "general"):
+            mine = {n.split(".")[1]: v for n, v in values.items() if n.startswith(section)}
+            s = s.replace(section, **mine)
+        return s
 
-        res = parse_size(self.query_one("#bk-resolution", Input).value)
-        self.epochs = max(num("epochs"), 1)
-        return BucketSettings(res, num("min"), num("max"), num("step"),
-                              self.query_one("#bk-no-upscale", Checkbox).value,
-                              num("batch")).adjusted()
+    def changes(self) -> dict[str, object]:
+        """The settings the fields change, config key -> new value."""
+        if self.base is None or self.settings is None:
+            return {}
+        out = {}
+        for _, name in (*FIELDS.values(), *CHECKS.values()):
+            new = setting_value(self.settings, name)
+            if new != setting_value(self.base, name):
+                out[name] = new
+        return out
 
     @on(Input.Changed)
     @on(Checkbox.Changed)
     def _settings_changed(self) -> None:
+        if self._filling:
+            return
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(0.15, self.recompute)
 
     def recompute(self) -> None:
         summary = self.query_one("#bk-summary", Static)
+        if self.dataset is None or self.base is None:
+            return
         try:
-            self.settings = self.read_settings()
+            self.settings = self.read_fields()
         except LorabakeError as exc:
             summary.update(Text(str(exc), style="bold red"))
             return
-        self.report = report = assign_all(self.items, self.settings)
+        self.plan = plan = self.project.plan(self.settings, self.dataset)
+        text = Text()
+        changed = self.changes()
+        if changed:
+            text.append("what-if: ", style="bold yellow")
+            text.append(", ".join(f"{n} {setting_value(self.base, n)} → {v}"
+                                  for n, v in changed.items()))
+            text.append(" · enter or ctrl+s writes training.toml\n", style="dim")
+        else:
+            text.append(self.config_note + "\n", style="dim")
+        report = plan.report
+        if report is None:
+            text.append(plan.findings[0].message if plan.findings else "no plan",
+                        style="bold red")
+            summary.update(text)
+            self.query_one("#bk-histogram", VirtualList).set_items([])
+            return
         rows = bucket_histogram(report)
         hist = self.query_one("#bk-histogram", VirtualList)
         hist.set_items(rows)
         hist.border_title = f"Buckets: {len(rows)}"
-        steps = total_steps(self.epochs, report.batches_per_epoch)
-        text = Text()
-        text.append(f"{report.batches_per_epoch}", style="bold")
+        g = self.settings.general
+        text.append(f"{plan.batches_per_epoch}", style="bold")
         text.append(" batches per epoch · ")
-        text.append(f"{steps}", style="bold")
-        text.append(f" steps over {self.epochs} epochs · {len(rows)} buckets · "
-                    f"{len(report.images)} images · mean aspect-ratio error "
-                    f"{report.mean_ar_error:.4f}")
+        text.append(f"{plan.uncut_steps}", style="bold")
+        text.append(f" steps over {g.epochs} epochs")
+        if plan.total_steps < plan.uncut_steps:
+            text.append(f" (max_steps stops it at {plan.total_steps})", style="yellow")
+        text.append(f" · {len(rows)} buckets · {len(report.images)} images · mean "
+                    f"aspect-ratio error {report.mean_ar_error:.4f}")
         summary.update(text)
         warn = Text()
         for w in report.warnings()[:4]:
             warn.append(f"! {w}\n", style="yellow")
-        if self.left_out:
-            warn.append(f"{len(self.left_out)} image(s) kohya will not see: "
-                        f"{self.left_out[0]}", style="dim")
+        if plan.left_out:
+            warn.append(f"{len(plan.left_out)} image(s) kohya will not see: "
+                        f"{plan.left_out[0]}", style="dim")
         self.query_one("#bk-warnings", Static).update(warn)
 
     # ---- lists --------------------------------------------------------------------------
@@ -199,7 +274,9 @@ class BucketsScreen(StageScreen):
         img: BucketImage | None = event.item
         if img is None or self.dataset is None:
             return
-        self.query_one(CropPreview).show(self.dataset.root / img.key, img.size, img.assignment)
+        paths = {i.key: i.image.path for i in self.plan.images} if self.plan else {}
+        path = paths.get(img.key, self.dataset.root / img.key)
+        self.query_one(CropPreview).show(path, img.size, img.assignment)
 
     # ---- actions ------------------------------------------------------------------------
     def action_edit_settings(self) -> None:
@@ -209,8 +286,39 @@ class BucketsScreen(StageScreen):
         if isinstance(self.focused, (Input, Checkbox)):
             self.query_one("#bk-histogram", VirtualList).focus()
 
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
+
+    def action_save(self) -> None:
+        """Write the changed settings into training.toml (one undoable step)."""
+        if self._timer is not None:
+            self._timer.stop()
+        self.recompute()
+        changes = self.changes()
+        if not changes:
+            self.notify("the settings are as in training.toml")
+            return
+        if self.plan is None or self.plan.report is None:
+            self.notify("fix the settings first", severity="error")
+            return
+        label = "buckets: " + ", ".join(f"{n.split('.')[1]} {setting_value(self.base, n)} → "
+                                        f"{v}" for n, v in changes.items())
+        try:
+            self.project.set_settings(changes, label=label)
+        except ConflictError:
+            self.notify("training.toml changed on disk since it was read: nothing written; "
+                        "f5 reads it again", title="Not saved", severity="error", timeout=12)
+            return
+        except LorabakeError as exc:
+            self.notify(str(exc), title="Not saved", severity="error", timeout=12)
+            return
+        self.notify(f"{label} written to training.toml (u undoes it)")
+        self.query_one("#bk-histogram", VirtualList).focus()
+        self._read_config(force=True)
+
     def action_recommend(self) -> None:
-        if self.report is None or self.dataset is None:
+        if self.plan is None or self.plan.buckets is None or self.dataset is None:
             return
         from .recommend_dialog import RecommendDialog
 
@@ -219,7 +327,8 @@ class BucketsScreen(StageScreen):
                 self.project.changed()
                 self.load(None)
 
-        self.app.push_screen(RecommendDialog(self.dataset, self.items, self.settings), done)
+        items = [(i.key, i.size, i.repeats) for i in self.plan.images]
+        self.app.push_screen(RecommendDialog(self.dataset, items, self.plan.buckets), done)
 
     def action_image_tools(self) -> None:
         if self.dataset is None:

@@ -1,6 +1,8 @@
-"""Config: the training TOML, checked as you type. The editor (syntax highlighted), the
-findings with their lines (enter jumps there), the summary of samples and steps with kohya's
-bucket math, the differences from the chosen preset, and save."""
+"""Config: the project's training TOML, checked as you type. The editor (syntax highlighted),
+the findings with their lines (enter jumps there), the summary of samples and steps from the
+training plan (the numbers the Buckets screen and the trainer use), the differences from the
+chosen preset, and save (through the journal: undoable, and never over a file someone else
+changed since it was read)."""
 
 from __future__ import annotations
 
@@ -14,24 +16,21 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Label, Select, Static, TextArea
 
-from ...core.base.atomic import atomic_write_text
 from ...core.base.errors import LorabakeError
-from ...core.base.journal import STATE_DIRNAME
-from ...core.config.check import Finding, check_config
-from ...core.config.file import (
-    CONFIG_NAME,
-    ConfigDoc,
-    dump_config,
-    parse_config,
-)
+from ...core.base.journal import ConflictError
+from ...core.base.project_files import ProjectFiles
+from ...core.config.file import ConfigDoc, dump_config, parse_config
+from ...core.config.findings import Finding
 from ...core.config.presets import DEFAULT_PRESET, list_presets, new_config, preset_config
 from ...core.dataset.scan import Dataset
+from ...core.project.check import CheckResult
+from ...core.project.project import ConfigFile
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
 
 
 def config_path(root: Path) -> Path:
-    return root / STATE_DIRNAME / CONFIG_NAME
+    return ProjectFiles(root).config
 
 
 def diff_against(doc: ConfigDoc, preset: str) -> list[tuple[str, object, object]]:
@@ -62,14 +61,18 @@ class ConfigScreen(StageScreen):
         Binding("ctrl+o", "focus_preset", "Preset", id="config.preset", priority=True),
         Binding("ctrl+f", "form", "Form", id="config.form", priority=True),
         Binding("ctrl+t", "enqueue", "Train", id="config.queue", priority=True),
+        Binding("f5", "reload", "Reload", id="config.reload"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.doc: ConfigDoc | None = None
+        self.result: CheckResult | None = None
         self.dataset: Dataset | None = None
+        self.read: ConfigFile | None = None  # the file as last read or written
         self.saved_text = ""
         self._timer: Timer | None = None
+        self._loading = True
 
     @property
     def project(self):
@@ -77,7 +80,7 @@ class ConfigScreen(StageScreen):
 
     @property
     def path(self) -> Path:
-        return config_path(self.project.root)
+        return self.project.files.config
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="cfg-main"):
@@ -97,31 +100,62 @@ class ConfigScreen(StageScreen):
         self.query_one("#cfg-editor").border_title = str(self.path)
         # start outside the editor, so the stage keys 1-5 keep working; ctrl+e edits
         self.query_one("#cfg-findings", VirtualList).focus()
-        self._loading = True
         self.load()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self._loading or self.read is None:
+            return
+        if self.read.changed_on_disk():  # the Buckets screen, undo, another editor
+            if self._editor_text() == self.saved_text:
+                self.load()
+            else:
+                self.notify(f"{self.path.name} changed on disk; your unsaved edits are kept "
+                            "(ctrl+s will not overwrite it: copy your edits, then f5 reloads)",
+                            title="Config changed on disk", severity="warning", timeout=12)
+        elif self.project.generation != getattr(self, "_seen_generation", -1):
+            self.recheck()  # folders renamed or images changed: the plan changed
+
+    def _editor_text(self) -> str:
+        return self.query_one("#cfg-editor", TextArea).text
 
     @work(thread=True, exclusive=True, group="cfg-load", exit_on_error=False,
           description="read the training config")
     def load(self) -> None:
+        generation = self.project.generation
         ds = self.project.fresh_dataset()
         try:
             ds = ds or self.project.scan()
         except (LorabakeError, OSError):
             ds = None
-        if self.path.is_file():
-            text = self.path.read_text("utf-8")
+        try:
+            read = self.project.read_config()
+        except LorabakeError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Config not read",
+                                      severity="error", timeout=15)
+            return
+        if read.text is not None:
+            text = read.text
         elif ds is not None:
             text = dump_config(new_config(DEFAULT_PRESET, ds))
         else:
             text = ""
-        self.app.call_from_thread(self._loaded, ds, text)
+        self.app.call_from_thread(self._loaded, ds, read, text, generation)
 
-    def _loaded(self, ds: Dataset | None, text: str) -> None:
+    def _loaded(self, ds: Dataset | None, read: ConfigFile, text: str, generation: int) -> None:
+        if ds is not None and self.project.fresh_dataset() is None:
+            self.project.set_dataset(ds, generation)
         self.dataset = ds
-        self.saved_text = text if self.path.is_file() else ""
+        self.read = read
+        self.saved_text = read.text or ""
         self.query_one("#cfg-editor", TextArea).load_text(text)
         self._loading = False
         self.recheck()
+
+    def action_reload(self) -> None:
+        """f5: read the file again (unsaved edits are dropped)."""
+        self._loading = True
+        self.load()
 
     # ---- checking -----------------------------------------------------------------------
     @on(TextArea.Changed, "#cfg-editor")
@@ -129,68 +163,68 @@ class ConfigScreen(StageScreen):
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(0.3, self.recheck)
+        self._summary()  # "unsaved changes" at once
 
     def recheck(self) -> None:
-        text = self.query_one("#cfg-editor", TextArea).text
+        self._seen_generation = self.project.generation
+        self._check(self._editor_text(), self.dataset)
+
+    @work(thread=True, exclusive=True, group="cfg-check", exit_on_error=False,
+          description="check the training config")
+    def _check(self, text: str, dataset: Dataset | None) -> None:
+        result = self.project.check(text, dataset=dataset)
+        self.app.call_from_thread(self._checked, text, result)
+
+    def _checked(self, text: str, result: CheckResult) -> None:
+        if text != self._editor_text():
+            return  # typed on since: the next check is on its way
+        self.result = result
+        self.doc = result.doc
+        if result.dataset is not None:
+            self.dataset = result.dataset
+        findings = result.findings
         findings_list = self.query_one("#cfg-findings", VirtualList)
-        try:
-            self.doc = doc = parse_config(text)
-            findings = check_config(doc, dataset=self.dataset, base_dir=self.path.parent,
-                                    for_trainer=True)
-        except LorabakeError as exc:
-            self.doc = None
-            findings = [Finding("error", "toml", _toml_line(str(exc)), str(exc))]
         findings_list.set_items(findings)
-        errors = sum(1 for f in findings if f.severity == "error")
+        errors = sum(1 for f in findings if f.is_error)
         findings_list.border_title = (f"Findings: {errors} error(s), {len(findings) - errors} "
                                       "warning(s)")
         self._summary()
         self._diff()
 
     def _finding_row(self, f: Finding, width: int) -> Text:
-        text = Text("✗ " if f.severity == "error" else "! ",
-                    style="bold red" if f.severity == "error" else "bold yellow")
+        text = Text("✗ " if f.is_error else "! ",
+                    style="bold red" if f.is_error else "bold yellow")
         text.append(f"{f.line or '-':>4} ", style="dim")
         text.append(f.message)
         return text
 
     def _summary(self) -> None:
         out = Text()
-        dirty = self.query_one("#cfg-editor", TextArea).text != self.saved_text
+        dirty = self._editor_text() != self.saved_text
         out.append("unsaved changes (ctrl+s)\n" if dirty else "saved\n",
                    style="bold yellow" if dirty else "dim")
-        if self.doc is None or self.dataset is None:
+        plan = self.result.plan if self.result is not None else None
+        if plan is None or plan.report is None:
+            if self.result is not None and self.result.doc is not None:
+                out.append("no plan yet: fix the errors about the folders and buckets",
+                           style="dim")
             self.query_one("#cfg-summary", Static).update(out)
             return
-        from ...core.buckets.assign import BucketSettings, assign_all, dataset_items
-        from ...core.dataset.steps import run_steps, total_steps
-
-        v = self.doc.value
-        try:
-            res = int(v("buckets.resolution"))
-            settings = BucketSettings((res, res), int(v("buckets.min")), int(v("buckets.max")),
-                                      int(v("buckets.step")), bool(v("buckets.no_upscale")),
-                                      int(v("general.batch_size")))
-            report = assign_all(dataset_items(self.dataset)[0], settings)
-            epochs = int(v("general.epochs"))
-            max_steps = int(v("general.max_steps") or 0)
-        except (LorabakeError, TypeError, ValueError) as exc:
-            out.append(f"cannot compute steps: {exc}", style="red")
-            self.query_one("#cfg-summary", Static).update(out)
-            return
-        samples = sum(report.samples(k) for k in report.buckets)
-        out.append(f"{samples}", style="bold")
+        g = plan.settings.general
+        out.append(f"{plan.samples_per_epoch}", style="bold")
         out.append(" samples per epoch · ")
-        out.append(f"{report.batches_per_epoch}", style="bold")
-        out.append(f" steps per epoch (batch {settings.batch_size}, {len(report.buckets)} "
-                   "buckets) · ")
-        out.append(f"{total_steps(epochs, report.batches_per_epoch)}", style="bold")
-        out.append(f" steps over {epochs} epochs")
-        steps, run_epochs = run_steps(epochs, report.batches_per_epoch, max_steps=max_steps)
-        if steps < total_steps(epochs, report.batches_per_epoch):  # the trainer stops there
+        out.append(f"{plan.steps_per_epoch}", style="bold")
+        out.append(f" steps per epoch (batch {g.batch_size}, {len(plan.report.buckets)} "
+                   f"bucket{'s' if len(plan.report.buckets) != 1 else ''}"
+                   f"{'' if plan.settings.buckets.enable else ', buckets off'}) · ")
+        out.append(f"{plan.uncut_steps}", style="bold")
+        out.append(f" steps over {g.epochs} epochs")
+        if plan.total_steps < plan.uncut_steps:  # the trainer stops there
             out.append(" · general.max_steps stops it at ")
-            out.append(f"{steps}", style="bold yellow")
-            out.append(f" (in epoch {run_epochs})")
+            out.append(f"{plan.total_steps}", style="bold yellow")
+            out.append(f" (in epoch {plan.epochs})")
+        if plan.warmup_steps:
+            out.append(f" · {plan.warmup_steps} warmup steps")
         self.query_one("#cfg-summary", Static).update(out)
 
     def _diff(self) -> None:
@@ -232,33 +266,47 @@ class ConfigScreen(StageScreen):
             editor.scroll_cursor_visible(center=True)
         editor.focus()
 
-    def action_save(self) -> None:
-        text = self.query_one("#cfg-editor", TextArea).text
+    def action_save(self) -> bool:
+        """Write the editor's text through the journal (undo takes it back). Refused when the
+        file changed on disk since it was read: nothing is overwritten."""
+        text = self._editor_text()
         try:
             parse_config(text)
         except LorabakeError as exc:
             self.notify(str(exc), title="Not saved", severity="error", timeout=10)
-            return
+            return False
+        if self.read is None:
+            return False
+        if text == self.saved_text and self.read.exists:
+            self.notify(f"{self.path.name} is unchanged")
+            return True
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, text)
-        except OSError as exc:
-            self.notify(f"cannot write {self.path}: {exc.strerror}", severity="error")
-            return
+            self.project.write_config(text, self.read, label="config: saved from the Config "
+                                      "screen")
+        except ConflictError:
+            self.notify(f"{self.path} changed on disk since it was read: not overwritten. "
+                        "Copy your edits, then f5 reloads the file", title="Not saved",
+                        severity="error", timeout=15)
+            return False
+        except (LorabakeError, OSError) as exc:
+            self.notify(str(exc), title="Not saved", severity="error", timeout=10)
+            return False
+        self.read = self.project.read_config()
         self.saved_text = text
         errors = sum(1 for f in self.query_one("#cfg-findings", VirtualList).items
-                     if f.severity == "error")
-        self.notify(f"saved {self.path}" + (f" ({errors} error(s) left)" if errors else ""))
+                     if f.is_error)
+        self.notify(f"saved {self.path}" + (f" ({errors} error(s) left)" if errors else "")
+                    + "; u on another stage undoes it")
         self._summary()
+        return True
 
     def action_enqueue(self) -> None:
         """Save, then queue the config as a training job (refused while errors remain): it
         starts as soon as its GPU is free and runs detached from this terminal."""
-        self.action_save()
-        if self.query_one("#cfg-editor", TextArea).text != self.saved_text:
+        if not self.action_save():
             return  # not saved: the reason was shown
         errors = [f for f in self.query_one("#cfg-findings", VirtualList).items
-                  if f.severity == "error"]
+                  if f.is_error]
         if errors:
             self.notify(f"fix {len(errors)} error(s) first: {errors[0].message}",
                         title="Not queued", severity="error", timeout=10)
@@ -296,10 +344,3 @@ class ConfigScreen(StageScreen):
 
     def action_focus_preset(self) -> None:
         self.query_one("#cfg-preset", Select).focus()
-
-
-def _toml_line(message: str) -> int | None:
-    import re
-
-    m = re.search(r"line (\d+)", message)
-    return int(m.group(1)) if m else None

@@ -6,12 +6,12 @@ from PIL import Image
 
 from lorabake_tui.core.base.journal import Journal
 from lorabake_tui.core.buckets.apply import apply_bucket_plan
-from lorabake_tui.core.buckets.assign import BucketSettings, dataset_items
+from lorabake_tui.core.buckets.assign import BucketSettings
 from lorabake_tui.core.buckets.recommend import crop_fraction, recommend
-from lorabake_tui.core.dataset.scan import scan_dataset
 from lorabake_tui.core.images.imageops import resize_to_bucket
 
 from ...support.helpers import make_image
+from ...support.plans import plan_items
 
 
 def test_cover_crop_sizes():
@@ -34,7 +34,7 @@ def test_apply_keeps_originals_and_undo_restores(tmp_path):
     make_image(root / "2_a" / "b.png", (512, 512))
     (root / "2_a" / "a.txt").write_text("mira\n")
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    items, _ = dataset_items(scan_dataset(root))
+    items = plan_items(root)
     plan = recommend(items, BucketSettings(), 2)
     result = apply_bucket_plan(root, plan)
     assert result.written == ["2_a/a.png"]  # b.png already is its bucket's size
@@ -51,6 +51,6 @@ def test_name_collision_is_skipped(tmp_path):
     root = tmp_path / "ds"
     make_image(root / "2_a" / "a.jpg", (1920, 1080), "JPEG")
     make_image(root / "2_a" / "a.png", (640, 384))
-    items, _ = dataset_items(scan_dataset(root))
+    items = plan_items(root)
     result = apply_bucket_plan(root, recommend(items, BucketSettings(), 1))
     assert result.entry is None and "already exists" in result.skipped[0]

@@ -14,13 +14,11 @@ from lorabake_tui.core.buckets.assign import (
     BucketSettings,
     assign_all,
     bucket_resolutions,
-    dataset_items,
-    reg_repeats,
 )
-from lorabake_tui.core.dataset.scan import scan_dataset
-from lorabake_tui.core.dataset.steps import reg_samples
+from lorabake_tui.core.dataset.steps import reg_repeats, reg_samples
 
 from ...support.helpers import make_concept
+from ...support.plans import plan_of
 
 DEFAULT = BucketSettings()
 NO_UPSCALE = BucketSettings(no_upscale=True)
@@ -99,13 +97,15 @@ def test_reg_repeats_match_kohya_loop():
     assert reg_repeats(10, [3] * 5) == [3, 3, 3, 3, 0]
 
 
-def test_dataset_items_follow_kohya(tmp_path):
+def test_the_plan_trains_what_kohya_trains(tmp_path):
     root = tmp_path / "train"
     make_concept(root, "2_a", 3, size=(512, 768))
-    make_concept(root, "misc", 2)  # skipped by kohya
-    items, left_out = dataset_items(scan_dataset(root))
-    assert [(k, s, r) for k, s, r in items][:1] == [("2_a/img_000.png", (512, 768), 2)]
-    assert len(items) == 3 and len(left_out) == 2
+    make_concept(root, "misc", 2)  # skipped by kohya: no repeat prefix
+    plan = plan_of(root)
+    assert [(i.key, i.size, i.repeats) for i in plan.images][:1] == [
+        ("2_a/img_000.png", (512, 768), 2)]
+    assert len(plan.images) == 3 and plan.train_samples == 6
+    assert len(plan.left_out) == 2 and "no repeat prefix" in plan.left_out[0]
 
 
 sizes = st.integers(min_value=1, max_value=6000)

@@ -14,6 +14,7 @@ from lorabake_tui.core.config.file import dump_config, line_map, load_config, pa
 from lorabake_tui.core.config.presets import list_presets, new_config, preset_config
 from lorabake_tui.core.config.schema import SETTINGS, defaults
 from lorabake_tui.core.dataset.scan import scan_dataset
+from lorabake_tui.core.project.check import check_training
 
 from ...support.helpers import make_concept
 
@@ -67,7 +68,8 @@ def test_prodigy_preset_is_the_guides(tmp_path):
 
 def test_new_config_takes_the_data_from_the_dataset(tmp_path, model):
     cfg = good(tmp_path, model)
-    assert cfg["data"]["subsets"] == [{"folder": "25_mira", "repeats": 25, "is_reg": False}]
+    # subsets name the concept: the folder's prefix gives the repeats, so renames keep it valid
+    assert cfg["data"]["subsets"] == [{"concept": "mira", "is_reg": False}]
     assert cfg["saving"]["output_name"] == "ds"
 
 
@@ -98,12 +100,12 @@ def edit(cfg, section, key, value):
     ("network", "alpha", 64, "warning", "network.alpha", "alpha above dim"),
     ("data", "color_aug", True, "error", "data.color_aug", "cached latents"),
     ("data", "random_crop", True, "error", "data.random_crop", "cached latents"),
-    ("saving", "output_name", "", "error", "saving.output_name", "no output name"),
+    ("saving", "output_name", "", "error", "saving.output_name", "is empty"),
     ("general", "base_model", "model.ckpt", "error", "general.base_model", "pickle"),
     ("general", "mixed_precision", "fp16", "warning", "general.mixed_precision", "bf16"),
     ("general", "clip_skip", 0, "error", "general.clip_skip", "at least 1"),
     ("general", "max_token_length", 100, "error", "general.max_token_length", "one of"),
-    ("network", "dim", "32", "error", "network.dim", "must be a int"),
+    ("network", "dim", "32", "error", "network.dim", "must be a whole number"),
     ("buckets", "step", 32, "warning", "buckets.step", "multiple of 64"),
 ])
 def test_each_rule_with_its_line(tmp_path, model, section, key, value, severity, finding,
@@ -150,7 +152,9 @@ def test_dataset_checks(tmp_path, model):
     make_concept(root, "1_odd", 1, size=(64, 160))  # a bucket of its own, 1 sample
     cfg = good(tmp_path, model)
     cfg["general"]["batch_size"] = 64
-    fs = findings(cfg, dataset=scan_dataset(root))
+    cfg["data"]["train_dir"] = str(root)
+    cfg["data"]["subsets"] = []  # every folder trains
+    fs = check_training(parse_config(dump_config(cfg)), dataset=scan_dataset(root)).findings
     text = " ".join(f.message for f in fs)
     assert "1_few: 30 samples per epoch" in text
     assert "above 6000" in text

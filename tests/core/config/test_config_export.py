@@ -13,19 +13,19 @@ import tomli_w
 
 from lorabake_tui.cli import main
 from lorabake_tui.core.base.errors import LorabakeError
-from lorabake_tui.core.config.easy import from_easy, is_easy, to_easy, write_easy
-from lorabake_tui.core.config.file import dump_config, load_config
+from lorabake_tui.core.config import easy, kohya
+from lorabake_tui.core.config.easy import from_easy, is_easy
+from lorabake_tui.core.config.file import dump_config, load_config, parse_config
 from lorabake_tui.core.config.kohya import (
     TORCH_WARM_RESTARTS,
-    estimate_total_steps,
     from_kohya,
     full_config,
-    to_kohya,
-    write_kohya,
 )
 from lorabake_tui.core.config.presets import list_presets, new_config
 from lorabake_tui.core.config.schema import SETTINGS
 from lorabake_tui.core.dataset.scan import scan_dataset
+from lorabake_tui.core.project.check import check_training
+from lorabake_tui.core.project.export import export_subsets
 
 from ...support.helpers import make_concept
 
@@ -125,6 +125,42 @@ def test_the_validator_rejects_what_kohya_rejects():
     for words in ("'enable_buckets'", "'image_dir'", "resolution", "num_repeats", "is_reg",
                   "'folder'", "required key"):
         assert words in errs, words
+
+
+# ---- the exports read typed settings and the plan's folders: from a config dict here
+
+
+def typed(cfg: dict):
+    """(settings, trained folders, total steps) of a config, as `config export` builds them."""
+    result = check_training(parse_config(dump_config(cfg)), check_paths=False,
+                            for_trainer=False)
+    assert result.plan is not None, result.findings
+    return result.settings, export_subsets(result.plan), result.plan.total_steps
+
+
+def estimate_total_steps(cfg: dict) -> int:
+    return typed(cfg)[2]
+
+
+def to_kohya(cfg: dict, **kw):
+    s, subsets, _ = typed(cfg)
+    return kohya.to_kohya(s, subsets, **kw)
+
+
+def write_kohya(cfg: dict, outdir, **kw):
+    s, subsets, _ = typed(cfg)
+    return kohya.write_kohya(s, subsets, outdir, **kw)
+
+
+def to_easy(cfg: dict, **kw):
+    s, subsets, _ = typed(cfg)
+    return easy.to_easy(s, subsets, **kw)
+
+
+def write_easy(cfg: dict, out, **kw):
+    s, subsets, _ = typed(cfg)
+    return easy.write_easy(s, subsets, out, **kw)
+
 
 
 # ---- fixtures
@@ -386,7 +422,7 @@ def test_zero_means_off_is_left_out(tmp_path, dataset):
 def test_no_training_subsets_is_refused(tmp_path, dataset):
     cfg = preset_cfg("lora-adamw", dataset, tmp_path)
     cfg["data"]["subsets"] = [s for s in cfg["data"]["subsets"] if s["is_reg"]]
-    with pytest.raises(LorabakeError, match="no training subsets"):
+    with pytest.raises(LorabakeError, match="no training folders"):
         to_kohya(cfg)
 
 
@@ -503,7 +539,8 @@ foreach = "false"
     assert (o["weight_decay"], o["betas"], o["scheduler"]) == (0.1, [0.9, 0.99], "cosine")
     assert cfg["general"]["attention"] == "xformers"
     assert cfg["general"]["cache_latents"] == "none"
-    assert cfg["data"]["subsets"] == [{"folder": "3_cat", "repeats": 3, "is_reg": False}]
+    # the concept, following its folder: num_repeats equals the folder's prefix
+    assert cfg["data"]["subsets"] == [{"concept": "cat", "is_reg": False}]
     assert cfg["data"]["train_dir"] == str(img.parent)
     assert cfg["saving"]["tag_occurrence"] is False
     assert cfg["saving"]["output_name"] == "last"
@@ -536,8 +573,8 @@ def test_kohya_import_uses_kohyas_defaults(tmp_path):
     assert (o["d_coef"], o["use_bias_correction"], o["weight_decay"]) == (1.0, False, 0.0)
     assert cfg["general"]["mixed_precision"] == "no" and cfg["general"]["clip_skip"] == 1
     assert cfg["saving"]["every_n_epochs"] == 4  # no intermediate saves: at the end only
-    assert d["subsets"] == [{"folder": "4_dog", "repeats": 4, "is_reg": False},
-                            {"folder": "1_dog", "repeats": 1, "is_reg": True}]
+    assert d["subsets"] == [{"concept": "dog", "is_reg": False},
+                            {"concept": "dog", "is_reg": True}]
     assert (d["train_dir"], d["reg_dir"]) == (str(tmp_path / "t"), str(tmp_path / "r"))
     text = " ".join(notes)
     for words in ("LyCORIS LoCon", "class_tokens 'sks'", "resolution 512x768", "random one"):

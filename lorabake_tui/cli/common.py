@@ -1,0 +1,60 @@
+"""What the commands share: the dataset options, JSON and table output. Every command prints
+JSON through `print_json` (UTF-8, names as written, never escaped), so `jq` sees the same
+text the workbench shows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell: numbers right-aligned, text left-aligned; a rule
+    under the header row."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def fit(i: int, cell: str, w: int) -> str:
+        return cell.rjust(w) if i and cell[:1].isdigit() else cell.ljust(w)
+
+    for n, r in enumerate(rows):
+        cells = (fit(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        print("  ".join(cells).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """--reg and --caption-ext: what-if overrides of the project config's data.reg_dir and
+    data.caption_extension."""
+    p.add_argument("--reg", metavar="DIR", help="regularization root (default: the project "
+                   "config's data.reg_dir)")
+    p.add_argument("--caption-ext", default=None, metavar="EXT",
+                   help="caption file extension (default: the project config's "
+                   "data.caption_extension, else .txt; kohya's own default is .caption)")
+
+
+def caption_ext(value: str | None) -> str | None:
+    """The --caption-ext value normalised (None: not given)."""
+    if value is None:
+        return None
+    from ..core.base.errors import LorabakeError
+    from ..core.images.media import normalise_caption_ext
+
+    try:
+        return normalise_caption_ext(value)
+    except ValueError as exc:
+        raise LorabakeError(str(exc), "pass e.g. --caption-ext .txt") from None
+
+
+def warn(message: str) -> None:
+    print(f"lorabake: {message}", file=sys.stderr)

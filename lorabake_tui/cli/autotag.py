@@ -8,13 +8,12 @@ next run takes what was inferred from the resume cache.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
 import threading
 
-from ..core.base.errors import LorabakeError
+from .common import print_json
 from .progress import progress_printer
 
 SAMPLES = 5
@@ -53,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "on the CPU, where decoding still runs on every core; 32 on a GPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--concept", metavar="FOLDER", help="only this concept folder")
-    p.add_argument("--caption-ext", default=".txt", metavar="EXT")
+    p.add_argument("--caption-ext", default=None, metavar="EXT",
+                   help="caption extension (default: the project config's, else .txt)")
     p.add_argument("--write-style", choices=("keep", "spaces", "underscores"),
                    help="how written tags look (default: the project's, else keep)")
     p.add_argument("--dry-run", action="store_true", help="tag and preview, write nothing")
@@ -96,15 +96,10 @@ class _CtrlC:
 
 def load_store(args):
     from ..core.captions.store import CaptionStore
-    from ..core.dataset.scan import scan_dataset
-    from ..core.images.media import normalise_caption_ext
     from ..core.project.prefs import ProjectSettings
+    from .dataset import project_of
 
-    try:
-        ext = normalise_caption_ext(args.caption_ext)
-    except ValueError as exc:
-        raise LorabakeError(str(exc), "pass e.g. --caption-ext .txt") from None
-    ds = scan_dataset(args.dir, caption_ext=ext)
+    ds = project_of(args).scan()
     style = args.write_style or ProjectSettings.load(ds.root).write_style
     store = CaptionStore.load(ds, style=style)
     return store, store.select(concept=args.concept)
@@ -127,7 +122,7 @@ def main(argv: list[str]) -> int:
                          progress=progress_printer("autotag"))
     plan = result.plan
     if args.json:
-        print(json.dumps({
+        print_json({
             "model": tagger.name, "mode": opts.mode, "general": g_thr, "character": c_thr,
             "provider": tagger.model.providers[0], "scope": len(records),
             "to_tag": result.total, "tagged": result.done, "from_cache": result.cached,
@@ -138,7 +133,7 @@ def main(argv: list[str]) -> int:
                         for c in plan.changes],
             "failures": result.failures, "not_editable": plan.not_editable,
             "skipped": result.applied.skipped if result.applied else [],
-        }, indent=2, ensure_ascii=False))
+        })
         return 130 if result.cancelled else 0
     _print_summary(args, result)
     if result.cancelled:

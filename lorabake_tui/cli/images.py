@@ -9,11 +9,11 @@ dupes and lowres only report.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 
 from ..core.base.errors import LorabakeError
+from .common import print_json
 from .progress import progress_printer
 
 CHANGING = ("convert", "pad", "resize", "upscale")
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     def action(name: str, help_: str) -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_, description=help_)
         a.add_argument("--concept", metavar="FOLDER", help="only this concept folder")
-        a.add_argument("--caption-ext", default=".txt", metavar="EXT")
+        a.add_argument("--caption-ext", default=None, metavar="EXT",
+                       help="caption extension (default: the project config's, else .txt)")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
         if name != "lowres":
             a.add_argument("--workers", type=int, metavar="N",
@@ -75,12 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from ..core.images.media import normalise_caption_ext
+    from .dataset import project_of
 
-    try:
-        args.caption_ext = normalise_caption_ext(args.caption_ext)
-    except ValueError as exc:
-        raise LorabakeError(str(exc), "pass e.g. --caption-ext .txt") from None
+    args.caption_ext = project_of(args).caption_ext
     if getattr(args, "workers", None) is not None and args.workers < 1:
         raise LorabakeError("--workers must be at least 1")
     if args.action == "lowres":
@@ -91,8 +89,6 @@ def main(argv: list[str]) -> int:
 
 
 
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def options_from_args(args):
@@ -126,7 +122,7 @@ def run_change(args) -> int:
     applied = result is not None and result.applied
     failed = [f for f in plan.files if f.action in (ERROR, CONFLICT)]
     if args.json:
-        _print_json(plan.to_json(applied))
+        print_json(plan.to_json(applied))
         return 1 if failed and not args.dry_run else 0
     todo = plan.todo
     skipped = [f for f in plan.files if f.action == SKIP]
@@ -172,7 +168,7 @@ def run_dupes(args) -> int:
                              progress=progress_printer("hashing"))
     if args.json:
         data = {"operation": "dupes", **report.to_json()}
-        _print_json(data)
+        print_json(data)
         return 0
     print(f"{len(report.groups)} group(s) of near-duplicates among {report.images} image(s) "
           f"(threshold {report.threshold} bits)")
@@ -191,7 +187,7 @@ def run_lowres(args) -> int:
     low, bad = find_lowres(args.dir, args.min_side, concept=args.concept,
                            caption_ext=args.caption_ext)
     if args.json:
-        _print_json({"operation": "lowres", "min_side": args.min_side,
+        print_json({"operation": "lowres", "min_side": args.min_side,
                      "images": [{"path": r.path, "size": list(r.size)} for r in low],
                      "errors": [{"path": p, "error": e} for p, e in bad]})
         return 0

@@ -7,10 +7,10 @@ one journal entry (`lorabake undo DIR` takes it back).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..core.base.errors import LorabakeError
+from .common import print_json
 
 CHANGING = ("replace", "remove", "add", "prune", "consolidate", "synonyms", "implications",
             "dedupe", "sort", "normalize")
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "'long hair AND NOT folder:misc' (AND OR NOT ( ) * folder: tags>N "
                        "tokens>N empty)")
         a.add_argument("--concept", metavar="FOLDER", help="only this concept folder")
-        a.add_argument("--caption-ext", default=".txt", metavar="EXT")
+        a.add_argument("--caption-ext", default=None, metavar="EXT",
+                       help="caption extension (default: the project config's, else .txt)")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
         if name in CHANGING:
             a.add_argument("--dry-run", action="store_true", help="preview only")
@@ -120,7 +121,7 @@ def main(argv: list[str]) -> int:
     if args.action == "list":
         freqs = store.frequencies(records)
         if args.json:
-            _print_json({"images": len(records),
+            print_json({"images": len(records),
                          "tags": [{"tag": t, "count": n} for t, n in freqs]})
         else:
             print(f"{len(records)} images, {len(freqs)} distinct tags")
@@ -132,7 +133,7 @@ def main(argv: list[str]) -> int:
 
         stats = tag_stats(store, records)
         if args.json:
-            _print_json(stats.to_json())
+            print_json(stats.to_json())
         else:
             _print_stats(stats)
         return 0
@@ -144,22 +145,18 @@ def main(argv: list[str]) -> int:
 def load_scope(args):
     from ..core.captions.store import CaptionStore
     from ..core.captions.tagfilter import parse_filter
-    from ..core.dataset.scan import scan_dataset
-    from ..core.images.media import normalise_caption_ext
     from ..core.project.prefs import ProjectSettings
+    from .dataset import project_of
 
-    try:
-        ext = normalise_caption_ext(args.caption_ext)
-    except ValueError as exc:
-        raise LorabakeError(str(exc)) from None
     flt = parse_filter(args.filter) if args.filter else None  # FilterError is a LorabakeError
-    ds = scan_dataset(args.dir, caption_ext=ext)
+    project = project_of(args)
+    ds = project.scan()
     style = getattr(args, "write_style", None) or ProjectSettings.load(ds.root).write_style
     store = CaptionStore.load(ds, style=style)
     if flt is not None and flt.uses_tokens:
-        from ..core.captions.tokens import matching_records, project_token_settings
+        from ..core.captions.tokens import matching_records
 
-        rules = token_settings(args, project_token_settings(ds.root)).rules
+        rules = token_settings(args, project.token_settings()).rules
         return store, matching_records(store, flt, args.concept, rules)
     return store, store.matching(flt, args.concept)
 
@@ -180,9 +177,10 @@ def token_settings(args, base):
 
 
 def run_tokens(args, store, records) -> int:
-    from ..core.captions.tokens import project_token_settings, token_report
+    from ..core.captions.tokens import token_report
+    from ..core.project.project import Project
 
-    settings = token_settings(args, project_token_settings(store.root))
+    settings = token_settings(args, Project(store.root).token_settings())
     report = token_report(records, settings)
     limit = settings.max_length if args.over is None else args.over
     listed = sorted((e for e in report.entries if e.tokens.total > limit or e.tokens.kept_over),
@@ -191,7 +189,7 @@ def run_tokens(args, store, records) -> int:
     summary = report.summary(limit)
     rules = settings.rules
     if args.json:
-        _print_json({
+        print_json({
             "max_token_length": settings.max_length, "over": limit, "shuffle": rules.shuffle,
             "keep_tokens": rules.keep_tokens,
             "keep_tokens_separator": rules.keep_tokens_separator,
@@ -264,7 +262,7 @@ def run_change(args, store, records) -> int:
     if plan.changes and not args.dry_run:
         result = store.apply(plan, op="tags")
     if args.json:
-        _print_json({
+        print_json({
             "operation": op.describe, "scope": len(records), "files": plan.files,
             "changes": [{"path": c.record.rel, "before": c.old_tags, "after": c.new_tags}
                         for c in plan.changes],
@@ -319,5 +317,3 @@ def _print_stats(stats) -> None:
         print(f"  {c.folder} ({c.images}): {tags}")
 
 
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))

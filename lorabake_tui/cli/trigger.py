@@ -4,7 +4,8 @@ spellings, and whether the captions already use it."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from .common import print_json
 
 JSON_HELP = """\
 --json prints one object:
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> int:
         raise LorabakeError("the trigger word is empty")
     report = trigger_report(args.word, dir=args.dir, n_alternatives=max(0, args.alternatives))
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print_json(report.to_json())
         return 0
     pieces = " | ".join(f"{p.text}{'*' if p.common else ''} ({p.id})" for p in report.pieces)
     print(f"{report.word}: {len(report.pieces)} token(s): {pieces}")

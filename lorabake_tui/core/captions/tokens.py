@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .clip_tokenizer import ClipTokenizer, clip_tokenizer
@@ -252,40 +251,12 @@ def token_counter() -> TokenCounter:
 
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
-    """What the trainer will use: from <root>/.lorabake/training.toml, else the defaults."""
+    """What the trainer will use (the project model builds it from the config)."""
 
     max_length: int = DEFAULT_MAX
     rules: CaptionRules = field(default_factory=lambda: CaptionRules(shuffle=True,
                                                                      keep_tokens=1))
     source: str | None = None  # the config file read, if any
-
-
-def project_token_settings(root: Path | str) -> TokenSettings:
-    from ..base.errors import LorabakeError
-    from ..base.project_files import ProjectFiles
-    from ..config.file import load_config
-    from ..config.schema import defaults
-
-    path = ProjectFiles(Path(root)).config
-    source: str | None = None
-    values = defaults()
-    if path.is_file():
-        try:
-            values = load_config(path).merged()
-            source = str(path)
-        except (LorabakeError, OSError):
-            pass  # a broken config is the Config screen's to report; count with defaults
-    general, data = values["general"], values["data"]
-    max_length = general.get("max_token_length", DEFAULT_MAX)
-    if max_length not in MAX_LENGTHS:
-        max_length = DEFAULT_MAX
-    try:
-        rules = CaptionRules(shuffle=bool(data.get("shuffle_caption", True)),
-                             keep_tokens=int(data.get("keep_tokens", 1)),
-                             keep_tokens_separator=str(data.get("keep_tokens_separator", "")))
-    except (TypeError, ValueError):
-        rules = CaptionRules(shuffle=True, keep_tokens=1)
-    return TokenSettings(max_length, rules, source)
 
 
 # ---- datasets -----------------------------------------------------------------------------

@@ -28,6 +28,15 @@ def target_for(optimizer: str) -> int:
                             ) from None
 
 
+def target_name(optimizer: str, network: str) -> str:
+    """The OPTIMIZER_TARGETS entry for a config's optimizer and network type: Prodigy and
+    DAdaptAdam want half AdamW's samples, IA3 half again."""
+    adaptive = optimizer in ("Prodigy", "DAdaptAdam")
+    if network == "ia3":
+        return "ia3-prodigy" if adaptive else "ia3"
+    return "prodigy" if adaptive else "adamw"
+
+
 def repeats_for(images: int, target: int) -> int:
     """The guide's rule: the target divided by the image count, rounded up (never below 1)."""
     if images < 1:

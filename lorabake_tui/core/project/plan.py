@@ -22,7 +22,7 @@ from ..buckets.assign import (
 )
 from ..config.findings import ERROR, WARNING, Finding
 from ..config.schema import Subset, TrainingSettings
-from ..dataset.balance import MAIN_CONCEPT_LIMIT, OPTIMIZER_TARGETS
+from ..dataset.balance import MAIN_CONCEPT_LIMIT, OPTIMIZER_TARGETS, target_name
 from ..dataset.scan import CaptionState, Concept, Dataset, ImageItem
 from ..dataset.steps import reg_repeats, run_steps
 from ..images.media import KOHYA_IMAGE_EXTS
@@ -279,10 +279,8 @@ def _check(plan: TrainingPlan, dataset: Dataset) -> None:
         add(Finding(WARNING, "buckets.no_upscale", None,
                     f"{len(skipped)} image(s) are too small for any bucket and are left out, "
                     f"e.g. {skipped[0]}"))
-    opt, net = s.optimizer.type, s.network.type
-    target = OPTIMIZER_TARGETS["prodigy" if opt in ("Prodigy", "DAdaptAdam") else "adamw"]
-    if net == "ia3":
-        target //= 2
+    opt = s.optimizer.type
+    target = OPTIMIZER_TARGETS[target_name(opt, s.network.type)]
     per_concept: dict[str, int] = {}
     for i in plan.images:
         if not i.is_reg:

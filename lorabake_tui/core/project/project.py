@@ -20,6 +20,8 @@ from pathlib import Path
 from ..base.errors import LorabakeError
 from ..base.journal import ChangeSet, Entry, Journal
 from ..base.project_files import CONFIG_REL, ProjectFiles
+from ..captions.processing import CaptionRules
+from ..captions.tokens import TokenSettings
 from ..config.file import dump_config, parse_config, set_value_in_text
 from ..config.findings import Finding
 from ..config.presets import DEFAULT_PRESET, new_config
@@ -135,6 +137,16 @@ class Project:
         result = check_text(cfg.text, source=str(cfg.path), base_dir=cfg.path.parent,
                             scan=False, check_paths=False)
         return result.settings, result.findings, True
+
+    def token_settings(self) -> TokenSettings:
+        """How the trainer will read captions: the token limit and the caption rules of the
+        config (a broken config: the defaults; the Config screen reports it)."""
+        s, _, from_file = self.settings()
+        d = s.data
+        rules = CaptionRules(shuffle=d.shuffle_caption, keep_tokens=d.keep_tokens,
+                             keep_tokens_separator=d.keep_tokens_separator)
+        return TokenSettings(s.general.max_token_length, rules,
+                             str(self.files.config) if from_file else None)
 
     @property
     def epochs(self) -> int:

@@ -20,7 +20,6 @@ from ...core.captions.tags import tag_key
 from ...core.captions.tokens import (
     TokenSettings,
     matching_records,
-    project_token_settings,
     token_counter,
 )
 from ...core.dataset.scan import Dataset
@@ -104,7 +103,7 @@ class TagsScreen(StageScreen):
         super().on_screen_resume()
         if self.store is None or self._seen_generation != self.project.generation:
             self.reload(rescan=self._seen_generation != -1)
-        elif (ts := project_token_settings(self.store.root)) != self.token_settings:
+        elif (ts := self.project.token_settings()) != self.token_settings:
             self.token_settings = ts  # the Config screen changed the token length
             self.apply_filter()
 
@@ -126,7 +125,7 @@ class TagsScreen(StageScreen):
             ds = ds or self.project.scan()
             style = ProjectSettings.load(ds.root).write_style
             store = CaptionStore.load(ds, style=style)
-            tokens = project_token_settings(ds.root)
+            tokens = self.project.token_settings()
             counter = token_counter()
             for rec in store.records:  # fill the per-tag cache here, not while drawing rows
                 counter.count(rec.tags, tokens.rules)

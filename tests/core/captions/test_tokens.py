@@ -16,7 +16,6 @@ from lorabake_tui.core.captions.processing import CaptionRules, process_caption
 from lorabake_tui.core.captions.tagfilter import FilterError, Subject, parse_filter
 from lorabake_tui.core.captions.tokens import (
     TokenCounter,
-    project_token_settings,
     read_parts,
     token_counter,
 )
@@ -162,21 +161,6 @@ def test_ten_thousand_captions_in_about_a_second():
     elapsed = time.perf_counter() - start
     assert any(r.is_over for r in results)
     assert elapsed < 3.0, elapsed  # about 1 s here; slack for a loaded test machine
-
-
-def test_project_settings(tmp_path):
-    s = project_token_settings(tmp_path)
-    assert s.max_length == 225 and s.source is None
-    assert s.rules.shuffle and s.rules.keep_tokens == 1
-    cfg = tmp_path / ".lorabake" / "training.toml"
-    cfg.parent.mkdir()
-    cfg.write_text("[general]\nmax_token_length = 75\n[data]\nkeep_tokens = 2\n"
-                   "shuffle_caption = false\n")
-    s = project_token_settings(tmp_path)
-    assert s.max_length == 75 and s.rules.keep_tokens == 2 and not s.rules.shuffle
-    assert s.source == str(cfg)
-    cfg.write_text("[general\n")  # broken: count with the defaults
-    assert project_token_settings(tmp_path).max_length == 225
 
 
 # ---- filter -----------------------------------------------------------------------------

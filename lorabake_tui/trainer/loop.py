@@ -25,6 +25,8 @@ from ..core.captions.processing import process_caption
 from ..core.config.file import with_absolute_paths
 from ..core.dataset.steps import run_steps, total_steps
 from ..core.run import exit_codes
+from ..core.run.events import STATE_SAVE, EndStatus, EventType
+from ..core.run.folder import CONFIG_SNAPSHOT, final_lora_name, rank_checksum_name
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, cache_dir_for, encode_pixels
@@ -47,7 +49,6 @@ from .state import Progress, find_state, load_adapters, load_into, read_progress
 from .text import encode, tokenize
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
-CONFIG_SNAPSHOT = "config.toml"
 
 
 class NonFiniteLoss(Exception):
@@ -188,12 +189,13 @@ class Trainer:
             self.log.close()
 
     def _end(self, code: int, message: str) -> Outcome:
-        status = {exit_codes.DONE: "done", exit_codes.STOPPED: "stopped"}.get(code, "failed")
+        status = {exit_codes.DONE: EndStatus.DONE,
+                  exit_codes.STOPPED: EndStatus.STOPPED}.get(code, EndStatus.FAILED)
         if code not in (exit_codes.DONE, exit_codes.STOPPED):
             self.log.error(message)
         else:
             self.log.line(message)
-        self.log.event("end", status=status, message=message, exit_code=code)
+        self.log.event(EventType.END, status=status, message=message, exit_code=code)
         return Outcome(code, message, self.files)
 
     def _run(self, acc) -> Outcome:
@@ -292,8 +294,8 @@ class Trainer:
         prior = v("data.prior_loss_weight")
         params = [p for g in opt.param_groups for p in g["params"]]
 
-        self.log.event("start", **self._start_summary(data, progress, total, epochs,
-                                                       batches_per_epoch, net, model))
+        self.log.event(EventType.START, **self._start_summary(data, progress, total, epochs,
+                                                                batches_per_epoch, net, model))
         self.log.line(f"{len(data.samples)} image(s), {data.num_train_images} training and "
                       f"{data.num_reg_images} regularization sample(s) per epoch, "
                       f"{data.batches_per_epoch} batch(es) per epoch, {total} steps")
@@ -399,7 +401,8 @@ class Trainer:
             progress.epoch, progress.batch = epoch + 1, 0
             progress.epoch_losses = []
             avg = sum(losses) / len(losses) if losses else None
-            self.log.event("epoch", epoch=epoch + 1, epochs=epochs, step=step, avg_loss=avg)
+            self.log.event(EventType.EPOCH, epoch=epoch + 1, epochs=epochs, step=step,
+                           avg_loss=avg)
             self.log.line(f"epoch {epoch + 1}/{epochs} done, average loss "
                           f"{avg if avg is None else round(avg, 5)}")
             final = step >= total or epoch + 1 == epochs
@@ -418,7 +421,7 @@ class Trainer:
                 self._sample(model, raw_unet, raw_te, epoch + 1, acc)
             if step >= total:
                 break
-        final = self._save_lora(f"{cfg.output_name}.safetensors", raw_unet, raw_te, net, acc,
+        final = self._save_lora(final_lora_name(cfg.output_name), raw_unet, raw_te, net, acc,
                                 step=step, epoch=progress.epoch, finished=True, **meta_base)
         if v("saving.save_state"):
             self._save_state(progress, raw_unet, raw_te, net, opt, lr_sched, acc)
@@ -454,8 +457,8 @@ class Trainer:
             vram = _gb(torch.cuda.max_memory_allocated(acc.device))
         window = losses[-100:]
         avg = sum(window) / len(window)
-        self.log.event("step", step=step, total_steps=total, epoch=epoch + 1, loss=loss,
-                       avg_loss=avg, lr=current_lrs(opt), it_per_s=round(it_s, 4),
+        self.log.event(EventType.STEP, step=step, total_steps=total, epoch=epoch + 1,
+                       loss=loss, avg_loss=avg, lr=current_lrs(opt), it_per_s=round(it_s, 4),
                        samples_per_s=round(it_s * samples_per_step, 4),
                        eta_s=round((total - step) / it_s, 1), vram_gb=vram)
         if step == 1 or step % 10 == 0 or step == total:
@@ -508,8 +511,8 @@ class Trainer:
                                   SAVE_DTYPES[self.cfg.v("saving.precision")])
             size = write_lora(path, tensors, self._metadata(**meta))
             self.files.append(path)
-            self.log.event("save", path=str(path), step=meta["step"], epoch=meta["epoch"],
-                           bytes=size)
+            self.log.event(EventType.SAVE, path=str(path), step=meta["step"],
+                           epoch=meta["epoch"], bytes=size)
             self.log.line(f"saved {path}")
         acc.wait_for_everyone()
         return path
@@ -525,7 +528,7 @@ class Trainer:
             path = save_state(self.run_dir, progress, adapters=adapters,
                               optimizer=_inner(opt, "optimizer"),
                               scheduler=_inner(sched, "scheduler"), scaler=acc.scaler)
-            self.log.event("save", path=str(path), kind="state", step=progress.step)
+            self.log.event(EventType.SAVE, path=str(path), kind=STATE_SAVE, step=progress.step)
             self.log.line(f"state saved at step {progress.step}")
         acc.wait_for_everyone()
 
@@ -574,7 +577,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - a failed preview must not end the run
             self.log.warning(f"sampling failed: {exc}")
         else:
-            self.log.event("sample", epoch=epoch, paths=[str(p) for p in paths])
+            self.log.event(EventType.SAMPLE, epoch=epoch, paths=[str(p) for p in paths])
         acc.wait_for_everyone()
 
     def _rank_checksum(self, unet, te, acc) -> None:
@@ -588,7 +591,7 @@ class Trainer:
             for name, p in sorted(model.named_parameters()):
                 if "lora_" in name:
                     h.update(p.detach().float().cpu().numpy().tobytes())
-        atomic_write_text(self.run_dir / f"rank{acc.process_index}.sha256", h.hexdigest())
+        atomic_write_text(self.run_dir / rank_checksum_name(acc.process_index), h.hexdigest())
 
 
 def write_snapshot(cfg: RunConfig, run_dir: Path) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..core.run.folder import RunFolder, sample_name
+
 _OPT = re.compile(r"\s--([nwhsld])\s+")
 
 
@@ -51,7 +53,7 @@ def sample_images(model, unet, text_encoder, cfg, run_dir: Path, epoch: int, dev
         scheduler=EulerAncestralDiscreteScheduler.from_config(model.noise_scheduler.config),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    out_dir = Path(run_dir) / "samples"
+    out_dir = RunFolder(run_dir).samples
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     seed = cfg.v("general.seed")
@@ -65,7 +67,7 @@ def sample_images(model, unet, text_encoder, cfg, run_dir: Path, epoch: int, dev
                          width=p["width"], height=p["height"], num_inference_steps=p["steps"],
                          guidance_scale=p["scale"], generator=g,
                          clip_skip=clip_skip - 1 if clip_skip > 1 else None).images[0]
-            path = out_dir / f"{cfg.output_name}-e{epoch:06d}-{i:02d}.png"
+            path = out_dir / sample_name(cfg.output_name, epoch, i)
             image.save(path)
             paths.append(path)
     finally:

@@ -22,7 +22,7 @@ from textual.widgets import Static
 
 from lorabake_tui.jobs.procs import is_alive
 from lorabake_tui.jobs.queue import enqueue, list_queue
-from lorabake_tui.jobs.registry import Registry
+from lorabake_tui.jobs.store import Registry
 from lorabake_tui.jobs.supervisor import supervisor_pid
 from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.launch import job_project, make_attached_app

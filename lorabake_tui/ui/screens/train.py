@@ -26,12 +26,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Log, Static
 
 from ...core.base.errors import LorabakeError
+from ...core.run.event_reader import last_event
+from ...core.run.events import STATE_SAVE, EventType, is_lora_save
 from ...jobs import control
+from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
 from ...jobs.notify import duration
 from ...jobs.queue import QueuedRun, list_queue
-from ...jobs.registry import RESUMABLE, Job, Registry
-from ...jobs.tail import JobHistory, last_event
+from ...jobs.store import RESUMABLE, Job, Registry
 from ..widgets.gpu import GpuMeter
 from ..widgets.plot import LinePlot, Series
 from ..widgets.sample_strip import SampleStrip
@@ -94,7 +96,7 @@ class HistoryView:
 
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get("step")
+        return self.latest.get(EventType.STEP)
 
 
 def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryView:
@@ -103,8 +105,8 @@ def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryVie
     else:
         arrays = (h.steps[:], h.loss[:], h.avg_loss[:], tuple(a[:] for a in h.lrs))
     saves = list(h.saves)
-    loras = tuple(s for s in saves if s.get("kind") != "state")
-    state = next((s for s in reversed(saves) if s.get("kind") == "state"), None)
+    loras = tuple(s for s in saves if is_lora_save(s))
+    state = next((s for s in reversed(saves) if s.get("kind") == STATE_SAVE), None)
     alerts = sorted([*h.warnings, *h.errors], key=lambda e: e.get("t") or 0)[-ALERTS:]
     return HistoryView(job_id, h.event_count, *arrays, latest=dict(h.latest), loras=loras,
                        state_save=state, sample=h.samples[-1] if h.samples else None,
@@ -281,10 +283,10 @@ class TrainScreen(StageScreen):
             step = latest_kohya_step(job.log_path) if job.log_path else None
         elif job.finished and job.ended:
             # a resume writes on in the same events.jsonl: this attempt's last step
-            step = last_event(job.events_path, "step",
+            step = last_event(job.events_path, EventType.STEP,
                               where=lambda ev: ev.get("t", 0) <= job.ended)
         else:
-            step = last_event(job.events_path, "step")
+            step = last_event(job.events_path, EventType.STEP)
         if job.finished:
             self._finished_steps[key] = step
         return step
@@ -435,8 +437,8 @@ class TrainScreen(StageScreen):
         if job is None or job.finished:
             return False
         if job.status == "queued":
-            return view.steps_since_start > 0 or "start" in view.latest
-        end = view.latest.get("end")
+            return view.steps_since_start > 0 or EventType.START in view.latest
+        end = view.latest.get(EventType.END)
         return end is not None and (end.get("t") or 0) >= (job.started or 0) - 1
 
     # ---- drawing the dashboard ------------------------------------------------------------
@@ -500,8 +502,8 @@ class TrainScreen(StageScreen):
         t.append("░" * (width - filled), style="dim")
         t.append(f" step {n}/{total or '?'}", style="bold")
         t.append(f" {frac:.0%}")
-        epochs = (latest.get("epoch") or {}).get("epochs") or \
-            (latest.get("start") or {}).get("epochs")
+        epochs = (latest.get(EventType.EPOCH) or {}).get("epochs") or \
+            (latest.get(EventType.START) or {}).get("epochs")
         if step.get("epoch") is not None:
             t.append(f"   epoch {step['epoch']}" + (f"/{epochs}" if epochs else ""),
                      style="bold")
@@ -578,7 +580,7 @@ class TrainScreen(StageScreen):
         for ev in view.alerts:
             if t:
                 t.append("\n")
-            error = ev.get("type") == "error"
+            error = ev.get("type") == EventType.ERROR
             stamp = time.strftime("%H:%M:%S", time.localtime(ev["t"])) \
                 if isinstance(ev.get("t"), (int, float)) and ev["t"] > 0 else ""
             t.append("✗ " if error else "! ", style="bold red" if error else "bold yellow")

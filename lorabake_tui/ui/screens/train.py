@@ -32,7 +32,6 @@ from ...jobs import control
 from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
 from ...jobs.notify import duration
-from ...jobs.queue import QueuedRun, list_queue
 from ...jobs.store import RESUMABLE, Job, Registry
 from ..widgets.gpu import GpuMeter
 from ..widgets.plot import LinePlot, Series
@@ -200,7 +199,6 @@ class TrainScreen(StageScreen):
         with Horizontal(id="tr-main"):
             with Vertical(id="tr-left"):
                 yield VirtualList(self._job_row, id="tr-jobs")
-                yield VirtualList(self._snapshot_row, id="train-queue")
             with Vertical(id="tr-right"):
                 yield Static(EMPTY_HELP, id="tr-empty")
                 with Vertical(id="tr-dash"):
@@ -222,7 +220,7 @@ class TrainScreen(StageScreen):
         self.query_one("#tr-lr").border_title = "Learning rate"
         self.query_one("#tr-saves").border_title = "Checkpoints"
         self.query_one("#tr-log").border_title = "Log (l: all of it)"
-        for wid in ("#tr-dash", "#tr-alerts", "#tr-samples", "#train-queue"):
+        for wid in ("#tr-dash", "#tr-alerts", "#tr-samples"):
             self.query_one(wid).display = False
         self.query_one("#tr-jobs", VirtualList).focus()
         self.set_interval(JOBS_S, self.refresh_jobs)
@@ -231,7 +229,6 @@ class TrainScreen(StageScreen):
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
-        self._show_snapshots(list_queue(self.project.root))
         self.refresh_jobs()
 
     def on_unmount(self) -> None:
@@ -266,11 +263,10 @@ class TrainScreen(StageScreen):
             jobs = self.reg.jobs()
             order = {j.id: n for n, j in enumerate(self.reg.queue(), start=1)}
             rows = [JobRow(j, self._latest_step(j), order.get(j.id)) for j in jobs]
-            snaps = list_queue(self.project.root)
         except (LorabakeError, sqlite3.Error, OSError) as exc:
             self.app.call_from_thread(self._jobs_failed, str(exc))
             return
-        self.app.call_from_thread(self._jobs_loaded, sort_rows(rows), snaps)
+        self.app.call_from_thread(self._jobs_loaded, sort_rows(rows))
 
     def _latest_step(self, job: Job) -> dict | None:
         """(worker thread) The job's last step event, read from the end of its files."""
@@ -295,7 +291,7 @@ class TrainScreen(StageScreen):
         self._jobs_busy = False
         self.notify(message, title="Job registry", severity="error", timeout=10)
 
-    def _jobs_loaded(self, rows: list[JobRow], snaps: list[QueuedRun]) -> None:
+    def _jobs_loaded(self, rows: list[JobRow]) -> None:
         self._jobs_busy = False
         self.app.jobs_seen([r.job for r in rows])  # the app rings for jobs that ended
         self.rows = rows
@@ -312,7 +308,6 @@ class TrainScreen(StageScreen):
                 lst.scroll_to(y=max(0, index - lst.size.height // 2), animate=False)
             self._want = None
         self._select(lst.current.job if lst.current is not None else None)
-        self._show_snapshots(snaps)
 
     def _jobs_title(self, rows: list[JobRow]) -> str:
         running = sum(1 for r in rows if r.job.active)
@@ -345,20 +340,6 @@ class TrainScreen(StageScreen):
     def _job_highlighted(self) -> None:
         current = self.query_one("#tr-jobs", VirtualList).current
         self._select(current.job if current is not None else None)
-
-    # ---- the old dataset queue (Config's ctrl+t snapshots) ---------------------------------
-    def _snapshot_row(self, run: QueuedRun, width: int) -> Text:
-        text = Text(f"{run.queued_at}  ", style="dim")
-        text.append(run.name, style="bold")
-        text.append(f"  {run.path.name}", style="dim")
-        return text
-
-    def _show_snapshots(self, runs: list[QueuedRun]) -> None:
-        q = self.query_one("#train-queue", VirtualList)
-        if [r.path for r in q.items] != [r.path for r in runs]:
-            q.set_items(runs)
-        q.border_title = f"Not submitted: {len(runs)} (a queues one, d deletes it)"
-        self._show(q, bool(runs))
 
     # ---- the selected job ---------------------------------------------------------------
     def _select(self, job: Job | None) -> None:
@@ -641,17 +622,6 @@ class TrainScreen(StageScreen):
         self.refresh_jobs()
 
     def _submit(self, start: bool) -> None:
-        snaps = self.query_one("#train-queue", VirtualList)
-        if self.focused is snaps and snaps.current is not None:
-            run: QueuedRun = snaps.current
-
-            def from_snapshot(reg: Registry) -> Job:
-                job = control.submit(run.path, start=start, reg=reg)
-                run.path.unlink(missing_ok=True)  # moved into the job registry
-                return job
-
-            self._job_op(from_snapshot, self._after_submit, "Not queued")
-            return
         path = config_path(self.project.root)
         if not path.is_file():
             self.notify(f"no training config yet ({path}): make one in Config (4) and save "
@@ -721,19 +691,6 @@ class TrainScreen(StageScreen):
                      "Not resumed")
 
     def action_remove(self) -> None:
-        snaps = self.query_one("#train-queue", VirtualList)
-        if self.focused is snaps and snaps.current is not None:
-            run: QueuedRun = snaps.current
-
-            def delete(yes: bool | None) -> None:
-                if yes:
-                    run.path.unlink(missing_ok=True)
-                    self._show_snapshots(list_queue(self.project.root))
-
-            self.app.push_screen(ConfirmDialog(f"Delete {run.path.name}?",
-                                               "This config snapshot was never submitted."),
-                                 delete)
-            return
         job = self._need_job()
         if job is None:
             return

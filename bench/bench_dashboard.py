@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -38,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from _common import ensure_importable, machine_line  # noqa: E402
-from bench_job_history import step_event, write_history  # noqa: E402
+from bench_job_history import step_fields, write_history  # noqa: E402
 
 ensure_importable()
 
@@ -55,22 +54,23 @@ def setup(tmp: Path, events: int) -> tuple[str, Path, int]:
     os.environ["LORABAKE_STATE_DIR"] = str(tmp / "state")
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")  # no user settings, no keymap
     os.environ["LORABAKE_NVIDIA_SMI"] = str(tmp / "no-nvidia-smi")  # same on every machine
+    from lorabake_tui.core.run.folder import RunFolder
     from lorabake_tui.jobs.procs import create_time
-    from lorabake_tui.jobs.registry import Registry
+    from lorabake_tui.jobs.store import Registry
 
-    run = tmp / "run"
-    run.mkdir()
-    n, steps = write_history(run / "events.jsonl", events)
-    (run / "train.log").write_text("".join(f"step {i} loss 0.1\n" for i in range(20_000)))
-    size = (run / "events.jsonl").stat().st_size
+    run = RunFolder(tmp / "run")
+    run.path.mkdir()
+    n, steps = write_history(run.path, events)
+    run.train_log.write_text("".join(f"step {i} loss 0.1\n" for i in range(20_000)))
+    size = run.events.stat().st_size
     print(f"events.jsonl: {n} events, {steps} steps, {size / 1e6:.1f} MB")
     now = time.time()
     with Registry() as reg:
         # "running" under this process's pid, so reconcile leaves it alone
-        job = reg.add(kind="lorabake", name="bench", status="running", run_dir=str(run),
+        job = reg.add(kind="lorabake", name="bench", status="running", run_dir=str(run.path),
                       created=now, started=now, pid=os.getpid(),
                       pid_ctime=create_time(os.getpid()))
-    return job.id, run, steps
+    return job.id, run.path, steps
 
 
 def head_text(app) -> str:
@@ -102,6 +102,9 @@ async def load_once(root: Path, job_id: str, steps: int) -> tuple[float, float]:
 
 async def follow(root: Path, job_id: str, run: Path, steps: int, rate: int,
                  seconds: float) -> dict:
+    from lorabake_tui.core.run.event_writer import EventWriter
+    from lorabake_tui.core.run.events import EventType
+    from lorabake_tui.core.run.folder import RunFolder
     from lorabake_tui.ui.launch import make_attached_app
 
     app = make_attached_app(root, job_id, images="none", save_settings=False)
@@ -114,11 +117,10 @@ async def follow(root: Path, job_id: str, run: Path, steps: int, rate: int,
         total = steps + int(rate * seconds)
         step = steps
         t_next = time.perf_counter()
-        with open(run / "events.jsonl", "a") as ev, open(run / "train.log", "a") as log:
+        with EventWriter(run) as ev, open(RunFolder(run).train_log, "a") as log:
             while not stop.is_set() and step < total:
                 step += 1
-                ev.write(json.dumps(step_event(step, total)) + "\n")
-                ev.flush()
+                ev.emit(EventType.STEP, **step_fields(step, total))
                 log.write(f"step {step}/{total} loss 0.1\n")
                 log.flush()
                 written[step] = time.perf_counter()

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_job_history.py [--events 50000] [--runs 5]
 
-Writes a synthetic events.jsonl (start, one step event per optimizer step with every field
-the trainer writes, an epoch and a save every 1000 steps, a warning every 5000) and a
+Writes a synthetic events.jsonl with the trainer's event writer (start, one step event per
+optimizer step with every field the trainer writes, an epoch and a save every 1000 steps, a
+warning every 5000) and a
 20,000-line train.log to a temp dir, then times (a) a full load, `JobHistory(run).poll()`,
 best and median of N (CPU time shown beside wall time: on a busy machine the wall clock
 mostly measures the neighbours), and (b) ingesting 100 events appended afterwards.
@@ -12,7 +13,6 @@ mostly measures the neighbours), and (b) ingesting 100 events appended afterward
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -21,30 +21,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lorabake_tui.jobs.tail import JobHistory  # noqa: E402
+from lorabake_tui.core.run.event_writer import EventWriter  # noqa: E402
+from lorabake_tui.core.run.events import EventType  # noqa: E402
+from lorabake_tui.core.run.folder import RunFolder  # noqa: E402
+from lorabake_tui.jobs.history import JobHistory  # noqa: E402
 
 
-def step_event(s: int, total: int) -> dict:
-    return {"type": "step", "t": 1_700_000_000.0 + s * 0.52, "step": s, "total_steps": total,
+def step_fields(s: int, total: int) -> dict:
+    """A step event's fields (all that the trainer writes), for EventWriter.emit(STEP, ...)."""
+    return {"t": 1_700_000_000.0 + s * 0.52, "step": s, "total_steps": total,
             "epoch": 1 + s // 1000, "loss": 0.08 + (s % 13) / 200, "avg_loss": 0.1123,
             "lr": [1e-4 * (1 - s / total), 5e-5 * (1 - s / total)], "it_per_s": 1.93,
             "samples_per_s": 3.86, "eta_s": round((total - s) / 1.93, 1), "vram_gb": 6.21}
 
 
-def write_history(path: Path, events: int) -> tuple[int, int]:
-    """About `events` lines; returns (lines written, steps)."""
+def write_history(run_dir: Path, events: int) -> tuple[int, int]:
+    """About `events` events in RUN_DIR/events.jsonl; returns (events written, steps)."""
     steps = int(events / (1 + 2 / 1000 + 1 / 5000))
-    out = [json.dumps({"type": "start", "t": 1_700_000_000.0, "total_steps": steps,
-                       "epochs": steps // 1000})]
-    for s in range(1, steps + 1):
-        out.append(json.dumps(step_event(s, steps)))
-        if s % 1000 == 0:
-            out.append(json.dumps({"type": "epoch", "t": 0.0, "epoch": s // 1000}))
-            out.append(json.dumps({"type": "save", "t": 0.0, "path": f"/runs/x/e{s}.st"}))
-        if s % 5000 == 0:
-            out.append(json.dumps({"type": "warning", "t": 0.0, "message": "slow step"}))
-    path.write_text("\n".join(out) + "\n")
-    return len(out), steps
+    n = 0
+    with EventWriter(run_dir) as ev:
+        ev.emit(EventType.START, t=1_700_000_000.0, total_steps=steps, epochs=steps // 1000)
+        n += 1
+        for s in range(1, steps + 1):
+            ev.emit(EventType.STEP, **step_fields(s, steps))
+            n += 1
+            if s % 1000 == 0:
+                ev.emit(EventType.EPOCH, t=0.0, epoch=s // 1000)
+                ev.emit(EventType.SAVE, t=0.0, path=f"/runs/x/e{s}.st")
+                n += 2
+            if s % 5000 == 0:
+                ev.emit(EventType.WARNING, t=0.0, message="slow step")
+                n += 1
+    return n, steps
 
 
 def main() -> int:
@@ -53,16 +61,16 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="lorabake-bench-") as tmp:
-        run = Path(tmp)
-        n, steps = write_history(run / "events.jsonl", args.events)
-        (run / "train.log").write_text("".join(f"step {i} loss 0.1\n" for i in range(20_000)))
-        size = (run / "events.jsonl").stat().st_size
+        run = RunFolder(tmp)
+        n, steps = write_history(run.path, args.events)
+        run.train_log.write_text("".join(f"step {i} loss 0.1\n" for i in range(20_000)))
+        size = run.events.stat().st_size
         print(f"events.jsonl: {n} events, {steps} steps, {size / 1e6:.1f} MB")
 
         walls, cpus = [], []
         for _ in range(args.runs):
             c0, t0 = time.process_time(), time.perf_counter()
-            h = JobHistory(run)
+            h = JobHistory(run.path)
             got = h.poll()
             walls.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
@@ -71,9 +79,9 @@ def main() -> int:
               f"{statistics.median(walls) * 1000:.0f} ms wall  (CPU best {min(cpus) * 1000:.0f}"
               f" ms, median {statistics.median(cpus) * 1000:.0f} ms)")
 
-        with (run / "events.jsonl").open("a") as fh:
+        with EventWriter(run.path) as ev:
             for s in range(steps + 1, steps + 101):
-                fh.write(json.dumps(step_event(s, steps + 100)) + "\n")
+                ev.emit(EventType.STEP, **step_fields(s, steps + 100))
         t0 = time.perf_counter()
         got = h.poll()
         took = time.perf_counter() - t0

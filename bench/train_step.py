@@ -11,7 +11,6 @@ and text-encoder outputs, batch 1 and 4, bf16 and fp16: it/s, samples/s, peak VR
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,10 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from lorabake_tui.core.run.event_reader import read_all_events  # noqa: E402
+from lorabake_tui.core.run.events import EventType  # noqa: E402
+from lorabake_tui.core.run.folder import RunFolder  # noqa: E402
 
 CONFIG = """[general]
 base_model = "{model}"
@@ -89,13 +92,14 @@ def run_case(work: Path, *, model: str, res: int, batch: int, mp: str, dim: int,
         raise SystemExit(f"trainer failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     rss_kb = int(next(line.split()[1] for line in proc.stdout.splitlines()
                       if line.startswith("MAXRSS")))
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    ts = [e["t"] for e in events if e["type"] == "step"]
+    steps = [e for e in read_all_events(RunFolder(run_dir).events)
+             if e["type"] == EventType.STEP]
+    ts = [e["t"] for e in steps]
     warm = min(5, len(ts) // 3)  # the first steps pay for lazy initialisation
     gaps = [b - a for a, b in zip(ts[warm:], ts[warm + 1:], strict=False)]
     ms = statistics.median(gaps) * 1000
     mean_ms = (ts[-1] - ts[warm]) / max(1, len(ts) - warm - 1) * 1000
-    vram = [e["vram_gb"] for e in events if e["type"] == "step" and e["vram_gb"] is not None]
+    vram = [e["vram_gb"] for e in steps if e["vram_gb"] is not None]
     return {"case": case.name, "ms_median": ms, "ms_mean": mean_ms,
             "it_s": 1000 / mean_ms, "samples_s": batch * 1000 / mean_ms,
             "peak_rss_gb": rss_kb / 2**20, "peak_vram_gb": max(vram) if vram else None}

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.base.errors import LorabakeError
+from ..core.run.events import EventType
+from ..core.run.folder import STDOUT_LOG, TRAIN_LOG
 
 DESCRIPTION = """\
 Training jobs: each runs detached (closing the terminal or an SSH drop never stops it).
@@ -66,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("direction", choices=("up", "down", "top", "bottom"))
 
-    s = sub.add_parser("log", help="print a job's train.log (or its console output)")
+    s = sub.add_parser("log", help=f"print a job's {TRAIN_LOG} (or its console output)")
     s.add_argument("id")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
     s.add_argument("--stdout", action="store_true",
-                   help="the console output (stdout.log: tracebacks) instead of train.log")
+                   help=f"the console output ({STDOUT_LOG}: tracebacks) instead of {TRAIN_LOG}")
     s.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines")
 
     s = sub.add_parser("follow", help="follow an external kohya sd-scripts run by its log")
@@ -104,8 +106,8 @@ def main(argv: list[str]) -> int:
 # ---- list ----------------------------------------------------------------------------------
 
 def _latest_step(job) -> dict | None:
+    from ..core.run.event_reader import last_event
     from ..jobs.kohya_log import latest_kohya_step
-    from ..jobs.tail import last_event
 
     if job.status == "queued":
         return None
@@ -113,9 +115,9 @@ def _latest_step(job) -> dict | None:
         return latest_kohya_step(job.log_path) if job.log_path else None
     if job.finished and job.ended:
         # a later attempt (resume) may write on in the same events.jsonl: this one's last
-        return last_event(job.events_path, "step",
+        return last_event(job.events_path, EventType.STEP,
                           where=lambda ev: ev.get("t", 0) <= job.ended)
-    return last_event(job.events_path, "step")
+    return last_event(job.events_path, EventType.STEP)
 
 
 def job_json(job) -> dict:
@@ -251,9 +253,9 @@ def _log_path(job, stdout: bool, follow: bool) -> Path | None:
     if follow and not stdout and job.kind == "lorabake":
         # the trainer creates train.log a moment after it starts: wait for it, rather than
         # settling for stdout.log
-        path = Path(job.run_dir) / "train.log"
+        path = job.folder.train_log
         return path if path.exists() else None
-    return job.log_file("stdout.log" if stdout else "train.log")
+    return job.log_file(STDOUT_LOG if stdout else TRAIN_LOG)
 
 
 def cmd_log(args, reg) -> int:
@@ -262,7 +264,7 @@ def cmd_log(args, reg) -> int:
     if path is None and not args.follow:
         raise LorabakeError(f"{job.id} has no log yet in {job.run_dir}")
     if args.lines is not None and path is not None:
-        from ..jobs.tail import tail_lines
+        from ..jobs.logs import tail_lines
 
         for line in tail_lines(path, args.lines):
             print(line)
@@ -305,7 +307,7 @@ def _follow_log(reg, job, path: Path | None, offset: int, stdout: bool,
         if not (job.active or job.status == "queued"):
             if path is not None:
                 _copy(path, offset, decoder)
-            elif (out := job.log_file("stdout.log")) is not None:
+            elif (out := job.log_file(STDOUT_LOG)) is not None:
                 _copy(out, 0, decoder)  # it ended before writing train.log: show why
             return 0
         time.sleep(interval)
@@ -317,8 +319,8 @@ def attach_plain(job_id: str, *, reg=None, interval: float = 1.0) -> int:
     """One progress line per second until the job ends (`attach --plain`, or output that
     is not a terminal)."""
     from ..jobs.control import open_registry
+    from ..jobs.history import JobHistory
     from ..jobs.notify import finish_message, progress_line
-    from ..jobs.tail import JobHistory
 
     own = reg is None
     reg = reg or open_registry()

@@ -18,10 +18,11 @@ from pathlib import Path
 from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
 from ..core.config.file import read_config_text, with_absolute_paths
+from ..core.run.folder import STATE_DIR, RunFolder
 from .paths import configs_dir
 from .procs import create_time, is_alive, send, send_group
-from .registry import ACTIVE, RESUMABLE, Job, Registry
 from .spawn import launch, trainer_command
+from .store import ACTIVE, RESUMABLE, Job, Registry
 from .supervisor import ensure_supervisor
 
 STOP_TIMEOUT_S = 60.0
@@ -111,7 +112,7 @@ def submit_text(text: str, *, base_dir: Path | str, source: str = "", name: str 
     with _registry(reg) as reg:
         if run_dir is not None:
             rd = Path(run_dir).expanduser().resolve()
-            if (rd / "events.jsonl").exists():
+            if RunFolder(rd).holds_run():
                 raise LorabakeError(f"{rd} already holds a run",
                                     "choose another --run-dir, or resume that run")
         else:
@@ -212,7 +213,7 @@ def resume(ref: str, *, start: bool = True, gpus: str | None = None,
             raise LorabakeError(f"{job.id} is {job.status}",
                                 "only stopped, failed or crashed jobs can be resumed")
         if not job.has_state:
-            raise LorabakeError(f"{job.id} has no saved state in {job.run_dir}/state",
+            raise LorabakeError(f"{job.id} has no saved state in {job.run_dir}/{STATE_DIR}",
                                 "it ended before its first save: start it again with "
                                 "`lorabake jobs start`")
         if other := _busy_with(reg, Path(job.run_dir)):

@@ -1,7 +1,7 @@
 """Following a kohya sd-scripts run from its console output (stdout+stderr in a file).
 
-The text becomes the same event dicts the trainer writes to events.jsonl, with fewer fields
-(a field kohya does not print is absent, never guessed):
+The text becomes the same event dicts the trainer writes to events.jsonl (core/run/events.py's
+types), with fewer fields (a field kohya does not print is absent, never guessed):
 - tqdm progress `steps:  12%|#2   | 120/1000 [01:02<07:40,  1.91it/s, avr_loss=0.0812]`
   -> step (step, total_steps, epoch once known, avg_loss, it_per_s, eta_s, elapsed_s)
 - `epoch 3/8`: kohya prints it as epoch 3 starts; later steps carry epoch 3, and (as the
@@ -23,6 +23,8 @@ import math
 import os
 import re
 from pathlib import Path
+
+from ..core.run.events import EndStatus, EventType
 
 _SPLIT = re.compile(rb"[\r\n]")
 _PROGRESS = re.compile(
@@ -127,12 +129,13 @@ class KohyaLogParser:
             return
         m = _SAVE.search(stripped)
         if m:
-            out.append({"type": "save", "path": m.group(1)})
+            out.append({"type": EventType.SAVE.value, "path": m.group(1)})
             return
         if _MODEL_SAVED.search(stripped):
             self._epoch_done(out)
             self.ended = True
-            out.append({"type": "end", "status": "done", "message": "model saved"})
+            out.append({"type": EventType.END.value, "status": EndStatus.DONE.value,
+                        "message": "model saved"})
             return
         if _TRACEBACK in stripped:
             self._in_traceback = True
@@ -142,9 +145,10 @@ class KohyaLogParser:
             self._in_traceback = False
             if stripped.startswith("KeyboardInterrupt"):
                 self.ended = True
-                out.append({"type": "end", "status": "stopped", "message": "interrupted"})
+                out.append({"type": EventType.END.value,
+                            "status": EndStatus.STOPPED.value, "message": "interrupted"})
             else:
-                out.append({"type": "error", "message": stripped})
+                out.append({"type": EventType.ERROR.value, "message": stripped})
             return
         for key, rx in _STARTUP.items():
             m = rx.search(stripped)
@@ -156,14 +160,14 @@ class KohyaLogParser:
         m = _TOTAL_STEPS.search(stripped)
         if m:
             self.total_steps = int(m.group(1))
-            out.append({"type": "start", "source": "kohya", "total_steps": self.total_steps,
-                        **self._startup})
+            out.append({"type": EventType.START.value, "source": "kohya",
+                        "total_steps": self.total_steps, **self._startup})
 
     def _epoch_done(self, out: list[dict]) -> None:
         """The epoch in progress has ended (the next one began, or the run finished)."""
         if self.epoch is None:
             return
-        ev: dict = {"type": "epoch", "epoch": self.epoch}
+        ev: dict = {"type": EventType.EPOCH.value, "epoch": self.epoch}
         if self.total_epochs is not None:
             ev["epochs"] = self.total_epochs
         if self._last_progress is not None:
@@ -177,7 +181,7 @@ class KohyaLogParser:
         if step == 0:
             return  # the bar drawn before the first step: nothing measured yet
         fields = [f.strip() for f in m.group("info").split(",")]
-        ev: dict = {"type": "step", "step": step, "total_steps": total}
+        ev: dict = {"type": EventType.STEP.value, "step": step, "total_steps": total}
         if self.epoch is not None:
             ev["epoch"] = self.epoch
         if fields and "<" in fields[0]:
@@ -207,7 +211,7 @@ class KohyaLogParser:
         out.append(ev)
         if nan_loss and not self._warned_nan:
             self._warned_nan = True
-            out.append({"type": "warning", "step": step, "message":
+            out.append({"type": EventType.WARNING.value, "step": step, "message":
                         "loss is NaN (kohya printed avr_loss=nan): fp16 overflow is the usual "
                         "cause; use bf16 mixed precision or an fp32 VAE"})
 
@@ -270,11 +274,12 @@ def kohya_outcome(path: Path | str, *, tail_bytes: int = 256 << 10) -> str | Non
     outcome = None
     for ev in parser.feed(data, final=True):
         typ = ev["type"]
-        if typ == "end":
+        if typ == EventType.END:
             outcome = ev["status"]
-        elif typ == "error":
-            outcome = "failed"
-        elif typ in ("start", "epoch") or (typ == "step" and outcome == "failed"):
+        elif typ == EventType.ERROR:
+            outcome = EndStatus.FAILED.value
+        elif typ in (EventType.START, EventType.EPOCH) or \
+                (typ == EventType.STEP and outcome == EndStatus.FAILED):
             outcome = None  # it went on after that (a handled traceback, or a new run)
     return outcome
 
@@ -288,5 +293,5 @@ def latest_kohya_step(path: Path | str, *, tail_bytes: int = 64 << 10) -> dict |
     if cut:
         first = _SPLIT.search(data)
         data = data[first.end():] if first else b""  # the first line is cut
-    steps = [ev for ev in KohyaLogParser().feed(data, final=True) if ev["type"] == "step"]
+    steps = [ev for ev in KohyaLogParser().feed(data, final=True) if ev["type"] == EventType.STEP]
     return steps[-1] if steps else None

@@ -7,8 +7,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .registry import ACTIVE, FINISHED, Job
-from .tail import JobHistory, last_event, last_lora_save
+from ..core.run.event_reader import last_event, last_lora_save
+from ..core.run.events import EventType
+from .history import JobHistory
+from .store import ACTIVE, FINISHED, Job
 
 SEVERITY = {"done": "information", "stopped": "warning", "failed": "error",
             "crashed": "error"}
@@ -44,7 +46,7 @@ def finish_notice(job: Job) -> Notice:
         where = f": {save['path']}" if save and save.get("path") else ""
         message = f"finished in {took}{where}"
     elif job.status == "stopped":
-        step = last_event(job.events_path, "step") if job.kind == "lorabake" else None
+        step = last_event(job.events_path, EventType.STEP) if job.kind == "lorabake" else None
         at = f" at step {step['step']}/{step.get('total_steps', '?')}" if step else ""
         message = f"stopped{at} after {took}; resume: lorabake jobs resume {job.id}"
     else:
@@ -95,8 +97,8 @@ def progress_line(job: Job, history: JobHistory | None = None) -> str:
         n, total = step.get("step"), step.get("total_steps")
         pct = f" ({100 * n / total:.0f}%)" if isinstance(n, int) and total else ""
         parts.append(f"step {n}/{total or '?'}{pct}")
-        epoch = (history.latest.get("epoch") or {}).get("epochs") or \
-            (history.latest.get("start") or {}).get("epochs")
+        epoch = (history.latest.get(EventType.EPOCH) or {}).get("epochs") or \
+            (history.latest.get(EventType.START) or {}).get("epochs")
         if step.get("epoch") is not None:
             parts.append(f"epoch {step['epoch']}" + (f"/{epoch}" if epoch else ""))
         for key, label, spec in (("loss", "loss", ".4f"), ("avg_loss", "avg", ".4f")):
@@ -113,6 +115,7 @@ def progress_line(job: Job, history: JobHistory | None = None) -> str:
             parts.append(f"ETA {duration(step['eta_s'])}")
     elif job.status in ACTIVE:
         parts.append("starting")
-    if history is not None and history.latest.get("warning") and job.status in ACTIVE:
-        parts.append(f"warning: {history.latest['warning'].get('message', '')}"[:80])
+    warning = history.latest.get(EventType.WARNING) if history is not None else None
+    if warning and job.status in ACTIVE:
+        parts.append(f"warning: {warning.get('message', '')}"[:80])
     return "  ".join(parts)

@@ -2,9 +2,9 @@
 
 Only a process's parent can learn its exit status, and the process that started a job (the
 UI, the CLI, the supervisor) may be long gone when the trainer ends. So the runner starts
-the trainer as its own child, waits for it, writes RUN_DIR/exit_code (atomically) and
-records the outcome in the registry. If the runner itself is killed, reconcile() finds the
-job's processes gone with no exit code and marks it crashed.
+the trainer as its own child, waits for it, writes RUN_DIR/exit_code (atomically; the name
+is core/run/folder.py's) and records the outcome in the registry. If the runner itself is
+killed, reconcile() finds the job's processes gone with no exit code and marks it crashed.
 
 A stop request (SIGTERM or SIGINT to the runner) is passed on to the trainer only, which
 finishes its step, saves its state and exits 3. Signalling the whole process group instead
@@ -23,17 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.base.atomic import atomic_write_text
+from ..core.run.launch import trainer_args
+from .logs import RUNNER_PREFIX
+from .outcome import describe_exit, finish_fields
 from .procs import create_time
-from .registry import (
-    ACTIVE,
-    EXIT_CODE_FILE,
-    RUNNER_PREFIX,
-    Registry,
-    describe_exit,
-    finish_fields,
-)
 from .spawn import trainer_command
+from .store import ACTIVE, Registry
 
 NO_TRAINER = 127  # like a shell: the command could not be started
 
@@ -51,9 +46,10 @@ def run(job_id: str, db: Path) -> int:
         return 2
     reg.transition(job.id, ACTIVE, pid=os.getpid(), pid_ctime=create_time(os.getpid()),
                    pgid=os.getpgrp())
-    run_dir = Path(job.run_dir)
+    run = job.folder
     cmd = list(job.command or trainer_command())
-    cmd += ["--resume", str(run_dir)] if job.resume else [job.config, "--run-dir", str(run_dir)]
+    cmd += trainer_args(resume=run.path) if job.resume else \
+        trainer_args(config=job.config, run_dir=run.path)
 
     child: list[subprocess.Popen] = []
     pending: list[int] = []
@@ -80,7 +76,7 @@ def run(job_id: str, db: Path) -> int:
             proc.send_signal(signal.SIGTERM)
         reg.transition(job.id, ACTIVE, child_pid=proc.pid, child_ctime=create_time(proc.pid))
         code = proc.wait()
-    atomic_write_text(run_dir / EXIT_CODE_FILE, f"{code}\n")
+    run.write_exit_code(code)
     _record(reg, job.id, code)
     _say(job.id, f"trainer ended: {describe_exit(code)}")
     reg.close()

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from ..core.base.errors import LorabakeError
 from .procs import create_time
-from .registry import ACTIVE, EXIT_CODE_FILE, Job, Registry
+from .store import ACTIVE, Job, Registry
 
 TRAINER_ENV = "LORABAKE_TRAINER_CMD"
 
 
 def trainer_command() -> list[str]:
-    """The trainer's argv before `CONFIG --run-dir DIR` / `--resume DIR`;
+    """The trainer's argv before its arguments (core/run/launch.py's trainer_args);
     $LORABAKE_TRAINER_CMD (split like a shell would) replaces it, e.g. for tests."""
     import shlex
 
@@ -52,18 +52,16 @@ def detached(argv: list[str], *, log: Path, cwd: Path | str | None = None,
 def launch(reg: Registry, job: Job) -> Job:
     """Start the runner of a job already marked running (claimed) in the registry. On
     failure the job becomes failed and LorabakeError says why."""
-    run_dir = Path(job.run_dir)
+    run = job.folder
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if job.gpus:
         env["CUDA_VISIBLE_DEVICES"] = job.gpus
-    cwd = job.workdir if job.workdir and Path(job.workdir).is_dir() else run_dir
+    cwd = job.workdir if job.workdir and Path(job.workdir).is_dir() else run.path
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # an exit code left by an earlier attempt in this run dir must not be read as ours
-        (run_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.clear_exit_code()  # an earlier attempt's in this run dir must not be read as ours
         proc, ctime = detached([sys.executable, "-m", "lorabake_tui.jobs.runner", job.id,
-                                "--db", str(reg.path)], log=run_dir / "stdout.log", cwd=cwd,
-                               env=env)
+                                "--db", str(reg.path)], log=run.stdout_log, cwd=cwd, env=env)
     except OSError as exc:
         msg = f"could not start: {exc.strerror or exc}"
         reg.transition(job.id, ACTIVE, status="failed", ended=time.time(), last_message=msg)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ..core.base.errors import LorabakeError
 from .paths import db_path, ensure_state_dir, lock_path
-from .registry import ACTIVE, Job, Registry
 from .spawn import launch, spawn_supervisor
+from .store import ACTIVE, Job, Registry
 
 POLL_ENV = "LORABAKE_SUPERVISOR_POLL"
 DEFAULT_POLL_S = 1.0

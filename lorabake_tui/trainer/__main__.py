@@ -1,6 +1,7 @@
 """`python -m lorabake_tui.trainer CONFIG` and `accelerate launch -m lorabake_tui.trainer
-CONFIG`: train a LoRA. Exit codes: see core/exit_codes.py (0 done, 1 failed, 2 config error,
-3 stopped with state saved, 4 out of memory, 5 non-finite loss)."""
+CONFIG`: train a LoRA. Arguments: core/run/launch.py (shared with `lorabake train`); exit
+codes: core/run/exit_codes.py (0 done, 1 failed, 2 config error, 3 stopped with state saved,
+4 out of memory, 5 non-finite loss)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,13 @@ import traceback
 from pathlib import Path
 
 from ..core.run import exit_codes
+from ..core.run.events import EndStatus, EventType
+from ..core.run.folder import CONFIG_SNAPSHOT, TRAIN_LOG, RunFolder
+from ..core.run.launch import trainer_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m lorabake_tui.trainer",
-        description="Train a SD 1.5 LoRA/LoCon from a lorabake config. SIGTERM or Ctrl+C "
-                    "finishes the step, saves state and a LoRA, and exits 3; --resume RUN_DIR "
-                    "continues. " + exit_codes.help_line())
-    p.add_argument("config", nargs="?", help="the training config (TOML)")
-    p.add_argument("--run-dir", help="where this run writes (default: "
-                   "OUTPUT_DIR/OUTPUT_NAME-YYYYmmdd-HHMMSS)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run "
-                   "from its saved state, with its own config")
-    return p
+    return trainer_parser("python -m lorabake_tui.trainer")
 
 
 def _new_run_dir(cfg) -> Path:
@@ -78,9 +72,10 @@ def _main(args, previous: dict) -> int:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if args.resume:
             run_dir = Path(args.resume)
-            snapshot = run_dir / "config.toml"
+            snapshot = run_dir / CONFIG_SNAPSHOT
             if not snapshot.is_file():
-                raise LorabakeError(f"{run_dir}: not a lorabake run folder (no config.toml)")
+                raise LorabakeError(f"{run_dir}: not a lorabake run folder "
+                                    f"(no {CONFIG_SNAPSHOT})")
             if find_state(run_dir) is None:
                 raise LorabakeError(f"{run_dir}: no saved state to resume from",
                                     "a run saves state when stopped, or with "
@@ -95,7 +90,7 @@ def _main(args, previous: dict) -> int:
             run_dir = _same_on_all_ranks(run_dir.resolve())
             rank0 = int(os.environ.get("RANK", "0")) == 0
             # only the main process checks: the others would see its fresh events.jsonl
-            if rank0 and (run_dir / "events.jsonl").exists():
+            if rank0 and RunFolder(run_dir).holds_run():
                 raise LorabakeError(f"{run_dir} already holds a run",
                                     f"continue it with --resume {run_dir}, or pick another "
                                     "--run-dir")
@@ -113,15 +108,16 @@ def _main(args, previous: dict) -> int:
         text = traceback.format_exc()
         print(text, file=sys.stderr)
         try:
-            with open(Path(trainer.run_dir) / "train.log", "a", encoding="utf-8") as fh:
+            with open(Path(trainer.run_dir) / TRAIN_LOG, "a", encoding="utf-8") as fh:
                 fh.write(text)
-            from .events import EventWriter
+            from ..core.run.event_writer import EventWriter
 
             if int(os.environ.get("RANK", "0")) == 0:
                 with EventWriter(trainer.run_dir) as ev:
                     last = text.strip().splitlines()[-1]
-                    ev.emit("error", message=last)
-                    ev.emit("end", status="failed", message=last, exit_code=exit_codes.FAILED)
+                    ev.emit(EventType.ERROR, message=last)
+                    ev.emit(EventType.END, status=EndStatus.FAILED, message=last,
+                            exit_code=exit_codes.FAILED)
         except OSError:
             pass
         return exit_codes.FAILED

@@ -30,6 +30,8 @@ from ..core.base.project_files import ProjectFiles
 from ..core.captions.processing import CaptionRules, process_caption
 from ..core.config.file import with_absolute_paths
 from ..core.run import exit_codes
+from ..core.run.events import STATE_SAVE, EndStatus, EventType
+from ..core.run.folder import CONFIG_SNAPSHOT, final_lora_name, rank_checksum_name
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, encode_pixels
@@ -52,7 +54,6 @@ from .state import Progress, find_state, load_adapters, load_into, read_progress
 from .text import encode, tokenize
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
-CONFIG_SNAPSHOT = "config.toml"
 
 
 class NonFiniteLoss(Exception):
@@ -206,7 +207,7 @@ class Trainer:
         torch.manual_seed(seed)
         random.seed(seed)
         st = self._prepare(acc, seed)
-        self.log.event("start", **self._start_summary(st))
+        self.log.event(EventType.START, **self._start_summary(st))
         d = st.data
         self.log.line(f"{len(d.samples)} image(s), {d.num_train_images} training and "
                       f"{d.num_reg_images} regularization sample(s) per epoch, "
@@ -260,7 +261,7 @@ class Trainer:
             self._end_of_epoch(st, epoch, step)
             if step >= st.total:
                 break
-        final = self._save_lora(f"{self.cfg.output_name}.safetensors", st,
+        final = self._save_lora(final_lora_name(self.cfg.output_name), st,
                                 epoch=st.progress.epoch, finished=True)
         if s.saving.save_state:
             self._save_state(st)
@@ -486,7 +487,7 @@ class Trainer:
             vram = _gb(torch.cuda.max_memory_allocated(st.acc.device))
         window = st.losses[-100:]
         avg = sum(window) / len(window)
-        self.log.event("step", step=step, total_steps=st.total, epoch=epoch + 1, loss=loss,
+        self.log.event(EventType.STEP, step=step, total_steps=st.total, epoch=epoch + 1, loss=loss,
                        avg_loss=avg, lr=current_lrs(st.opt), it_per_s=round(it_s, 4),
                        samples_per_s=round(it_s * samples_per_step, 4),
                        eta_s=round((st.total - step) / it_s, 1), vram_gb=vram)
@@ -499,7 +500,7 @@ class Trainer:
         s, p = self.s, st.progress
         p.epoch, p.batch, p.epoch_losses = epoch + 1, 0, []
         avg = sum(st.losses) / len(st.losses) if st.losses else None
-        self.log.event("epoch", epoch=epoch + 1, epochs=st.epochs, step=step, avg_loss=avg)
+        self.log.event(EventType.EPOCH, epoch=epoch + 1, epochs=st.epochs, step=step, avg_loss=avg)
         self.log.line(f"epoch {epoch + 1}/{st.epochs} done, average loss "
                       f"{avg if avg is None else round(avg, 5)}")
         final = step >= st.total or epoch + 1 == st.epochs
@@ -563,8 +564,8 @@ class Trainer:
                                   SAVE_DTYPES[self.s.saving.precision])
             size = write_lora(path, tensors, self._metadata(st, epoch=epoch, finished=finished))
             self.files.append(path)
-            self.log.event("save", path=str(path), step=st.progress.step, epoch=epoch,
-                           bytes=size)
+            self.log.event(EventType.SAVE, path=str(path), step=st.progress.step,
+                           epoch=epoch, bytes=size)
             self.log.line(f"saved {path}")
         acc.wait_for_everyone()
         return path
@@ -581,7 +582,8 @@ class Trainer:
             path = save_state(self.run_dir, st.progress, adapters=adapters,
                               optimizer=_inner(st.opt, "optimizer"),
                               scheduler=_inner(st.lr_sched, "scheduler"), scaler=acc.scaler)
-            self.log.event("save", path=str(path), kind="state", step=st.progress.step)
+            self.log.event(EventType.SAVE, path=str(path), kind=STATE_SAVE,
+                           step=st.progress.step)
             self.log.line(f"state saved at step {st.progress.step}")
         acc.wait_for_everyone()
 
@@ -633,16 +635,17 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - a failed preview must not end the run
             self.log.warning(f"sampling failed: {exc}")
         else:
-            self.log.event("sample", epoch=epoch, paths=[str(p) for p in paths])
+            self.log.event(EventType.SAMPLE, epoch=epoch, paths=[str(p) for p in paths])
         acc.wait_for_everyone()
 
     def _end(self, code: int, message: str) -> Outcome:
-        status = {exit_codes.DONE: "done", exit_codes.STOPPED: "stopped"}.get(code, "failed")
+        status = {exit_codes.DONE: EndStatus.DONE,
+                  exit_codes.STOPPED: EndStatus.STOPPED}.get(code, EndStatus.FAILED)
         if code not in (exit_codes.DONE, exit_codes.STOPPED):
             self.log.error(message)
         else:
             self.log.line(message)
-        self.log.event("end", status=status, message=message, exit_code=code)
+        self.log.event(EventType.END, status=status, message=message, exit_code=code)
         return Outcome(code, message, self.files)
 
     def _rank_checksum(self, st: RunState) -> None:
@@ -656,7 +659,8 @@ class Trainer:
             for name, p in sorted(model.named_parameters()):
                 if "lora_" in name:
                     h.update(p.detach().float().cpu().numpy().tobytes())
-        atomic_write_text(self.run_dir / f"rank{st.acc.process_index}.sha256", h.hexdigest())
+        atomic_write_text(self.run_dir / rank_checksum_name(st.acc.process_index),
+                          h.hexdigest())
 
 
 def write_snapshot(cfg: RunConfig, run_dir: Path) -> None:

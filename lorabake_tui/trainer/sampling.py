@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..core.config.schema import TrainingSettings
+from ..core.run.folder import RunFolder, sample_name
 
 _OPT = re.compile(r"\s--([nwhsld])\s+")
 
@@ -53,7 +54,7 @@ def sample_images(model, unet, text_encoder, settings: TrainingSettings, output_
         scheduler=EulerAncestralDiscreteScheduler.from_config(model.noise_scheduler.config),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    out_dir = Path(run_dir) / "samples"
+    out_dir = RunFolder(run_dir).samples
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     seed = settings.general.seed
@@ -67,7 +68,7 @@ def sample_images(model, unet, text_encoder, settings: TrainingSettings, output_
                          width=p["width"], height=p["height"], num_inference_steps=p["steps"],
                          guidance_scale=p["scale"], generator=g,
                          clip_skip=clip_skip - 1 if clip_skip > 1 else None).images[0]
-            path = out_dir / f"{output_name}-e{epoch:06d}-{i:02d}.png"
+            path = out_dir / sample_name(output_name, epoch, i)
             image.save(path)
             paths.append(path)
     finally:

@@ -1,13 +1,14 @@
-"""Writing LoRA files: kohya layout, header metadata, hashes, atomic, keep-last-N."""
+"""Writing LoRA files: kohya layout, header metadata, hashes, atomic, keep-last-N. Their
+names in the run folder are core/run/folder.py's."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from pathlib import Path
 
 from ..core.base.atomic import atomic_write_bytes
+from ..core.run.folder import epoch_lora_name, epoch_of_lora, step_lora_name
 
 
 def _data_part(blob: bytes) -> bytes:
@@ -34,21 +35,17 @@ def write_lora(path: Path, tensors: dict, metadata: dict[str, str]) -> int:
     return len(blob)
 
 
-def epoch_file(name: str, epoch: int) -> str:
-    return f"{name}-{epoch:06d}.safetensors"
-
-
-def step_file(name: str, step: int) -> str:
-    return f"{name}-step{step:08d}.safetensors"
+# the loop's names for them
+epoch_file = epoch_lora_name
+step_file = step_lora_name
 
 
 def prune_epoch_files(run_dir: Path, name: str, keep_last: int) -> list[Path]:
     """Remove this run's older per-epoch files beyond the newest `keep_last` (0: keep all)."""
     if keep_last <= 0:
         return []
-    pattern = re.compile(rf"^{re.escape(name)}-(\d{{6}})\.safetensors$")
-    files = sorted((int(m.group(1)), p) for p in Path(run_dir).iterdir()
-                   if (m := pattern.match(p.name)))
+    files = sorted((epoch, p) for p in Path(run_dir).iterdir()
+                   if (epoch := epoch_of_lora(name, p.name)) is not None)
     removed = []
     for _, p in files[:-keep_last]:
         p.unlink(missing_ok=True)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-STATE = "state"
-OLD = "state.old"
+from ..core.run.folder import STATE_DIR, STATE_OLD_DIR, STATE_TMP_PREFIX
+
 FORMAT = 1
 
 
@@ -57,7 +57,7 @@ def _save_torch(obj, path: Path) -> None:
 def save_state(run_dir: Path, progress: Progress, *, adapters: dict[str, dict], optimizer,
                scheduler, scaler=None) -> Path:
     run_dir = Path(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=run_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=STATE_TMP_PREFIX, dir=run_dir))
     try:
         for name, tensors in adapters.items():
             if tensors:
@@ -82,7 +82,7 @@ def save_state(run_dir: Path, progress: Progress, *, adapters: dict[str, dict], 
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
-        state, old = run_dir / STATE, run_dir / OLD
+        state, old = run_dir / STATE_DIR, run_dir / STATE_OLD_DIR
         if state.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -98,7 +98,7 @@ def save_state(run_dir: Path, progress: Progress, *, adapters: dict[str, dict], 
 
 def find_state(run_dir: Path) -> Path | None:
     """The newest complete state of a run (a crash during the swap leaves it in state.old)."""
-    for name in (STATE, OLD):
+    for name in (STATE_DIR, STATE_OLD_DIR):
         p = Path(run_dir) / name
         if (p / "progress.json").is_file():
             return p

@@ -80,7 +80,7 @@ class LorabakeApp(App[int]):
             self.run_worker(self._read_jobs, thread=True, group="job-watch", exclusive=True)
 
     def _read_jobs(self) -> None:
-        from ..jobs.registry import Registry
+        from ..jobs.store import Registry
 
         try:
             with Registry() as reg:

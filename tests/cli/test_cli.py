@@ -403,15 +403,30 @@ def test_balance_help_lists_options(capsys):
         assert word in out
 
 
-def test_train_help_lists_every_exit_code(capsys):
+def test_both_train_helps_list_every_exit_code_and_the_same_arguments(capsys):
     from lorabake_tui.core.run import exit_codes
+    from lorabake_tui.trainer.__main__ import main as trainer_main
 
+    outs = []
+    for run in (lambda: main(["train", "--help"]), lambda: trainer_main(["--help"])):
+        with pytest.raises(SystemExit) as exc:
+            run()
+        assert exc.value.code == 0
+        outs.append(" ".join(capsys.readouterr().out.split()))  # argparse wraps lines
+    for out in outs:
+        for code, name in exit_codes.NAMES.items():
+            assert f"{code} {name}" in out
+        assert "--run-dir RUN_DIR where this run writes" in out
+        assert "--resume RUN_DIR continue a stopped or crashed run" in out
+    assert "--detach" in outs[0] and "--detach" not in outs[1]  # lorabake train's own
+
+
+def test_train_without_config_or_resume_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--help"])
-    assert exc.value.code == 0
-    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for code, name in exit_codes.NAMES.items():
-        assert f"{code} {name}" in out
+        main(["train"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "lorabake train: error: give a CONFIG or --resume RUN_DIR" in err
 
 
 # ---- the real executable ------------------------------------------------------------------

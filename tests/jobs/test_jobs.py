@@ -18,12 +18,14 @@ import pytest
 from lorabake_tui.cli import main as cli_main
 from lorabake_tui.cli.jobs import attach_plain
 from lorabake_tui.core.base.errors import LorabakeError
+from lorabake_tui.core.run.event_reader import last_event, read_all_events
 from lorabake_tui.jobs import control
+from lorabake_tui.jobs.history import JobHistory
+from lorabake_tui.jobs.logs import tail_lines
 from lorabake_tui.jobs.notify import FinishWatcher, finish_message, progress_line
 from lorabake_tui.jobs.procs import create_time, is_alive
-from lorabake_tui.jobs.registry import Registry
+from lorabake_tui.jobs.store import Registry
 from lorabake_tui.jobs.supervisor import gpu_set, supervisor_pid
-from lorabake_tui.jobs.tail import JobHistory, last_event, tail_lines
 
 from ..support.paths import FAKE_TRAINER, REPO
 
@@ -107,8 +109,7 @@ def _cli_out(argv: list[str]) -> str:
 
 
 def step_numbers(run_dir: Path) -> list[int]:
-    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-    return [e["step"] for e in events if e["type"] == "step"]
+    return [e["step"] for e in read_all_events(run_dir / "events.jsonl") if e["type"] == "step"]
 
 
 # ---- starting, stopping, resuming ----------------------------------------------------------
@@ -261,7 +262,7 @@ def test_reconcile_detects_pid_reuse_and_reads_exit_codes(jobenv, tmp_path):
 def test_the_registry_is_shared_by_concurrent_processes(tmp_path):
     db = tmp_path / "jobs.sqlite"
     Registry(db).close()
-    code = (f"from lorabake_tui.jobs.registry import Registry\nreg = Registry({str(db)!r})\n"
+    code = (f"from lorabake_tui.jobs.store import Registry\nreg = Registry({str(db)!r})\n"
             "for i in range(40):\n"
             "    job = reg.add(status='queued', run_dir=f'/x/{i}')\n"
             "    reg.update(job.id, last_message='seen')\n"
@@ -492,7 +493,7 @@ def test_a_kohya_run_without_pid_ends_when_its_log_says_so(jobenv, tmp_path):
     assert control.remove(follow_again.id).kind == "kohya"  # un-follow
 
 
-# ---- JobHistory and the tail helpers -------------------------------------------------------
+# ---- JobHistory and the log tail -----------------------------------------------------------
 
 def write_history(path: Path, steps: int) -> int:
     """A realistic events.jsonl: start, a step per line, epoch/save every 1000, warnings."""
@@ -567,17 +568,11 @@ def test_job_history_skips_a_torn_line_and_restarts_on_truncation(tmp_path):
     assert JobHistory(tmp_path / "nothing").poll() == 0
 
 
-def test_tail_helpers_read_from_the_end(tmp_path):
+def test_tail_lines_reads_from_the_end(tmp_path):
     log = tmp_path / "x.log"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(100_000)) + b"tqdm 1\rtqdm 2")
     assert tail_lines(log, 3) == ["line 99998", "line 99999", "tqdm 2"]
     assert tail_lines(tmp_path / "none.log", 3) == []
-    ev = tmp_path / "events.jsonl"
-    rows = [{"type": "step", "step": i} for i in range(5000)] + [{"type": "save", "path": "p"}]
-    ev.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"type": "step", "st')
-    assert last_event(ev, "step") == {"type": "step", "step": 4999}
-    assert last_event(ev) == {"type": "save", "path": "p"}
-    assert last_event(ev, "end") is None
 
 
 def test_finish_watcher_reports_each_end_once(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lorabake_tui.core.run.event_reader import read_all_events
 from lorabake_tui.jobs import control
 
 from ..support.train_fixtures import make_dataset, write_config
@@ -23,8 +24,7 @@ pytest.importorskip("torch")
 
 
 def steps_in(run_dir: Path) -> list[int]:
-    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-    return [e["step"] for e in events if e["type"] == "step"]
+    return [e["step"] for e in read_all_events(run_dir / "events.jsonl") if e["type"] == "step"]
 
 
 @pytest.mark.usefixtures("jobenv")
@@ -70,7 +70,7 @@ def test_a_job_outlives_the_workbench_and_its_tmux_session(tmp_path):
     subprocess.run(["tmux", "new", "-d", "-s", session, "-x", "160", "-y", "48", ui],
                    check=True)
     try:
-        from lorabake_tui.jobs.registry import Registry
+        from lorabake_tui.jobs.store import Registry
 
         def screen() -> str:
             return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],

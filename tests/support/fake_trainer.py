@@ -1,5 +1,6 @@
-"""A stand-in for `python -m lorabake_tui.trainer`: the same arguments, exit codes and run-dir
-files (events.jsonl, train.log, state/, a LoRA file), no torch, steps of a few ms.
+"""A stand-in for `python -m lorabake_tui.trainer`: the same arguments (its parser), exit codes,
+run-dir files (events.jsonl through the same writer, train.log, state/, a LoRA file) and
+event schema, no torch, steps of a few ms.
 
     fake_trainer.py CONFIG --run-dir DIR     |     fake_trainer.py --resume DIR
 
@@ -12,7 +13,6 @@ SIGTERM/SIGINT: finish the step, write state/, exit 3. Resume reads state/step.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -21,13 +21,15 @@ import time
 import tomllib
 from pathlib import Path
 
-from lorabake_tui.trainer.events import EventWriter
-
-STOPPED = 3
+from lorabake_tui.core.run.event_writer import EventWriter
+from lorabake_tui.core.run.events import STATE_SAVE, EndStatus, EventType
+from lorabake_tui.core.run.exit_codes import DONE, STOPPED
+from lorabake_tui.core.run.folder import RunFolder, final_lora_name, step_lora_name
+from lorabake_tui.core.run.launch import trainer_parser
 
 
 def save_state(run_dir: Path, step: int) -> None:
-    state = run_dir / "state"
+    state = RunFolder(run_dir).state
     state.mkdir(exist_ok=True)
     tmp = state / "step.tmp"
     tmp.write_text(f"{step}\n")
@@ -35,21 +37,16 @@ def save_state(run_dir: Path, step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("config", nargs="?")
-    p.add_argument("--run-dir")
-    p.add_argument("--resume")
-    args = p.parse_args(argv)
+    args = trainer_parser("fake_trainer.py").parse_args(argv)
     if args.resume:
-        run_dir = Path(args.resume)
-        config = run_dir / "config.toml"
-        first = int((run_dir / "state" / "step").read_text()) + 1
+        run = RunFolder(args.resume)
+        first = int((run.state / "step").read_text()) + 1
     else:
-        run_dir = Path(args.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = run_dir / "config.toml"
-        shutil.copyfile(args.config, config)
+        run = RunFolder(args.run_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.config, run.config_snapshot)
         first = 1
+    run_dir, config = run.path, run.config_snapshot
     fake = tomllib.loads(config.read_text()).get("fake", {})
     steps = int(fake.get("steps", 5))
     delay = float(fake.get("delay", 0.02))
@@ -62,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
 
-    log = open(run_dir / "train.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    log = open(run.train_log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
     with EventWriter(run_dir) as ev:
-        ev.emit("start", total_steps=steps, resumed_from=first - 1,
+        ev.emit(EventType.START, total_steps=steps, resumed_from=first - 1,
                 cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), cwd=os.getcwd())
         log.write(f"start: {steps} steps from {first}\n")
         print(f"fake trainer: {steps} steps from {first}", flush=True)
@@ -75,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
                 os.kill(os.getpid(), signal.SIGKILL)
             if fake.get("fail") and step == int(fake.get("fail_at", 2)):
                 code = int(fake.get("exit_code", 1))
-                ev.emit("error", message=f"fake failure at step {step}")
-                ev.emit("end", status="failed", message="fake failure")
+                ev.emit(EventType.ERROR, message=f"fake failure at step {step}")
+                ev.emit(EventType.END, status=EndStatus.FAILED, message="fake failure",
+                        exit_code=code)
                 log.write(f"error: fake failure at step {step}\n")
                 print("Traceback (most recent call last):\nRuntimeError: fake failure",
                       file=sys.stderr, flush=True)
                 return code
             loss = 0.1 + 0.05 / step
             rate = (step - first + 1) / max(time.time() - t0, 1e-6)
-            ev.emit("step", step=step, total_steps=steps, epoch=1 + (step - 1) * 2 // steps,
+            ev.emit(EventType.STEP, step=step, total_steps=steps, epoch=1 + (step - 1) * 2 // steps,
                     loss=round(loss, 5), avg_loss=round(loss + 0.01, 5), lr=[1e-4, 5e-5],
                     it_per_s=round(rate, 3), samples_per_s=round(2 * rate, 3),
                     eta_s=round((steps - step) / rate, 2), vram_gb=None)
@@ -94,20 +92,21 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.02)
             if stop:
                 save_state(run_dir, step)
-                out = run_dir / f"fake-step{step:06d}.safetensors"
+                out = run_dir / step_lora_name("fake", step)
                 out.write_bytes(b"fake")
-                ev.emit("save", path=str(out))
-                ev.emit("end", status="stopped", message=f"stopped at step {step}")
+                ev.emit(EventType.SAVE, path=str(out), step=step)
+                ev.emit(EventType.END, status=EndStatus.STOPPED,
+                        message=f"stopped at step {step}", exit_code=STOPPED)
                 log.write(f"stopped at step {step}\n")
                 return STOPPED
-        out = run_dir / "fake.safetensors"
+        out = run_dir / final_lora_name("fake")
         out.write_bytes(b"fake")
-        ev.emit("save", path=str(out))
+        ev.emit(EventType.SAVE, path=str(out), step=steps)
         save_state(run_dir, steps)
-        ev.emit("save", path=str(run_dir / "state"), kind="state", step=steps)  # as the trainer
-        ev.emit("end", status="done", message="done")
+        ev.emit(EventType.SAVE, path=str(run.state), kind=STATE_SAVE, step=steps)  # as the trainer
+        ev.emit(EventType.END, status=EndStatus.DONE, message="done", exit_code=DONE)
         log.write("done\n")
-    return 0
+    return DONE
 
 
 if __name__ == "__main__":

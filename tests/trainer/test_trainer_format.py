@@ -1,5 +1,5 @@
 """The trainer's output formats: kohya LoRA keys with per-module alpha on a real SD1.5-shaped
-tiny model, header metadata and hashes, and the events.jsonl stream."""
+tiny model, header metadata and hashes (the events.jsonl stream: tests/core/run)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lorabake_tui.trainer.events import EventWriter, read_events  # noqa: E402
 from lorabake_tui.trainer.kohya_format import (  # noqa: E402
     TE_PREFIX,
     UNET_PREFIX,
@@ -144,22 +143,3 @@ def test_metadata_is_all_strings_and_hashes_follow_the_definitions(tmp_path):
 def test_stringify():
     assert stringify({"a": True, "b": None, "c": [1], "d": 1.5}) == {
         "a": "True", "b": "None", "c": "[1]", "d": "1.5"}
-
-
-def test_events_are_whole_lines_and_resume_from_an_offset(tmp_path):
-    with EventWriter(tmp_path) as ev:
-        ev.emit("start", total_steps=10)
-        ev.emit("step", step=1, total_steps=10, loss=0.1)
-        events, offset = read_events(ev.path)
-        assert [e["type"] for e in events] == ["start", "step"]
-        ev.emit("end", status="done", message="ok")
-    more, _ = read_events(tmp_path / "events.jsonl", offset)
-    assert [e["type"] for e in more] == ["end"]
-    with open(tmp_path / "events.jsonl", "a") as fh:
-        fh.write('{"type": "step", "st')  # a line being written
-    partial, off2 = read_events(tmp_path / "events.jsonl", offset)
-    assert len(partial) == 1 and off2 < (tmp_path / "events.jsonl").stat().st_size
-    with pytest.raises(ValueError):
-        EventWriter(tmp_path).emit("end", status="maybe")
-    with pytest.raises(ValueError):
-        EventWriter(tmp_path).emit("step", loss=float("nan"))

@@ -13,8 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lorabake_tui.core.run import exit_codes  # noqa: E402
+from lorabake_tui.core.run.event_reader import read_all_events  # noqa: E402
+from lorabake_tui.core.run.folder import RunFolder  # noqa: E402
 from lorabake_tui.trainer.__main__ import main as train_main  # noqa: E402
-from lorabake_tui.trainer.events import read_events  # noqa: E402
 
 from ..support.train_fixtures import make_dataset, write_config  # noqa: E402
 
@@ -32,7 +33,7 @@ def run(cfg, run_dir, *extra) -> int:
 
 
 def events(run_dir):
-    return read_events(run_dir / "events.jsonl")[0]
+    return read_all_events(RunFolder(run_dir).events)
 
 
 def read_lora(path):

@@ -110,7 +110,7 @@ async def test_form_edits_one_line_and_keeps_comments(small_dataset):
 
 @pytest.mark.usefixtures("jobenv")
 async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path):
-    from lorabake_tui.jobs.registry import Registry
+    from lorabake_tui.jobs.store import Registry
     from lorabake_tui.ui.screens.train import TrainScreen
 
     state = Path(os.environ["LORABAKE_STATE_DIR"])

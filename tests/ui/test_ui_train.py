@@ -21,8 +21,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from lorabake_tui.jobs.procs import is_alive
-from lorabake_tui.jobs.queue import enqueue, list_queue
-from lorabake_tui.jobs.registry import Registry
+from lorabake_tui.jobs.store import Registry
 from lorabake_tui.jobs.supervisor import supervisor_pid
 from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.launch import job_project, make_attached_app
@@ -217,17 +216,13 @@ async def test_sample_images_show_as_thumbnails(jobenv, small_dataset, tmp_path)
         assert strip.outer_size.height == 10  # its own height over the concept strip's 12
 
 
-async def test_attach_opens_on_the_job_and_old_queue_snapshots_submit(jobenv, small_dataset,
-                                                                      tmp_path, monkeypatch):
+async def test_attach_opens_on_the_job_and_a_queues_the_config_once_there_is_one(
+        jobenv, small_dataset, tmp_path, monkeypatch):
     # two finished jobs; attach picks the older one
     with Registry() as reg:
         for name in ("old", "new"):
             reg.add(kind="lorabake", name=name, status="done", run_dir=str(tmp_path / name),
                     created=time.time(), ended=time.time())
-    # a config queued from the Config screen before jobs existed (a dataset queue snapshot)
-    snap_cfg = write_config(small_dataset, steps=3, delay=0.01).read_text()
-    config_path(small_dataset).unlink()
-    enqueue(small_dataset, snap_cfg, "snap")
     app = make_attached_app(small_dataset, "j-0001", images="none", save_settings=False)
     app.settings.notify_on_finish = False
     bells = []
@@ -237,19 +232,17 @@ async def test_attach_opens_on_the_job_and_old_queue_snapshots_submit(jobenv, sm
         assert isinstance(screen, TrainScreen)
         await until(pilot, lambda: screen.job, "the attached job")
         assert screen.job.id == "j-0001" and screen.job.name == "old"
-        snaps = screen.query_one("#train-queue")
-        await until(pilot, lambda: snaps.display, "the dataset queue")
-        await pilot.press("a")  # the job list has focus: the project config, which is gone
+        await pilot.press("a")  # the project has no training config yet
         await pilot.pause()
         assert "no training config" in list(app._notifications)[-1].message
-        await pilot.press("tab")  # to the snapshots
-        assert app.focused is snaps
+        with Registry() as reg:
+            assert len(reg.jobs()) == 2  # nothing was queued
+        cfg = write_config(small_dataset, steps=3, delay=0.01)
         await pilot.press("a")
-        new = await until(pilot, lambda: screen.job.source.endswith("-snap.toml") and
-                          screen.job, "the snapshot's job")
+        new = await until(pilot, lambda: screen.job.id == "j-0003" and screen.job,
+                          "the config's job")
+        assert new.source == str(cfg.resolve())
         await until(pilot, lambda: screen.job.status == "done", "it to finish")
-        assert list_queue(small_dataset) == []  # moved into the registry
-        assert new.id == "j-0003"
         await pilot.pause(2.5)  # another list refresh: the watcher has seen it end
         assert bells == []  # notify_on_finish off
         await pilot.press("question_mark")  # every key of the screen, with its description

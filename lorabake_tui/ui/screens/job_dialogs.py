@@ -15,8 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Log, Static
 
-from ...jobs.registry import Job
-from ...jobs.tail import tail_lines
+from ...core.run.folder import LOG_FILES, STDOUT_LOG, TRAIN_LOG
+from ...jobs.logs import tail_lines
+from ...jobs.store import Job
 
 FORCE_TIMEOUT_S = 10.0
 LOG_VIEW_LINES = 5000
@@ -137,7 +138,7 @@ class LogScreen(ModalScreen[None]):
         with Vertical():
             yield Static(id="log-title")
             yield highlighted_log(max_lines=LOG_VIEW_LINES * 4, id="log-view")
-            yield Static("[b]esc[/b] close  [b]o[/b] train.log / stdout.log (tracebacks)  "
+            yield Static(f"[b]esc[/b] close  [b]o[/b] {TRAIN_LOG} / {STDOUT_LOG} (tracebacks)  "
                          "[b]end[/b] follow", id="log-keys")
 
     def on_mount(self) -> None:
@@ -197,10 +198,9 @@ class LogScreen(ModalScreen[None]):
             ln.decode("utf-8", "replace").rsplit("\r", 1)[-1] for ln in lines)
 
     def action_other(self) -> None:
-        run = Path(self.job.run_dir)
-        names = ["train.log", "stdout.log"]
-        current = self.path.name if self.path is not None else "stdout.log"
-        other = run / names[(names.index(current) + 1) % 2 if current in names else 0]
+        current = self.path.name if self.path is not None else STDOUT_LOG
+        i = LOG_FILES.index(current) + 1 if current in LOG_FILES else 0
+        other = self.job.folder.path / LOG_FILES[i % len(LOG_FILES)]
         if other.exists():
             self.open(other)
         else:

@@ -26,12 +26,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Log, Static
 
 from ...core.base.errors import LorabakeError
+from ...core.run.event_reader import last_event
+from ...core.run.events import STATE_SAVE, EventType, is_lora_save
 from ...jobs import control
+from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
 from ...jobs.notify import duration
-from ...jobs.queue import QueuedRun, list_queue
-from ...jobs.registry import RESUMABLE, Job, Registry
-from ...jobs.tail import JobHistory, last_event
+from ...jobs.store import RESUMABLE, Job, Registry
 from ..widgets.gpu import GpuMeter
 from ..widgets.plot import LinePlot, Series
 from ..widgets.sample_strip import SampleStrip
@@ -94,7 +95,7 @@ class HistoryView:
 
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get("step")
+        return self.latest.get(EventType.STEP)
 
 
 def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryView:
@@ -103,8 +104,8 @@ def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryVie
     else:
         arrays = (h.steps[:], h.loss[:], h.avg_loss[:], tuple(a[:] for a in h.lrs))
     saves = list(h.saves)
-    loras = tuple(s for s in saves if s.get("kind") != "state")
-    state = next((s for s in reversed(saves) if s.get("kind") == "state"), None)
+    loras = tuple(s for s in saves if is_lora_save(s))
+    state = next((s for s in reversed(saves) if s.get("kind") == STATE_SAVE), None)
     alerts = sorted([*h.warnings, *h.errors], key=lambda e: e.get("t") or 0)[-ALERTS:]
     return HistoryView(job_id, h.event_count, *arrays, latest=dict(h.latest), loras=loras,
                        state_save=state, sample=h.samples[-1] if h.samples else None,
@@ -198,7 +199,6 @@ class TrainScreen(StageScreen):
         with Horizontal(id="tr-main"):
             with Vertical(id="tr-left"):
                 yield VirtualList(self._job_row, id="tr-jobs")
-                yield VirtualList(self._snapshot_row, id="train-queue")
             with Vertical(id="tr-right"):
                 yield Static(EMPTY_HELP, id="tr-empty")
                 with Vertical(id="tr-dash"):
@@ -220,7 +220,7 @@ class TrainScreen(StageScreen):
         self.query_one("#tr-lr").border_title = "Learning rate"
         self.query_one("#tr-saves").border_title = "Checkpoints"
         self.query_one("#tr-log").border_title = "Log (l: all of it)"
-        for wid in ("#tr-dash", "#tr-alerts", "#tr-samples", "#train-queue"):
+        for wid in ("#tr-dash", "#tr-alerts", "#tr-samples"):
             self.query_one(wid).display = False
         self.query_one("#tr-jobs", VirtualList).focus()
         self.set_interval(JOBS_S, self.refresh_jobs)
@@ -229,7 +229,6 @@ class TrainScreen(StageScreen):
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
-        self._show_snapshots(list_queue(self.project.root))
         self.refresh_jobs()
 
     def on_unmount(self) -> None:
@@ -264,11 +263,10 @@ class TrainScreen(StageScreen):
             jobs = self.reg.jobs()
             order = {j.id: n for n, j in enumerate(self.reg.queue(), start=1)}
             rows = [JobRow(j, self._latest_step(j), order.get(j.id)) for j in jobs]
-            snaps = list_queue(self.project.root)
         except (LorabakeError, sqlite3.Error, OSError) as exc:
             self.app.call_from_thread(self._jobs_failed, str(exc))
             return
-        self.app.call_from_thread(self._jobs_loaded, sort_rows(rows), snaps)
+        self.app.call_from_thread(self._jobs_loaded, sort_rows(rows))
 
     def _latest_step(self, job: Job) -> dict | None:
         """(worker thread) The job's last step event, read from the end of its files."""
@@ -281,10 +279,10 @@ class TrainScreen(StageScreen):
             step = latest_kohya_step(job.log_path) if job.log_path else None
         elif job.finished and job.ended:
             # a resume writes on in the same events.jsonl: this attempt's last step
-            step = last_event(job.events_path, "step",
+            step = last_event(job.events_path, EventType.STEP,
                               where=lambda ev: ev.get("t", 0) <= job.ended)
         else:
-            step = last_event(job.events_path, "step")
+            step = last_event(job.events_path, EventType.STEP)
         if job.finished:
             self._finished_steps[key] = step
         return step
@@ -293,7 +291,7 @@ class TrainScreen(StageScreen):
         self._jobs_busy = False
         self.notify(message, title="Job registry", severity="error", timeout=10)
 
-    def _jobs_loaded(self, rows: list[JobRow], snaps: list[QueuedRun]) -> None:
+    def _jobs_loaded(self, rows: list[JobRow]) -> None:
         self._jobs_busy = False
         self.app.jobs_seen([r.job for r in rows])  # the app rings for jobs that ended
         self.rows = rows
@@ -310,7 +308,6 @@ class TrainScreen(StageScreen):
                 lst.scroll_to(y=max(0, index - lst.size.height // 2), animate=False)
             self._want = None
         self._select(lst.current.job if lst.current is not None else None)
-        self._show_snapshots(snaps)
 
     def _jobs_title(self, rows: list[JobRow]) -> str:
         running = sum(1 for r in rows if r.job.active)
@@ -343,20 +340,6 @@ class TrainScreen(StageScreen):
     def _job_highlighted(self) -> None:
         current = self.query_one("#tr-jobs", VirtualList).current
         self._select(current.job if current is not None else None)
-
-    # ---- the old dataset queue (Config's ctrl+t snapshots) ---------------------------------
-    def _snapshot_row(self, run: QueuedRun, width: int) -> Text:
-        text = Text(f"{run.queued_at}  ", style="dim")
-        text.append(run.name, style="bold")
-        text.append(f"  {run.path.name}", style="dim")
-        return text
-
-    def _show_snapshots(self, runs: list[QueuedRun]) -> None:
-        q = self.query_one("#train-queue", VirtualList)
-        if [r.path for r in q.items] != [r.path for r in runs]:
-            q.set_items(runs)
-        q.border_title = f"Not submitted: {len(runs)} (a queues one, d deletes it)"
-        self._show(q, bool(runs))
 
     # ---- the selected job ---------------------------------------------------------------
     def _select(self, job: Job | None) -> None:
@@ -435,8 +418,8 @@ class TrainScreen(StageScreen):
         if job is None or job.finished:
             return False
         if job.status == "queued":
-            return view.steps_since_start > 0 or "start" in view.latest
-        end = view.latest.get("end")
+            return view.steps_since_start > 0 or EventType.START in view.latest
+        end = view.latest.get(EventType.END)
         return end is not None and (end.get("t") or 0) >= (job.started or 0) - 1
 
     # ---- drawing the dashboard ------------------------------------------------------------
@@ -500,8 +483,8 @@ class TrainScreen(StageScreen):
         t.append("░" * (width - filled), style="dim")
         t.append(f" step {n}/{total or '?'}", style="bold")
         t.append(f" {frac:.0%}")
-        epochs = (latest.get("epoch") or {}).get("epochs") or \
-            (latest.get("start") or {}).get("epochs")
+        epochs = (latest.get(EventType.EPOCH) or {}).get("epochs") or \
+            (latest.get(EventType.START) or {}).get("epochs")
         if step.get("epoch") is not None:
             t.append(f"   epoch {step['epoch']}" + (f"/{epochs}" if epochs else ""),
                      style="bold")
@@ -578,7 +561,7 @@ class TrainScreen(StageScreen):
         for ev in view.alerts:
             if t:
                 t.append("\n")
-            error = ev.get("type") == "error"
+            error = ev.get("type") == EventType.ERROR
             stamp = time.strftime("%H:%M:%S", time.localtime(ev["t"])) \
                 if isinstance(ev.get("t"), (int, float)) and ev["t"] > 0 else ""
             t.append("✗ " if error else "! ", style="bold red" if error else "bold yellow")
@@ -639,17 +622,6 @@ class TrainScreen(StageScreen):
         self.refresh_jobs()
 
     def _submit(self, start: bool) -> None:
-        snaps = self.query_one("#train-queue", VirtualList)
-        if self.focused is snaps and snaps.current is not None:
-            run: QueuedRun = snaps.current
-
-            def from_snapshot(reg: Registry) -> Job:
-                job = control.submit(run.path, start=start, reg=reg)
-                run.path.unlink(missing_ok=True)  # moved into the job registry
-                return job
-
-            self._job_op(from_snapshot, self._after_submit, "Not queued")
-            return
         path = config_path(self.project.root)
         if not path.is_file():
             self.notify(f"no training config yet ({path}): make one in Config (4) and save "
@@ -719,19 +691,6 @@ class TrainScreen(StageScreen):
                      "Not resumed")
 
     def action_remove(self) -> None:
-        snaps = self.query_one("#train-queue", VirtualList)
-        if self.focused is snaps and snaps.current is not None:
-            run: QueuedRun = snaps.current
-
-            def delete(yes: bool | None) -> None:
-                if yes:
-                    run.path.unlink(missing_ok=True)
-                    self._show_snapshots(list_queue(self.project.root))
-
-            self.app.push_screen(ConfirmDialog(f"Delete {run.path.name}?",
-                                               "This config snapshot was never submitted."),
-                                 delete)
-            return
         job = self._need_job()
         if job is None:
             return

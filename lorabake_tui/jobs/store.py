@@ -1,11 +1,12 @@
-"""The job registry: one SQLite file in the user's state dir that the UI, the CLI, the
-supervisor and every job's runner read and write at the same time.
+"""The job store: the `Job` row and the registry, one SQLite file in the user's state dir
+that the UI, the CLI, the supervisor and every job's runner read and write at the same time.
 
 WAL mode lets readers go on while one process writes; every write is one short
 `BEGIN IMMEDIATE` transaction and waits (busy timeout) rather than failing when another
 process holds the lock. The database only records what the processes report: `reconcile()`
 checks it against the process table, so a job never stays "running" after its process died
-(the stale-pid complaint about other tools' job databases).
+(the stale-pid complaint about other tools' job databases); what a finished job's run folder
+says about how it ended is outcome.py's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sqlite3
 import threading
 import time
@@ -24,18 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from ..core.base.errors import LorabakeError
-from ..core.run import exit_codes
+from ..core.run.folder import TRAIN_LOG, RunFolder
+from .outcome import OUTCOMES, finish_fields, kohya_finish_fields
 from .paths import db_path, ensure_state_dir
-from .procs import is_alive, signal_name
-from .tail import EVENTS_NAME, last_event, last_lora_save, tail_lines
+from .procs import is_alive
 
-STATUSES = ("queued", "running", "stopping", "done", "stopped", "failed", "crashed")
 ACTIVE = ("running", "stopping")
-FINISHED = ("done", "stopped", "failed", "crashed")
+FINISHED = OUTCOMES
+STATUSES = ("queued", *ACTIVE, *FINISHED)
 RESUMABLE = ("stopped", "failed", "crashed")
 KINDS = ("lorabake", "kohya")
-EXIT_CODE_FILE = "exit_code"
-RUNNER_PREFIX = "[lorabake runner"  # the runner's own lines in stdout.log
 # a job is marked running before its runner exists; give the spawn this long to report a pid
 START_GRACE_S = 60.0
 BUSY_TIMEOUT_S = 15.0
@@ -115,23 +113,23 @@ class Job:
         return self.status in FINISHED
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    @property
     def events_path(self) -> Path:
-        return Path(self.run_dir) / EVENTS_NAME
+        return self.folder.events
 
     @property
     def has_state(self) -> bool:
-        state = Path(self.run_dir) / "state"
-        return state.is_dir() and any(state.iterdir())
+        return self.folder.has_state()
 
-    def log_file(self, prefer: str = "train.log") -> Path | None:
-        """What `jobs log` shows: the followed log (kohya), else train.log, else stdout.log."""
+    def log_file(self, prefer: str = TRAIN_LOG) -> Path | None:
+        """What `jobs log` shows: the followed log (kohya), else `prefer`, else train.log,
+        else stdout.log."""
         if self.kind == "kohya" and self.log_path:
             return Path(self.log_path)
-        for name in (prefer, "train.log", "stdout.log"):
-            p = Path(self.run_dir) / name
-            if p.exists():
-                return p
-        return None
+        return self.folder.log_file(prefer)
 
 
 _COLUMNS = tuple(f.name for f in fields(Job))
@@ -154,86 +152,6 @@ def _encode(field: str, value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-# ---- exit codes -> statuses ----------------------------------------------------------------
-
-def status_for_exit(code: int) -> str:
-    if code == exit_codes.DONE:
-        return "done"
-    if code == exit_codes.STOPPED:
-        return "stopped"
-    if code < 0:
-        return "crashed"  # killed by a signal (the OOM killer, kill -9)
-    return "failed"
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        return f"killed by {signal_name(code)}"
-    return f"exit {code} ({exit_codes.NAMES.get(code, 'failed')})"
-
-
-def read_exit_code(run_dir: Path | str) -> int | None:
-    try:
-        return int(Path(run_dir, EXIT_CODE_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def last_output(run_dir: Path | str, n: int = 8) -> list[str]:
-    """The last lines the run wrote, from whichever log it wrote last: stdout.log holds a
-    traceback, train.log the progress before a kill."""
-    logs = []
-    for name in ("stdout.log", "train.log"):
-        with contextlib.suppress(OSError):
-            logs.append((os.stat(Path(run_dir) / name).st_mtime, name))
-    for _, name in sorted(logs, reverse=True):
-        lines = [ln for ln in tail_lines(Path(run_dir) / name, n + 4)
-                 if not ln.startswith(RUNNER_PREFIX)][-n:]
-        if lines:
-            return lines
-    return []
-
-
-def finish_fields(job: Job, code: int | None, *, now: float | None = None) -> dict[str, Any]:
-    """The row update for a job whose process ended with `code` (None: nobody recorded it)."""
-    now = time.time() if now is None else now
-    run_dir = Path(job.run_dir)
-    end = last_event(run_dir / EVENTS_NAME, "end")
-    if end is not None and job.started and end.get("t", 0) < job.started - 1:
-        end = None  # from an earlier attempt in the same run dir
-    if code is None:
-        if end is not None and end.get("status") in ("done", "stopped", "failed"):
-            # the runner is gone, but the trainer said how it ended
-            status = end["status"]
-            msg = end.get("message") or status
-            return {"status": status, "ended": now, "last_message": f"{msg} (no exit code "
-                    "recorded: the runner was killed)"}
-        lines = last_output(run_dir)
-        msg = "crashed: the process is gone and no exit code was recorded (killed, or the " \
-              "machine rebooted)"
-        return {"status": "crashed", "ended": now,
-                "last_message": "\n".join([msg, *lines])}
-    status = status_for_exit(code)
-    if job.stop_requested and code == -signal.SIGTERM:
-        # asked to stop while the trainer was still starting (before its handler was set)
-        return {"status": "stopped", "exit_code": code, "ended": now,
-                "last_message": "stopped during start-up, before anything was saved"}
-    if status == "done":
-        save = last_lora_save(run_dir / EVENTS_NAME)
-        msg = f"done: {save['path']}" if save and save.get("path") else "done"
-    elif status == "stopped":
-        step = last_event(run_dir / EVENTS_NAME, "step")
-        where = f" at step {step['step']}/{step.get('total_steps', '?')}" if step else ""
-        msg = f"stopped{where}; state saved, resume with `lorabake jobs resume {job.id}`"
-    else:
-        err = last_event(run_dir / EVENTS_NAME, "error")
-        if err is not None and job.started and err.get("t", 0) < job.started - 1:
-            err = None
-        detail = [str(err.get("message", ""))] if err else last_output(run_dir)
-        msg = "\n".join([f"{status}: {describe_exit(code)}", *detail])
-    return {"status": status, "exit_code": code, "ended": now, "last_message": msg}
 
 
 # ---- the registry --------------------------------------------------------------------------
@@ -430,28 +348,13 @@ class Registry:
 
     def _settle(self, job: Job, now: float) -> dict[str, Any] | None:
         if job.kind == "kohya":
-            return _settle_kohya(job, now)
+            if job.pid and is_alive(job.pid, job.pid_ctime):
+                return None
+            return kohya_finish_fields(job, now=now)
         if is_alive(job.pid, job.pid_ctime) or is_alive(job.child_pid, job.child_ctime):
             return None
         if job.pid is None and job.child_pid is None and \
                 now - (job.started or job.created) < START_GRACE_S:
             return None  # still being spawned
-        return finish_fields(job, read_exit_code(job.run_dir), now=now)
+        return finish_fields(job, job.folder.read_exit_code(), now=now)
 
-
-def _settle_kohya(job: Job, now: float) -> dict[str, Any] | None:
-    from .kohya_log import kohya_outcome
-
-    if job.pid and is_alive(job.pid, job.pid_ctime):
-        return None
-    outcome = kohya_outcome(job.log_path) if job.log_path else None
-    if not job.pid:
-        # no process to watch: only the log can say it ended
-        if outcome is None:
-            return None
-        return {"status": outcome, "ended": now, "last_message": f"kohya run {outcome}"}
-    if outcome is None:
-        outcome = "stopped" if job.stop_requested else "crashed"
-    lines = tail_lines(job.log_path, 5) if job.log_path and outcome != "done" else []
-    return {"status": outcome, "ended": now,
-            "last_message": "\n".join([f"kohya run {outcome} (pid {job.pid} ended)", *lines])}

@@ -1,154 +1,32 @@
-"""Following a run from its files: the last lines of a log, the latest event, and JobHistory,
-the dashboard's incremental view of events.jsonl (or of a kohya log).
+"""JobHistory: the dashboard's incremental view of a run, from its events.jsonl (or from a
+followed kohya log): charts, the latest event of each type, saves, samples, warnings, and
+the end of its log. The Train screen and `jobs attach --plain` poll it.
 
-Everything here reads from byte offsets and never re-reads a file from the start once it has
-been loaded, so polling a week-long run every second stays cheap.
+It reads from byte offsets (core/run/event_reader.py) and never re-reads a file from the
+start once it has been loaded, so polling a week-long run every second stays cheap.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import math
 import os
 from array import array
 from bisect import bisect_left
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..core.run.event_reader import CHUNK_BYTES, read_events_chunk
+from ..core.run.events import EventType
+from ..core.run.folder import RunFolder
 from .kohya_log import KohyaLogParser
+from .logs import BLOCK, display_line, tail_lines
+from .store import Job
 
-if TYPE_CHECKING:
-    from .registry import Job
-
-EVENTS_NAME = "events.jsonl"
-CHUNK = 1 << 20  # bytes parsed per read: bounds memory, and lets the UI thread run between
-_LOG_TAIL_BLOCK = 64 << 10
-LATEST_TYPES = ("start", "step", "epoch", "save", "sample", "warning", "error", "end")
-
-
-def _display_line(raw: bytes) -> str:
-    """A log line as a terminal shows it: tqdm redraws with \\r, so the last segment wins."""
-    text = raw.decode("utf-8", errors="replace").rstrip("\r")
-    if "\r" in text:
-        segments = [s for s in text.split("\r") if s.strip()]
-        text = segments[-1] if segments else ""
-    return text
-
-
-def tail_lines(path: Path | str, n: int = 20, *, max_bytes: int = 1 << 20) -> list[str]:
-    """The last `n` lines of a text file, read backwards from its end in blocks (a 10 GB log
-    costs the same as a small one); [] when it does not exist."""
-    if n <= 0:
-        return []
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below; a with-block hides the seek logic
-    except OSError:
-        return []
-    with fh:
-        end = fh.seek(0, os.SEEK_END)
-        pos, data = end, b""
-        while pos > 0 and data.count(b"\n") <= n and end - pos < max_bytes:
-            step = min(_LOG_TAIL_BLOCK, pos)
-            pos -= step
-            fh.seek(pos)
-            data = fh.read(step) + data
-    lines = data.split(b"\n")
-    if pos > 0:
-        lines = lines[1:]  # the first one is cut
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = [_display_line(raw) for raw in lines]
-    return [s for s in out if s.strip()][-n:]
-
-
-def last_event(path: Path | str, type_: str | None = None, *, where=None,
-               max_bytes: int = 4 << 20) -> dict | None:
-    """The last complete event (of `type_`, and for which `where(event)` holds, if given) in
-    an events.jsonl, searched from the end so that `jobs list` does not parse whole
-    histories."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115
-    except OSError:
-        return None
-    needle = f'"{type_}"'.encode() if type_ else None  # cheap filter before json.loads
-    with fh:
-        end = fh.seek(0, os.SEEK_END)
-        pos, carry, first = end, b"", True
-        while pos > 0 and end - pos < max_bytes:
-            step = min(_LOG_TAIL_BLOCK, pos)
-            pos -= step
-            fh.seek(pos)
-            lines = (fh.read(step) + carry).split(b"\n")
-            if first:
-                lines.pop()  # b"" after the last newline, or a line still being written
-                if not lines:
-                    carry = b""  # no newline in this block: all of it is that partial line
-                    continue
-                first = False
-            carry = lines.pop(0) if pos > 0 else b""  # maybe cut: the next block completes it
-            for raw in reversed(lines):
-                if not raw.strip() or (needle is not None and needle not in raw):
-                    continue
-                try:
-                    ev = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(ev, dict) and (type_ is None or ev.get("type") == type_) and \
-                        (where is None or where(ev)):
-                    return ev
-    return None
-
-
-def last_lora_save(path: Path | str) -> dict | None:
-    """The last save event of a LoRA file (the trainer also reports state saves)."""
-    return last_event(path, "save", where=lambda ev: ev.get("kind") != "state")
-
-
-def _parse_lines(data: bytes) -> tuple[list[Any], int]:
-    """Decode complete JSON lines (`data` ends with a newline) in one call, a JSON array
-    made with one bytes.replace: several times faster than one loads per line. If a line is
-    bad (a trainer killed mid-write, then resumed, leaves a torn line) or blank, fall back
-    to line by line. Returns (values, lines skipped)."""
-    if not data.strip():
-        return [], 0
-    # tens of thousands of fresh dicts would trigger the cyclic GC over and over for nothing
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]"), 0
-    except ValueError:
-        pass
-    finally:
-        if was_enabled:
-            gc.enable()
-    out, bad = [], 0
-    for ln in data.split(b"\n"):
-        if not ln.strip():
-            continue
-        try:
-            out.append(json.loads(ln))
-        except ValueError:
-            bad += 1
-    return out, bad
-
-
-def read_events_chunk(path: Path, offset: int, max_bytes: int = CHUNK
-                      ) -> tuple[list[dict], int, int]:
-    """Like trainer.events.read_events, but bounded (at most ~max_bytes per call) and tolerant
-    of torn lines: (events, new offset, lines skipped). A line still being written is left."""
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(max_bytes)
-        while data and not data.endswith(b"\n") and len(data) >= max_bytes:
-            more = fh.read(max_bytes)  # one line longer than a chunk: read on to its end
-            if not more:
-                break
-            data += more
-    end = data.rfind(b"\n") + 1
-    events, bad = _parse_lines(data[:end])
-    return [e for e in events if isinstance(e, dict)], offset + end, bad
+# plain strings for the hot loop of a 50k-event load
+_START, _STEP, _SAVE = EventType.START.value, EventType.STEP.value, EventType.SAVE.value
+_SAMPLE, _WARNING, _ERROR = EventType.SAMPLE.value, EventType.WARNING.value, \
+    EventType.ERROR.value
 
 
 class _Source:
@@ -180,7 +58,7 @@ class _Source:
         if self.parser is not None:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read(CHUNK)
+                data = fh.read(CHUNK_BYTES)
             self.offset += len(data)
             return self.parser.feed(data), self.offset < size
         before = self.offset
@@ -200,20 +78,21 @@ class JobHistory:
     `loss`, `avg_loss`, `lrs` (one array per learning-rate group; `lr` is the first). Missing
     values are NaN. A step that goes back (a resume from an earlier saved state overwrote
     the later steps, or kohya redrew the same step) replaces the points from there on.
-    `latest[type]` is the last event of each type; `saves`, `samples` every save/sample
-    event; `warnings`/`errors` the last few. `log` holds the last `log_lines` lines of the
-    run's log (train.log, else stdout.log), read from the end of the file.
+    `latest[type]` is the last event of each type (EventType); `saves`, `samples` every
+    save/sample event; `warnings`/`errors` the last few. `log` holds the last `log_lines`
+    lines of the run's log (train.log, else stdout.log), read from the end of the file.
     """
 
     def __init__(self, run_dir: Path | str, *, log_lines: int = 200,
                  kohya_log: Path | str | None = None, log_path: Path | str | None = None,
                  keep_messages: int = 50) -> None:
         self.run_dir = Path(run_dir)
+        self._folder = RunFolder(self.run_dir)
         if kohya_log is not None:
             self._source = _Source(Path(kohya_log), kohya=True)
             self._log_fixed: Path | None = Path(kohya_log)
         else:
-            self._source = _Source(self.run_dir / EVENTS_NAME, kohya=False)
+            self._source = _Source(self._folder.events, kohya=False)
             self._log_fixed = Path(log_path) if log_path is not None else None
         self.log_lines = log_lines
         self._keep = keep_messages
@@ -282,7 +161,7 @@ class JobHistory:
         add_loss, add_avg = self.loss.append, self.avg_loss.append
         for ev in events:
             typ = ev.get("type")
-            if typ == "step":
+            if typ == _STEP:
                 step = ev.get("step")
                 if step.__class__ is not int:
                     continue
@@ -312,15 +191,15 @@ class JobHistory:
                         self._fix_lr(lr)
                 else:
                     self._add_lr(lr)
-            elif typ == "start":
+            elif typ == _START:
                 self.steps_since_start = 0
-            elif typ == "save":
+            elif typ == _SAVE:
                 self.saves.append(ev)
-            elif typ == "sample":
+            elif typ == _SAMPLE:
                 self.samples.append(ev)
-            elif typ == "warning":
+            elif typ == _WARNING:
                 self.warnings.append(ev)
-            elif typ == "error":
+            elif typ == _ERROR:
                 self.errors.append(ev)
             if typ is not None:
                 latest[typ] = ev
@@ -351,11 +230,7 @@ class JobHistory:
     def _current_log(self) -> Path | None:
         if self._log_fixed is not None:
             return self._log_fixed
-        train = self.run_dir / "train.log"
-        if train.exists():
-            return train
-        out = self.run_dir / "stdout.log"
-        return out if out.exists() else None
+        return self._folder.log_file()
 
     def _poll_log(self) -> None:
         path = self._current_log()
@@ -366,7 +241,7 @@ class JobHistory:
         except OSError:
             return
         if path != self.log_path or size < self._log_offset or \
-                size - self._log_offset > _LOG_TAIL_BLOCK * 4:
+                size - self._log_offset > BLOCK * 4:
             # new file, truncated, or far behind: take the tail afresh instead of reading it all
             self.log_path = path
             self.log.clear()
@@ -384,10 +259,10 @@ class JobHistory:
         lines = data.split(b"\n")
         self._log_buf = lines.pop()
         for raw in lines:
-            text = _display_line(raw)
+            text = display_line(raw)
             if text.strip():
                 self.log.append(text)
-        self.log_partial = _display_line(self._log_buf)
+        self.log_partial = display_line(self._log_buf)
 
     def log_tail(self) -> list[str]:
         """The log's last lines, the one still being written (a progress bar) last."""
@@ -399,11 +274,11 @@ class JobHistory:
     # ---- summary ---------------------------------------------------------------------------
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get("step")
+        return self.latest.get(EventType.STEP)
 
     @property
     def ended(self) -> dict | None:
-        return self.latest.get("end")
+        return self.latest.get(EventType.END)
 
 
 def _num(v: Any, default: float) -> float:

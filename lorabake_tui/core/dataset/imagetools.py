@@ -414,11 +414,12 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
     if operation == "convert":
         if frame_count(data, max_pixels=limit) > 1:
             return [encode_png(to_rgb(f, o.background))
-                    for f in decode_frames(data, max_pixels=limit)]
-        return [encode_png(to_rgb(decode_image(data, max_pixels=limit), o.background))]
+                    for f in decode_frames(data, upright=True, max_pixels=limit)]
+        return [encode_png(to_rgb(decode_image(data, upright=True, max_pixels=limit),
+                                  o.background))]
     if frame_count(data, max_pixels=limit) > 1:
         raise ImageDecodeError("animated image: convert it first (one PNG per frame)")
-    rgb = to_rgb(decode_image(data, max_pixels=limit), o.background)
+    rgb = to_rgb(decode_image(data, upright=True, max_pixels=limit), o.background)
     icc = rgb.info.get("icc_profile")
     target = (o.size if operation == "resize" and o.size is not None
               else min_side_size(rgb.width, rgb.height, o.min_side) if operation == "upscale"
@@ -488,7 +489,9 @@ def _hash_work(task: _HashTask) -> tuple[str, int | None, str | None]:
     try:
         with open(task.path, "rb") as fh:
             data = fh.read()
-        return task.rel, phash(decode_image(data, max_pixels=task.max_pixels, draft=256)), None
+        # upright: one picture is one picture however its file stores it
+        image = decode_image(data, upright=True, max_pixels=task.max_pixels, draft=256)
+        return task.rel, phash(image), None
     except OSError as exc:
         return task.rel, None, _err_text(exc)
     except ImageDecodeError as exc:

@@ -218,13 +218,19 @@ def test_flatten_alpha_handles_every_mode():
     assert flatten_alpha(Image.new("1", (2, 2), 1)).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_exif_orientation_is_applied_first(tmp_path):
+def test_decode_upright_applies_exif_orientation_and_stored_does_not(tmp_path):
     path = exif_rotated_jpeg(tmp_path / "r.jpg")
-    im = decode_image(path.read_bytes())
+    im = decode_image(path.read_bytes(), upright=True)
     assert im.size == (20, 40)  # rotated 90 degrees clockwise
     assert near(im.getpixel((10, 5)), (255, 0, 0), 40)  # the left half is now on top
     assert near(im.getpixel((10, 35)), (0, 0, 255), 40)
     assert im.getexif().get(0x0112) in (None, 1)
+    stored = decode_image(path.read_bytes(), upright=False)  # as kohya reads it
+    assert stored.size == (40, 20)
+    assert near(stored.getpixel((5, 10)), (255, 0, 0), 40)  # left half still on the left
+    assert near(stored.getpixel((35, 10)), (0, 0, 255), 40)
+    with pytest.raises(TypeError):  # no default: every caller says which pixels it wants
+        decode_image(path.read_bytes())  # type: ignore[call-arg]
 
 
 def test_encode_png_is_deterministic_and_carries_no_metadata():
@@ -258,14 +264,15 @@ def test_decode_refuses_decompression_bombs_and_names_truncation(monkeypatch):
     Image.new("RGB", (64, 64)).save(data, "PNG")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageDecodeError, match="refused"):
-        decode_image(data.getvalue())  # our own check, at the Pillow limit
+        decode_image(data.getvalue(), upright=False)  # our own check, at the Pillow limit
     with pytest.raises(ImageDecodeError, match="refused: too many pixels"):
-        decode_image(data.getvalue(), max_pixels=10**9)  # Pillow's DecompressionBombError
+        # Pillow's DecompressionBombError
+        decode_image(data.getvalue(), upright=False, max_pixels=10**9)
     monkeypatch.undo()
     with pytest.raises(ImageDecodeError, match="truncated"):
-        decode_image(_truncated_png())
+        decode_image(_truncated_png(), upright=False)
     with pytest.raises(ImageDecodeError, match="not an image"):
-        decode_image(b"hello, this is text")
+        decode_image(b"hello, this is text", upright=False)
 
 
 def _truncated_png() -> bytes:

@@ -1,11 +1,13 @@
-"""An EXIF-rotated photo in the workbench: the Buckets screen's crop preview draws the stored
-pixels (what kohya buckets and trains) with the crop box on them."""
+"""An EXIF-rotated photo in the workbench: the Concepts screen lists the problem with its fix,
+and the Buckets screen's crop preview draws the stored pixels (what kohya buckets and trains)
+with the crop box on them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from lorabake_tui.core.buckets.assign import Bucketer, BucketSettings
 from lorabake_tui.core.images.thumbnails import make_thumbnail
@@ -41,6 +43,18 @@ def test_thumbnail_and_crop_preview_show_the_stored_pixels(phone):
     row = [image.getpixel((x, top + 1)) for x in (20, 128, 230)]
     assert all(px == RED for px in row), row
     assert image.getpixel((128, 1)) != RED
+
+
+async def test_concepts_screen_lists_the_exif_rotated_problem(phone):
+    app = make_app(phone, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 3)
+        problems = app.screen.query_one("#problems", DataTable)
+        rows = [[str(c) for c in problems.get_row_at(i)] for i in range(problems.row_count)]
+        (row,) = [r for r in rows if "EXIF orientation 6" in r[2]]
+        assert row[1] == "2_mira/phone.jpg"
+        assert "kohya trains it as stored" in row[2] and "convert it upright" in row[2]
+        assert "warning" in problems.border_title
 
 
 async def test_buckets_crop_preview_draws_the_stored_orientation(phone):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.base.journal import Journal
@@ -375,6 +375,86 @@ def test_flatten_rewrites_a_transparent_png_in_place_and_undo_restores_it(format
     assert originals(root) == {}
     Journal(root).redo()
     assert opened(d / "alpha.png").mode == "RGB"
+
+
+def test_convert_writes_exif_rotated_images_upright_and_undo_restores_them(tmp_path):
+    from lorabake_tui.core.dataset.scan import scan_dataset
+
+    from ...support.helpers import make_exif_rotated
+
+    root = tmp_path / "ds"
+    d = root / "5_mira"
+    jpg = make_exif_rotated(d / "phone.jpg", (64, 32), orientation=6)
+    png = make_exif_rotated(d / "shot.png", (64, 32), orientation=8, fmt="PNG")
+    for image in (jpg, png, save(d / "plain.png", picture((30, 20)))):
+        caption(image)
+    expect = {name: ImageOps.exif_transpose(opened(d / name)).convert("RGB")
+              for name in ("phone.jpg", "shot.png")}
+    assert {p.code for p in scan_dataset(root).problems} == {"exif-rotated"}
+    before = snapshot(root)
+
+    plan = plan_images(root, "convert")
+    by_path = {f.path: f for f in plan.files}
+    assert by_path["5_mira/phone.jpg"].reason == "jpg -> png, upright (EXIF orientation 6)"
+    # a PNG is rewritten in place to stand it upright, even without --flatten
+    assert by_path["5_mira/shot.png"].action == "convert"
+    assert by_path["5_mira/shot.png"].new_paths == ["5_mira/shot.png"]
+    assert "upright (EXIF orientation 8)" in by_path["5_mira/shot.png"].reason
+    assert by_path["5_mira/shot.png"].new_size == (32, 64)
+    assert by_path["5_mira/plain.png"].reason == "already png"
+    result = apply_image_plan(plan, workers=1)
+    assert result.applied and not result.failures
+
+    for name, out in (("phone.jpg", "phone.png"), ("shot.png", "shot.png")):
+        im = opened(d / out)
+        assert im.size == (32, 64) and im.getexif().get(0x0112) is None
+        if name.endswith(".png"):  # lossless: exactly the upright pixels
+            assert im.tobytes() == expect[name].tobytes()
+        else:  # the same decode, turned: equal up to nothing
+            assert np.array_equal(np.asarray(im), np.asarray(expect[name]))
+    ds = scan_dataset(root)
+    assert ds.problems == []  # upright now: nothing left to warn about
+    assert {(im.name, im.width, im.height) for im in ds.concepts[0].images} >= {
+        ("phone.png", 32, 64), ("shot.png", 32, 64)}
+    assert originals(root) == {"5_mira/phone.jpg": before["5_mira/phone.jpg"],
+                               "5_mira/shot.png": before["5_mira/shot.png"]}
+
+    assert Journal(root).undo() is not None
+    assert snapshot(root) == before  # byte for byte, the EXIF tags included
+    assert {p.code for p in scan_dataset(root).problems} == {"exif-rotated"}
+
+
+def test_an_exif_rotated_png_keeps_its_transparency_without_flatten(tmp_path):
+    from ...support.helpers import exif_orientation
+
+    root = tmp_path / "ds"
+    im = Image.new("RGBA", (20, 10), (255, 0, 0, 0))
+    im.paste((0, 0, 255, 255), (0, 0, 5, 10))  # an opaque blue strip on the left
+    path = save(root / "1_a" / "a.png", im, "PNG", exif=exif_orientation(6))
+    run(root, "convert")
+    out = opened(path)
+    assert out.mode == "RGBA" and out.size == (10, 20)
+    assert out.getpixel((5, 2)) == (0, 0, 255, 255)  # the strip is on top now
+    assert out.getpixel((5, 15))[3] == 0
+    Journal(root).undo()
+    run(root, "convert", flatten=True)
+    out = opened(path)
+    assert out.mode == "RGB" and out.size == (10, 20)
+    assert out.getpixel((5, 15)) == (255, 255, 255)
+
+
+def test_other_tools_write_exif_rotated_images_upright_too(tmp_path):
+    from ...support.helpers import make_exif_rotated
+
+    root = tmp_path / "ds"
+    path = make_exif_rotated(root / "1_a" / "a.png", (64, 32), orientation=6, fmt="PNG")
+    plan = plan_images(root, "resize", ImageOptions(size=(64, 32)))
+    # already the target size as stored, but not upright: it is still processed
+    assert plan.files[0].action == "resize" and "upright" in plan.files[0].reason
+    plan = plan_images(root, "resize", ImageOptions(max_side=32))
+    assert plan.files[0].new_size == (16, 32)  # the upright 32x64, shrunk
+    apply_image_plan(plan, workers=1)
+    assert opened(path).size == (16, 32)
 
 
 def test_png_output_is_deterministic_optimize_off_level_6(tmp_path):

@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         return a
 
     a = action("convert", "convert webp/avif/gif/jpg/jpeg/bmp to png (an animated gif: one "
-                          "png per frame, name_f000.png ..., each with a copy of the caption)")
+                          "png per frame, name_f000.png ..., each with a copy of the caption); "
+                          "an EXIF-rotated image (a png too) is written upright, as viewers "
+                          "show it, instead of sideways as kohya would train it")
     a.add_argument("--flatten", action="store_true",
                    help="also flatten pngs with transparency onto the background")
     action("pad", "pad non-square images to square, centred (the guide's padding script)")

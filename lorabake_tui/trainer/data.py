@@ -131,10 +131,13 @@ def shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
 
 def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = None
                 ) -> np.ndarray:
-    """The image as kohya trains it: upright RGB scaled to cover its bucket, cropped (centred,
-    or at random with random_crop), maybe mirrored; float32 CHW in [-1, 1]."""
+    """The image as kohya trains it: RGB scaled to cover its bucket, cropped (centred, or at
+    random with random_crop), maybe mirrored; float32 CHW in [-1, 1]. The pixels are the
+    stored ones, EXIF orientation ignored, as kohya's load_image does: the bucket was computed
+    from the stored size (the scan warns about such images; the image tools make them
+    upright)."""
     try:
-        image = to_rgb(decode_image(sample.path.read_bytes()))
+        image = to_rgb(decode_image(sample.path.read_bytes(), upright=False))
     except (OSError, ImageDecodeError) as exc:
         raise LorabakeError(f"{sample.path}: {exc}", "fix or remove the image") from None
     from ..core.images.imageops import cover_size

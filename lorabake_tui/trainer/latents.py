@@ -18,7 +18,9 @@ from ..core.base.atomic import atomic_write_bytes
 from ..core.base.errors import LorabakeError
 from .data import Sample, load_pixels
 
-CACHE_VERSION = "1"
+# "2": latents of the stored pixels (EXIF orientation ignored, as kohya); "1" ones were made
+# from upright pixels and must not be reused
+CACHE_VERSION = "2"
 
 
 def cache_key(sample: Sample, vae_id: str, flip: bool) -> str:

@@ -42,3 +42,32 @@ async def until(pilot, pred, what: str, timeout: float = 20.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await pilot.pause(0.1)
+
+
+def exif_orientation(orientation: int) -> bytes:
+    """An EXIF block with just this Orientation tag (plus a camera make, as phones write)."""
+    exif = Image.Exif()
+    exif[0x010F] = "Phone"
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def make_exif_rotated(path: Path, size=(640, 320), orientation: int = 6, fmt: str = "JPEG"
+                      ) -> Path:
+    """A phone-style photo stored `size` (default landscape) with an EXIF orientation (6:
+    viewers turn it 90 deg clockwise, so it looks portrait). The stored pixels have structure
+    that any turn or mirror changes: a horizontal gradient in red, a vertical one in green,
+    and a blue block in the top-left corner."""
+    import numpy as np
+
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.zeros((h, w, 3), dtype=np.uint8)
+    arr[..., 0] = (255 * xx / max(w - 1, 1)).astype(np.uint8)
+    arr[..., 1] = (255 * yy / max(h - 1, 1)).astype(np.uint8)
+    arr[: h // 4, : w // 4, 2] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"quality": 95} if fmt == "JPEG" else {}
+    Image.fromarray(arr, "RGB").save(path, format=fmt, exif=exif_orientation(orientation),
+                                     **extra)
+    return path

@@ -37,7 +37,9 @@ def apply_bucket_plan(root: Path, plan: BucketPlan, *,
         src = root / img.key
         dst_rel = str(Path(img.key).with_suffix(".png"))
         try:
-            out = resize_to_bucket(to_rgb(decode_image(src.read_bytes())), *img.bucket)
+            # stored pixels: the bucket was computed from the stored size, as kohya does
+            out = resize_to_bucket(to_rgb(decode_image(src.read_bytes(), upright=False)),
+                                   *img.bucket)
         except (OSError, ImageDecodeError) as exc:
             result.skipped.append(f"{img.key}: cannot read ({exc})")
             continue

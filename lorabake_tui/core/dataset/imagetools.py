@@ -6,6 +6,11 @@ one folder) with what would happen to it and why (`skip` rows say why not). Appl
 decodes and encodes the images in worker processes, then makes every change in the parent as
 ONE journal entry, so `lorabake undo DIR` takes the whole batch back byte for byte.
 
+Every output is upright: an image with an EXIF orientation (a phone photo stored sideways,
+which kohya would train sideways) is turned as the tag says, and the tag is not written. So
+convert also rewrites a PNG that has an EXIF orientation; without --flatten its transparency
+stays.
+
 Non-destructive: an image that is changed keeps its original in
 `<root>/.lorabake/originals/<folder>/<name>` (`name~2.ext`, `~3`, ... when a earlier run
 already left one there). Every output is a PNG:
@@ -13,9 +18,9 @@ already left one there). Every output is a PNG:
   a.png is created next to where it was; the caption keeps matching the stem. If a.png (in any
   letter case) already exists, or another source of the batch claims it, that source is a
   `conflict`: reported and left alone, never overwritten;
-- a PNG changed in place (pad, resize, upscale, convert --flatten) is copied there (a created
-  file) and rewritten (a replace of its old bytes): a rename plus a create of the same path
-  would not survive the journal's redo check;
+- a PNG changed in place (pad, resize, upscale, convert --flatten or upright) is copied there
+  (a created file) and rewritten (a replace of its old bytes): a rename plus a create of the
+  same path would not survive the journal's redo check;
 - an animation (GIF, animated WebP/AVIF) becomes one PNG per frame, `a_f000.png`,
   `a_f001.png`, ...; if it had a caption, every frame gets a copy of it and the caption
   itself goes to the originals with the animation (it would match no image any more).
@@ -72,7 +77,7 @@ ORIGINALS = ORIGINALS_REL
 CONVERT_EXTS = frozenset({".webp", ".avif", ".gif", ".jpg", ".jpeg", ".bmp"})
 DEFAULT_MIN_SIDE = 512
 SKIP, CONFLICT, ERROR = "skip", "conflict", "error"
-_ORIENTATION_TAG = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -276,18 +281,22 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
         fa.reason = "unreadable"
         return fa
     w, h = item.width or 0, item.height or 0
+    # the outputs are upright: sizes swap for the orientations that turn the image by 90 deg
+    uw, uh = (h, w) if item.orientation >= 5 else (w, h)
+    rotated = item.orientation != 1
+    upright = f", upright (EXIF orientation {item.orientation})" if rotated else ""
     frames = 1
     if op == "convert":
         if item.ext == ".png":
-            if not o.flatten:
-                fa.reason = "already png"
+            flatten = o.flatten and _png_has_alpha(item.path)
+            if not flatten and not rotated:
+                fa.reason = "png without transparency" if o.flatten else "already png"
                 return fa
-            if not _png_has_alpha(item.path):
-                fa.reason = "png without transparency"
-                return fa
-            fa.reason = "png with transparency: flattened onto the background"
+            fa.reason = ("png with transparency: flattened onto the background" + upright
+                         if flatten else f"png written upright (EXIF orientation "
+                                         f"{item.orientation})")
         elif item.ext in CONVERT_EXTS:
-            fa.reason = f"{item.ext[1:]} -> png"
+            fa.reason = f"{item.ext[1:]} -> png{upright}"
         else:
             fa.reason = f"{item.ext} is not converted"
             return fa
@@ -298,35 +307,35 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
                 fa.action, fa.error, fa.reason = ERROR, _err_text(exc), "unreadable"
                 return fa
             if frames > 1:
-                fa.reason = f"animated {item.ext[1:]}: {frames} frames -> png each"
-        fa.new_size = (w, h)
+                fa.reason = f"animated {item.ext[1:]}: {frames} frames -> png each{upright}"
+        fa.new_size = (uw, uh)
     elif op == "pad":
         if w == h:
             fa.reason = "already square"
             return fa
         side = max(w, h)
-        fa.reason, fa.new_size = f"{w}x{h} -> {side}x{side}", (side, side)
+        fa.reason, fa.new_size = f"{uw}x{uh} -> {side}x{side}{upright}", (side, side)
     elif op == "resize":
         if o.size is not None:
             tw, th = o.size
-            if (w, h) == (tw, th) and _orientation(item.path) in (0, 1):
+            if (w, h) == (tw, th) and not rotated:
                 fa.reason = f"already {tw}x{th}"
                 return fa
-            fa.reason, fa.new_size = f"{w}x{h} -> {tw}x{th} ({o.mode})", (tw, th)
+            fa.reason, fa.new_size = f"{uw}x{uh} -> {tw}x{th} ({o.mode}){upright}", (tw, th)
         else:
             assert o.max_side is not None
             if max(w, h) <= o.max_side:
                 fa.reason = f"long side {max(w, h)} <= {o.max_side}"
                 return fa
-            fa.new_size = max_side_size(w, h, o.max_side)
-            fa.reason = f"{w}x{h} -> {fa.new_size[0]}x{fa.new_size[1]}"
+            fa.new_size = max_side_size(uw, uh, o.max_side)
+            fa.reason = f"{uw}x{uh} -> {fa.new_size[0]}x{fa.new_size[1]}{upright}"
     elif op == "upscale":
         if min(w, h) >= o.min_side:
             fa.reason = f"short side {min(w, h)} >= {o.min_side}"
             return fa
-        fa.new_size = min_side_size(w, h, o.min_side)
+        fa.new_size = min_side_size(uw, uh, o.min_side)
         how = "model" if o.model else "lanczos"
-        fa.reason = f"{w}x{h} -> {fa.new_size[0]}x{fa.new_size[1]} ({how})"
+        fa.reason = f"{uw}x{uh} -> {fa.new_size[0]}x{fa.new_size[1]} ({how}){upright}"
     return _name_outputs(fa, op, item, c, claims, frames, plan.caption_ext)
 
 
@@ -378,14 +387,6 @@ def _png_has_alpha(path: Path) -> bool:
         return True
 
 
-def _orientation(path: Path) -> int:
-    try:
-        with Image.open(path) as im:
-            return int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Exception:  # noqa: BLE001 - unknown: treat as rotated, i.e. process it
-        return 2
-
-
 # ---- the per-image work (runs in worker processes) ------------------------------------------
 
 class _Task(NamedTuple):
@@ -415,11 +416,15 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
     if operation == "convert":
         if frame_count(data, max_pixels=limit) > 1:
             return [encode_png(to_rgb(f, o.background))
-                    for f in decode_frames(data, max_pixels=limit)]
-        return [encode_png(to_rgb(decode_image(data, max_pixels=limit), o.background))]
+                    for f in decode_frames(data, upright=True, max_pixels=limit)]
+        image = decode_image(data, upright=True, max_pixels=limit)
+        if data.startswith(_PNG_SIGNATURE) and not o.flatten and has_transparency(image):
+            # a PNG converted only to stand it upright keeps its transparency
+            return [encode_png(_rgba(image))]
+        return [encode_png(to_rgb(image, o.background))]
     if frame_count(data, max_pixels=limit) > 1:
         raise ImageDecodeError("animated image: convert it first (one PNG per frame)")
-    rgb = to_rgb(decode_image(data, max_pixels=limit), o.background)
+    rgb = to_rgb(decode_image(data, upright=True, max_pixels=limit), o.background)
     icc = rgb.info.get("icc_profile")
     target = (o.size if operation == "resize" and o.size is not None
               else min_side_size(rgb.width, rgb.height, o.min_side) if operation == "upscale"
@@ -443,6 +448,14 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
         raise ValueError(f"unknown operation {operation!r}")
     out.info = {"icc_profile": icc} if icc else {}
     return [encode_png(out)]
+
+
+def _rgba(image: Image.Image) -> Image.Image:
+    """RGBA (a palette's transparent index becomes alpha), keeping an ICC profile."""
+    icc = image.info.get("icc_profile")
+    rgba = image.convert("RGBA")
+    rgba.info = {"icc_profile": icc} if icc else {}
+    return rgba
 
 
 def _read_source(path: str) -> tuple[bytes, tuple[int, int]]:
@@ -489,7 +502,9 @@ def _hash_work(task: _HashTask) -> tuple[str, int | None, str | None]:
     try:
         with open(task.path, "rb") as fh:
             data = fh.read()
-        return task.rel, phash(decode_image(data, max_pixels=task.max_pixels, draft=256)), None
+        # upright: one picture is one picture however its file stores it
+        image = decode_image(data, upright=True, max_pixels=task.max_pixels, draft=256)
+        return task.rel, phash(image), None
     except OSError as exc:
         return task.rel, None, _err_text(exc)
     except ImageDecodeError as exc:

@@ -34,8 +34,9 @@ class ImageItem:
     folder: Path
     name: str
     ext: str  # lowercased
-    width: int | None = None
+    width: int | None = None  # the stored size (EXIF orientation not applied), as kohya reads it
     height: int | None = None
+    orientation: int = 1  # EXIF orientation 1-8 from the header
     readable: bool = True
     caption_name: str | None = None
     caption: CaptionState = CaptionState.MISSING
@@ -305,6 +306,22 @@ def _read_header(item: ImageItem, path: str, rel_folder: str, add) -> None:
             "replace or delete the file", "bad-image")
         return
     item.width, item.height = header.width, header.height
+    if header.orientation != 1:
+        o = item.orientation = header.orientation
+        add(Severity.WARNING, f"{rel_folder}/{item.name}",
+            f"EXIF orientation {o}: viewers {_VIEWERS[o]}, but kohya trains it as stored "
+            f"({_STORED[o]}, {header.width}x{header.height})",
+            "convert it upright with the image tools (i on the Buckets screen, or "
+            "`lorabake images DIR convert`)", "exif-rotated")
+
+
+# EXIF orientation -> what viewers do to the stored pixels, and how those look untouched
+_VIEWERS = {2: "mirror it", 3: "turn it 180°", 4: "flip it upside down",
+            5: "mirror and turn it 90°", 6: "turn it 90° clockwise",
+            7: "mirror and turn it 90°", 8: "turn it 90° counter-clockwise"}
+_STORED = {2: "mirrored", 3: "upside down", 4: "upside down and mirrored",
+           5: "sideways and mirrored", 6: "sideways", 7: "sideways and mirrored",
+           8: "sideways"}
 
 
 def _read_all(path: str) -> bytes:

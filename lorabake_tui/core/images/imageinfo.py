@@ -1,4 +1,5 @@
-"""Read an image's pixel size and format from its file header, without decoding pixels.
+"""Read an image's pixel size, format and EXIF orientation from its file header, without
+decoding pixels.
 
 Scanning a dataset folder calls this once per file, so the fast path is one ``os.open``, a
 4 KiB read of the head, a read of the last KiB and, for some files, a few small seeks: tens of
@@ -7,6 +8,13 @@ microseconds a file. Pillow is imported only for formats this module does not pa
 The tail read doubles as a cheap damage check. A truncated download usually keeps a valid
 header but loses its end marker (PNG ``IEND``, JPEG ``EOI``, GIF trailer), or is shorter than
 its container says it is (WEBP ``RIFF`` size, BMP ``bfSize``, AVIF top-level boxes).
+
+The EXIF orientation (1-8) comes from the first Exif APP1 segment of a JPEG, a PNG ``eXIf``
+chunk (before IDAT, or one in the tail already read) and a WebP ``EXIF`` chunk (looked for
+only when the VP8X flags say there is one): only IFD0 is read, a few dozen bytes. A missing
+or damaged EXIF block is orientation 1; it never makes the image unreadable (kohya ignores
+EXIF and reads the pixels as stored). XMP ``tiff:Orientation`` is not read, and formats left
+to Pillow report 1.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ class ImageHeader:
     """Format and pixel size of an image, as its header states them."""
 
     format: str  # "png", "jpeg", "webp", "bmp", "gif", "avif", or Pillow's format, lowercased
-    width: int
+    width: int  # the stored size: what kohya buckets and trains (EXIF orientation not applied)
     height: int
+    orientation: int = 1  # EXIF orientation 1-8; 1 (upright as stored) when there is none
 
 
 class ImageReadError(Exception):
@@ -140,10 +149,43 @@ def _png(r: _Reader) -> ImageHeader:
     if ihdr[4:8] != b"IHDR":
         raise ImageReadError("damaged: PNG does not start with an IHDR chunk")
     width, height = struct.unpack_from(">II", ihdr, 8)
-    # Every PNG ends with an IEND chunk; a little junk after it is tolerated.
-    if b"IEND" not in r.tail():
+    # EXIF before the tail read, while the head window holds it; most PNGs have IDAT right
+    # after IHDR, and that one comparison is all they cost.
+    orientation = None if r.head[37:41] == b"IDAT" else _png_exif_chunk(r)
+    # Every PNG ends with an IEND chunk; a little junk after it is tolerated. (rfind: it is
+    # at the very end, so searching backwards finds it at once.)
+    tail = r.tail()
+    iend = tail.rfind(b"IEND")
+    if iend < 0:
         raise ImageReadError("truncated: PNG has no IEND chunk")
-    return ImageHeader("png", width, height)
+    if orientation is None:
+        orientation = _png_tail_exif(r, tail, iend)
+    return ImageHeader("png", width, height, orientation)
+
+
+def _png_exif_chunk(r: _Reader) -> int | None:
+    """Orientation from an eXIf chunk before the image data, None without one."""
+    # The chunks before IDAT are few and usually inside the head window.
+    pos = 33  # signature(8) + IHDR chunk(25)
+    while pos + 8 <= r.size:
+        length, kind = struct.unpack(">I4s", r.read(pos, 8).ljust(8, b"\0"))
+        if kind == b"eXIf":
+            return _exif_orientation(r, pos + 8, length)
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length  # length(4) type(4) data crc(4)
+    return None
+
+
+def _png_tail_exif(r: _Reader, tail: bytes, iend: int) -> int:
+    # Pillow also reads an eXIf chunk written after the image data; one in the tail is free.
+    at = tail.rfind(b"eXIf", 0, iend)
+    if at >= 4:
+        (length,) = struct.unpack_from(">I", tail, at - 4)
+        start = r.size - len(tail) + at + 4
+        if start + length <= r.size:
+            return _exif_orientation(r, start, length)
+    return 1
 
 
 # --- JPEG --------------------------------------------------------------------------------
@@ -158,6 +200,7 @@ def _jpeg(r: _Reader) -> ImageHeader:
     # Walk the marker segments after SOI, skipping APPn/EXIF/DQT/... by their lengths, until
     # the frame header. A big EXIF block just means one seek past it.
     pos = 2
+    orientation: int | None = None
     while True:
         marker = r.need(pos, 2, "JPEG header")
         if marker[0] != 0xFF or marker[1] == 0x00:
@@ -178,11 +221,14 @@ def _jpeg(r: _Reader) -> ImageHeader:
         (length,) = struct.unpack(">H", r.need(pos, 2, "JPEG header"))
         if length < 2:
             raise ImageReadError(f"damaged: JPEG segment length {length} at byte {pos}")
+        # APP1 "Exif\0\0": the first one is what Pillow (and so every viewer) goes by
+        if code == 0xE1 and orientation is None and r.read(pos + 2, 6) == b"Exif\0\0":
+            orientation = _exif_orientation(r, pos + 8, length - 8)
         pos += length
     # Entropy-coded data never contains FF D9, so finding EOI near the end means it is whole.
     if b"\xff\xd9" not in r.tail():
         raise ImageReadError("truncated: JPEG has no end-of-image marker")
-    return ImageHeader("jpeg", width, height)
+    return ImageHeader("jpeg", width, height, orientation or 1)
 
 
 # --- WEBP --------------------------------------------------------------------------------
@@ -218,8 +264,64 @@ def _webp(r: _Reader) -> ImageHeader:
         data = r.need(20, 10, "WEBP VP8X header")
         width = int.from_bytes(data[4:7], "little") + 1
         height = int.from_bytes(data[7:10], "little") + 1
-        return ImageHeader("webp", width, height)
+        orientation = _webp_orientation(r, riff_size + 8) if data[0] & _VP8X_EXIF else 1
+        return ImageHeader("webp", width, height, orientation)
     raise ImageReadError(f"damaged: WEBP starts with an unknown chunk {fourcc!r}")
+
+
+_VP8X_EXIF = 0x08  # VP8X flags: an EXIF chunk follows the image data
+
+
+def _webp_orientation(r: _Reader, end: int) -> int:
+    # Chunks after the RIFF header: fourcc(4), little-endian size(4), data padded to even.
+    # EXIF comes after the (big) image data: one seek past it, and only when flagged.
+    pos = 12
+    while pos + 8 <= end:
+        fourcc, size = struct.unpack("<4sI", r.read(pos, 8).ljust(8, b"\0"))
+        if fourcc == b"EXIF":
+            return _exif_orientation(r, pos + 8, size)
+        pos += 8 + size + (size & 1)
+    return 1
+
+
+# --- EXIF (TIFF IFD0) --------------------------------------------------------------------
+
+_ORIENTATION_TAG = 0x0112
+_MAX_IFD_ENTRIES = 512  # IFD0 has a few dozen; more means a damaged block
+
+
+def _exif_orientation(r: _Reader, start: int, length: int) -> int:
+    """The Orientation tag of the EXIF block at file offset *start*; 1 if absent or damaged.
+
+    The block is a TIFF structure (some writers put "Exif" and two zero bytes first): byte
+    order, 42, the offset of IFD0, whose 12-byte entries are tag(2) type(2) count(4) value(4).
+    """
+    head = r.read(start, 8)
+    if head[:6] == b"Exif\0\0":
+        start, length = start + 6, length - 6
+        head = r.read(start, 8)
+    if len(head) < 8 or head[:4] not in (b"II*\0", b"MM\0*"):
+        return 1
+    endian = "<" if head[0] == 0x49 else ">"
+    (ifd,) = struct.unpack_from(endian + "I", head, 4)
+    count_at = start + ifd
+    if ifd < 8 or ifd + 2 > length:
+        return 1
+    (count,) = struct.unpack(endian + "H", r.read(count_at, 2).ljust(2, b"\0"))
+    count = min(count, _MAX_IFD_ENTRIES, (length - ifd - 2) // 12)
+    entries = r.read(count_at + 2, 12 * count)
+    for i in range(0, len(entries) - 11, 12):
+        tag, kind = struct.unpack_from(endian + "HH", entries, i)
+        if tag != _ORIENTATION_TAG:
+            continue
+        if kind == 3:  # SHORT: the value sits in the first two bytes of the value field
+            (value,) = struct.unpack_from(endian + "H", entries, i + 8)
+        elif kind == 4:  # LONG, from sloppy writers
+            (value,) = struct.unpack_from(endian + "I", entries, i + 8)
+        else:
+            return 1
+        return value if 1 <= value <= 8 else 1  # other values: viewers leave it as stored
+    return 1
 
 
 # --- GIF ---------------------------------------------------------------------------------
@@ -359,4 +461,6 @@ def _read_with_pillow(path: os.PathLike | str, reason: str) -> ImageHeader:
             fmt = (image.format or "unknown").lower()
     except Exception as exc:  # Pillow raises many exception types for non-images
         raise ImageReadError(reason) from exc
+    # Orientation 1: what these formats need is up to Pillow (its TIFF reader, for one, turns
+    # the image itself and reports the turned size), so nothing is left to apply.
     return ImageHeader(fmt, width, height)

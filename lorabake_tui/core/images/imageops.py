@@ -1,11 +1,14 @@
 """Operations on one image: pure functions from a Pillow image to a new one, plus decoding and
 PNG encoding with the guards the batch tools need.
 
-Every tool decodes through `decode_image`, which applies the EXIF orientation first (a phone
-photo stored sideways comes out upright, and the orientation tag is dropped with the rest of
-the metadata, so nothing rotates it twice), and `encode_png`, which writes a deterministic
-PNG (zlib level 6, optimize off, no text/time/EXIF chunks; only an ICC profile is kept, as
-it is needed to show the colours right).
+Everything decodes through `decode_image`, and every caller says which pixels it wants:
+`upright=True` applies the EXIF orientation (a phone photo stored sideways comes out upright
+and the tag is dropped, so nothing rotates it twice): the image tools, which write an upright
+copy, and the duplicate finder. `upright=False` gives the pixels as stored, which is what
+kohya buckets (from the header size) and trains (it never applies EXIF): the trainer, the
+bucket recommendation's resize and the auto-tagger. `encode_png` writes a deterministic PNG
+(zlib level 6, optimize off, no text/time/EXIF chunks; only an ICC profile is kept, as it is
+needed to show the colours right).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ PNG_COMPRESS_LEVEL = 6
 # (a camera's MPO JPEG with its preview, a multi-page TIFF) keep their first frame only.
 ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "AVIF"})
 LANCZOS = Image.Resampling.LANCZOS
+_ORIENTATION_TAG = 0x0112
 
 
 class ImageDecodeError(Exception):
@@ -65,6 +69,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def apply_exif_orientation(image: Image.Image) -> Image.Image:
     """The image turned upright as its EXIF orientation tag says (a copy without the tag)."""
     return ImageOps.exif_transpose(image)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened image; 1 when it has none."""
+    value = image.getexif().get(_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -226,6 +236,12 @@ def min_side_size(w: int, h: int, min_side: int) -> tuple[int, int]:
 
 # ---- decoding and encoding ---------------------------------------------------------------------
 
+# EXIF orientation -> the transpose that makes the stored pixels upright (as exif_transpose)
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
 def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
     """Open (header only) and refuse decompression bombs before any pixel is decoded."""
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
@@ -266,21 +282,23 @@ def _load(image: Image.Image) -> None:
         raise ImageDecodeError(f"cannot decode: {reason}") from None
 
 
-def decode_image(data: bytes, *, max_pixels: int | None = None,
+def decode_image(data: bytes, *, upright: bool, max_pixels: int | None = None,
                  draft: int | None = None) -> Image.Image:
-    """Decode the first frame fully, upright (EXIF orientation applied). Raises
-    ImageDecodeError with a short reason for damaged, truncated or oversized files.
-    `draft`: a JPEG may be decoded at a reduced scale, keeping both sides >= draft (fast
-    previews and hashes)."""
+    """Decode the first frame fully. `upright`: apply the EXIF orientation (and drop the tag);
+    False keeps the pixels as stored, as kohya reads them (no default: each caller decides,
+    see the module docstring). Raises ImageDecodeError with a short reason for damaged,
+    truncated or oversized files. `draft`: a JPEG may be decoded at a reduced scale, keeping
+    both sides >= draft (fast previews and hashes)."""
     image = _open_checked(data, max_pixels)
     if draft is not None and image.format == "JPEG":
         image.draft(image.mode, (draft, draft))
     _load(image)
+    if not upright:
+        return image
     try:
-        upright = apply_exif_orientation(image)
+        return apply_exif_orientation(image)
     except (OSError, ValueError, SyntaxError) as exc:  # a broken EXIF block
         raise ImageDecodeError(f"bad EXIF data: {_reason(exc)}") from None
-    return upright
 
 
 def frame_count(data: bytes, *, max_pixels: int | None = None) -> int:
@@ -294,17 +312,20 @@ def frame_count(data: bytes, *, max_pixels: int | None = None) -> int:
         raise ImageDecodeError(f"damaged animation: {_reason(exc)}") from None
 
 
-def decode_frames(data: bytes, *, max_pixels: int | None = None) -> Iterator[Image.Image]:
+def decode_frames(data: bytes, *, upright: bool, max_pixels: int | None = None
+                  ) -> Iterator[Image.Image]:
     """Every frame of an animation (each a full RGBA picture, disposal applied), or the one
-    image of anything else."""
+    image of anything else. `upright` as for `decode_image`, applied to every frame."""
     image = _open_checked(data, max_pixels)
     if image.format not in ANIMATED_FORMATS or getattr(image, "n_frames", 1) <= 1:
-        yield decode_image(data, max_pixels=max_pixels)
+        yield decode_image(data, upright=upright, max_pixels=max_pixels)
         return
     try:
+        method = _TRANSPOSE.get(exif_orientation(image)) if upright else None
         for frame in ImageSequence.Iterator(image):
             _load(frame)
-            yield frame.convert("RGBA")
+            rgba = frame.convert("RGBA")
+            yield rgba.transpose(method) if method is not None else rgba
     except ImageDecodeError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

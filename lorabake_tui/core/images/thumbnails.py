@@ -1,4 +1,10 @@
-"""Small preview images: decoded and shrunk once (off the UI thread), kept in a memory LRU."""
+"""Small preview images: decoded and shrunk once (off the UI thread), kept in a memory LRU.
+
+A thumbnail shows the pixels as stored, EXIF orientation NOT applied: that is what kohya
+buckets and trains, so the concept strip, the Tags screen and the Buckets screen's crop preview
+(whose crop box is in stored pixels) all show what is trained. An image a viewer would turn
+upright shows sideways here on purpose; the scan warns about it (exif-rotated).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 
 class ThumbnailCache:
@@ -42,8 +48,7 @@ def make_thumbnail(path: Path, size: tuple[int, int]) -> Image.Image | None:
     try:
         with Image.open(path) as im:
             im.draft("RGB", size)  # JPEG decodes at reduced scale: much faster
-            im = ImageOps.exif_transpose(im)
-            im.thumbnail(size)
+            im.thumbnail(size)  # no exif_transpose: the stored pixels (see above)
             return im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):
         return None

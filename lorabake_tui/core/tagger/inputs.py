@@ -50,13 +50,15 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
 
 
 def load_image(path: Path | str, size: int) -> np.ndarray:
-    """Read, decode (upright) and prepare one file; ImageDecodeError for unusable ones."""
+    """Read, decode and prepare one file; ImageDecodeError for unusable ones. The pixels as
+    stored (EXIF orientation ignored): the tags describe what kohya trains, and kohya's own
+    tagger script reads images the same way."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         raise ImageDecodeError(f"cannot read: {exc.strerror}") from None
-    return prepare_image(decode_image(data, draft=size), size)
+    return prepare_image(decode_image(data, upright=False, draft=size), size)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from ...core.dataset.imagetools import (
 )
 from ...core.images.imageops import parse_color, parse_size
 
-TOOLS = [("Convert to PNG (webp, avif, gif frames, jpg, bmp)", "convert"),
+TOOLS = [("Convert to PNG (webp, avif, gif frames, jpg, bmp), EXIF-rotated upright", "convert"),
          ("Pad to square (white)", "pad"), ("Resize", "resize"),
          ("Upscale low-res images", "upscale"), ("Find near-duplicates", "dupes"),
          ("List low-res images", "lowres")]

@@ -1,10 +1,15 @@
-"""One image with kohya's crop drawn on it: what the trainer will actually see."""
+"""One image with kohya's crop drawn on it: what the trainer will actually see.
+
+The image is the stored pixels (EXIF orientation not applied; see core.images.thumbnails):
+the bucket, the resize and the crop box are all computed from the stored size, as kohya and
+the trainer do, so an upright picture would not match the box.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 from textual import work
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -42,16 +47,8 @@ class CropPreview(Vertical):
         image = None
         if self.widget_cls is not None:
             thumb = self.cache.get(path)
-            box = a.crop_box()
-            if thumb is not None and box is not None and a.resized:
-                image = thumb.copy()
-                # the crop box is in resized pixels: bring it to thumbnail pixels
-                sx, sy = thumb.width / a.resized[0], thumb.height / a.resized[1]
-                left, top, right, bottom = box
-                draw = ImageDraw.Draw(image)
-                draw.rectangle((left * sx, top * sy, right * sx - 1, bottom * sy - 1),
-                               outline=(255, 60, 60),
-                               width=max(2, thumb.width // 64))
+            if thumb is not None:
+                image = draw_crop(thumb, a)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._put, image, size, a, key)
 
@@ -70,3 +67,19 @@ class CropPreview(Vertical):
         else:
             text += f"\n{a.error}"
         self.mount(Static(text, classes="crop-text"))
+
+
+def draw_crop(thumb: Image.Image, a: Assignment) -> Image.Image | None:
+    """A copy of the (stored-orientation) thumbnail with the crop box drawn on it; None when
+    the image has no bucket."""
+    box = a.crop_box()
+    if box is None or not a.resized:
+        return None
+    image = thumb.copy()
+    # the crop box is in resized pixels: bring it to thumbnail pixels
+    sx, sy = thumb.width / a.resized[0], thumb.height / a.resized[1]
+    left, top, right, bottom = box
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((left * sx, top * sy, right * sx - 1, bottom * sy - 1),
+                   outline=(255, 60, 60), width=max(2, thumb.width // 64))
+    return image

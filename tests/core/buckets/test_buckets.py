@@ -158,3 +158,15 @@ def test_predefined_buckets_stay_within_area_and_limits(res, step):
         assert w * h <= res * res
         assert min(w, h) >= 256 or (w, h) == (res // step * step,) * 2
         assert (w, h)[::-1] in resos  # symmetric
+
+
+def test_an_exif_rotated_image_is_bucketed_by_its_stored_size(tmp_path):
+    # kohya reads sizes with imagesize (no EXIF), so a 640x320 photo that viewers show as
+    # portrait goes into a landscape bucket: the trainer must then train the stored pixels
+    from ...support.helpers import make_exif_rotated
+
+    make_exif_rotated(tmp_path / "3_a" / "phone.jpg", (640, 320), orientation=6)
+    items, _ = dataset_items(scan_dataset(tmp_path))
+    assert items == [("3_a/phone.jpg", (640, 320), 3)]
+    a = assign_all(items, DEFAULT).images[0].assignment
+    assert (a.bucket, a.resized) == ((704, 320), (704, 352))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.base.journal import Journal
@@ -218,13 +218,19 @@ def test_flatten_alpha_handles_every_mode():
     assert flatten_alpha(Image.new("1", (2, 2), 1)).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_exif_orientation_is_applied_first(tmp_path):
+def test_decode_upright_applies_exif_orientation_and_stored_does_not(tmp_path):
     path = exif_rotated_jpeg(tmp_path / "r.jpg")
-    im = decode_image(path.read_bytes())
+    im = decode_image(path.read_bytes(), upright=True)
     assert im.size == (20, 40)  # rotated 90 degrees clockwise
     assert near(im.getpixel((10, 5)), (255, 0, 0), 40)  # the left half is now on top
     assert near(im.getpixel((10, 35)), (0, 0, 255), 40)
     assert im.getexif().get(0x0112) in (None, 1)
+    stored = decode_image(path.read_bytes(), upright=False)  # as kohya reads it
+    assert stored.size == (40, 20)
+    assert near(stored.getpixel((5, 10)), (255, 0, 0), 40)  # left half still on the left
+    assert near(stored.getpixel((35, 10)), (0, 0, 255), 40)
+    with pytest.raises(TypeError):  # no default: every caller says which pixels it wants
+        decode_image(path.read_bytes())  # type: ignore[call-arg]
 
 
 def test_encode_png_is_deterministic_and_carries_no_metadata():
@@ -258,14 +264,15 @@ def test_decode_refuses_decompression_bombs_and_names_truncation(monkeypatch):
     Image.new("RGB", (64, 64)).save(data, "PNG")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageDecodeError, match="refused"):
-        decode_image(data.getvalue())  # our own check, at the Pillow limit
+        decode_image(data.getvalue(), upright=False)  # our own check, at the Pillow limit
     with pytest.raises(ImageDecodeError, match="refused: too many pixels"):
-        decode_image(data.getvalue(), max_pixels=10**9)  # Pillow's DecompressionBombError
+        # Pillow's DecompressionBombError
+        decode_image(data.getvalue(), upright=False, max_pixels=10**9)
     monkeypatch.undo()
     with pytest.raises(ImageDecodeError, match="truncated"):
-        decode_image(_truncated_png())
+        decode_image(_truncated_png(), upright=False)
     with pytest.raises(ImageDecodeError, match="not an image"):
-        decode_image(b"hello, this is text")
+        decode_image(b"hello, this is text", upright=False)
 
 
 def _truncated_png() -> bytes:
@@ -368,6 +375,86 @@ def test_flatten_rewrites_a_transparent_png_in_place_and_undo_restores_it(format
     assert originals(root) == {}
     Journal(root).redo()
     assert opened(d / "alpha.png").mode == "RGB"
+
+
+def test_convert_writes_exif_rotated_images_upright_and_undo_restores_them(tmp_path):
+    from lorabake_tui.core.dataset.scan import scan_dataset
+
+    from ...support.helpers import make_exif_rotated
+
+    root = tmp_path / "ds"
+    d = root / "5_mira"
+    jpg = make_exif_rotated(d / "phone.jpg", (64, 32), orientation=6)
+    png = make_exif_rotated(d / "shot.png", (64, 32), orientation=8, fmt="PNG")
+    for image in (jpg, png, save(d / "plain.png", picture((30, 20)))):
+        caption(image)
+    expect = {name: ImageOps.exif_transpose(opened(d / name)).convert("RGB")
+              for name in ("phone.jpg", "shot.png")}
+    assert {p.code for p in scan_dataset(root).problems} == {"exif-rotated"}
+    before = snapshot(root)
+
+    plan = plan_images(root, "convert")
+    by_path = {f.path: f for f in plan.files}
+    assert by_path["5_mira/phone.jpg"].reason == "jpg -> png, upright (EXIF orientation 6)"
+    # a PNG is rewritten in place to stand it upright, even without --flatten
+    assert by_path["5_mira/shot.png"].action == "convert"
+    assert by_path["5_mira/shot.png"].new_paths == ["5_mira/shot.png"]
+    assert "upright (EXIF orientation 8)" in by_path["5_mira/shot.png"].reason
+    assert by_path["5_mira/shot.png"].new_size == (32, 64)
+    assert by_path["5_mira/plain.png"].reason == "already png"
+    result = apply_image_plan(plan, workers=1)
+    assert result.applied and not result.failures
+
+    for name, out in (("phone.jpg", "phone.png"), ("shot.png", "shot.png")):
+        im = opened(d / out)
+        assert im.size == (32, 64) and im.getexif().get(0x0112) is None
+        if name.endswith(".png"):  # lossless: exactly the upright pixels
+            assert im.tobytes() == expect[name].tobytes()
+        else:  # the same decode, turned: equal up to nothing
+            assert np.array_equal(np.asarray(im), np.asarray(expect[name]))
+    ds = scan_dataset(root)
+    assert ds.problems == []  # upright now: nothing left to warn about
+    assert {(im.name, im.width, im.height) for im in ds.concepts[0].images} >= {
+        ("phone.png", 32, 64), ("shot.png", 32, 64)}
+    assert originals(root) == {"5_mira/phone.jpg": before["5_mira/phone.jpg"],
+                               "5_mira/shot.png": before["5_mira/shot.png"]}
+
+    assert Journal(root).undo() is not None
+    assert snapshot(root) == before  # byte for byte, the EXIF tags included
+    assert {p.code for p in scan_dataset(root).problems} == {"exif-rotated"}
+
+
+def test_an_exif_rotated_png_keeps_its_transparency_without_flatten(tmp_path):
+    from ...support.helpers import exif_orientation
+
+    root = tmp_path / "ds"
+    im = Image.new("RGBA", (20, 10), (255, 0, 0, 0))
+    im.paste((0, 0, 255, 255), (0, 0, 5, 10))  # an opaque blue strip on the left
+    path = save(root / "1_a" / "a.png", im, "PNG", exif=exif_orientation(6))
+    run(root, "convert")
+    out = opened(path)
+    assert out.mode == "RGBA" and out.size == (10, 20)
+    assert out.getpixel((5, 2)) == (0, 0, 255, 255)  # the strip is on top now
+    assert out.getpixel((5, 15))[3] == 0
+    Journal(root).undo()
+    run(root, "convert", flatten=True)
+    out = opened(path)
+    assert out.mode == "RGB" and out.size == (10, 20)
+    assert out.getpixel((5, 15)) == (255, 255, 255)
+
+
+def test_other_tools_write_exif_rotated_images_upright_too(tmp_path):
+    from ...support.helpers import make_exif_rotated
+
+    root = tmp_path / "ds"
+    path = make_exif_rotated(root / "1_a" / "a.png", (64, 32), orientation=6, fmt="PNG")
+    plan = plan_images(root, "resize", ImageOptions(size=(64, 32)))
+    # already the target size as stored, but not upright: it is still processed
+    assert plan.files[0].action == "resize" and "upright" in plan.files[0].reason
+    plan = plan_images(root, "resize", ImageOptions(max_side=32))
+    assert plan.files[0].new_size == (16, 32)  # the upright 32x64, shrunk
+    apply_image_plan(plan, workers=1)
+    assert opened(path).size == (16, 32)
 
 
 def test_png_output_is_deterministic_optimize_off_level_6(tmp_path):

@@ -579,3 +579,39 @@ def test_run_steps_cut_at_max_steps():
     # two processes split each epoch's batches, rounded up: 161 steps per epoch
     assert run_steps(2, 321, processes=2) == (322, 2)
     assert run_steps(2, 321, max_steps=200, processes=2) == (200, 2)
+
+
+# ---- EXIF orientation ------------------------------------------------------------------------
+
+
+def test_exif_rotated_image_is_reported_with_the_fix(tmp_path):
+    from ...support.helpers import exif_orientation, make_exif_rotated
+
+    d = tmp_path / "5_mira"
+    make_exif_rotated(d / "phone.jpg", (640, 320), orientation=6)
+    write(d / "phone.txt", CAPTION)
+    # EXIF saying 1 (upright as stored): nothing to report
+    Image.new("RGB", (64, 48)).save(d / "upright.jpg", "JPEG", exif=exif_orientation(1))
+    write(d / "upright.txt", CAPTION)
+    ds = scan_dataset(tmp_path)
+    p = the_problem(ds, "exif-rotated", Severity.WARNING, "5_mira/phone.jpg")
+    assert "orientation 6" in p.message
+    assert "kohya trains it as stored" in p.message and "sideways" in p.message
+    assert "640x320" in p.message  # the stored size, which is what gets bucketed
+    assert "convert" in p.hint and "upright" in p.hint
+    assert p.concept == "5_mira"
+    items = {im.name: im for im in ds.concepts[0].images}
+    # the item keeps the stored size, as kohya's imagesize reads it
+    assert (items["phone.jpg"].width, items["phone.jpg"].height) == (640, 320)
+    assert items["phone.jpg"].orientation == 6
+    assert items["upright.jpg"].orientation == 1
+
+
+@pytest.mark.parametrize(("orientation", "words"), [
+    (2, "mirrored"), (3, "upside down"), (8, "sideways")])
+def test_exif_rotated_message_names_how_it_trains(tmp_path, orientation, words):
+    from ...support.helpers import make_exif_rotated
+
+    make_exif_rotated(tmp_path / "1_a" / "x.png", (40, 20), orientation, fmt="PNG")
+    p = the_problem(scan_dataset(tmp_path), "exif-rotated", Severity.WARNING, "1_a/x.png")
+    assert f"orientation {orientation}" in p.message and words in p.message

@@ -429,3 +429,125 @@ def test_module_imports_neither_pillow_nor_ui_nor_torch(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "width=7, height=3" in result.stdout
+
+
+# --- EXIF orientation ----------------------------------------------------------------------
+
+
+def _exif(orientation: int | None, endian: str = "<", **tags) -> bytes:
+    exif = Image.Exif()
+    exif.endian = endian
+    exif[0x010F] = "Phone"  # a tag before Orientation in IFD0, as cameras write
+    if orientation is not None:
+        exif[0x0112] = orientation
+    for tag, value in tags.items():
+        exif[int(tag[1:])] = value
+    return exif.tobytes()
+
+
+def _pillow_orientation(path: Path) -> int:
+    with Image.open(path) as im:
+        return im.getexif().get(0x0112, 1)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(
+    ("fmt", "ext"), [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")])
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_exif_orientation_matches_pillow(tmp_path, fmt, ext, orientation, endian):
+    path = _save(tmp_path, f"o.{ext}", _noise(64, 32), fmt, exif=_exif(orientation, endian))
+    assert _pillow_orientation(path) == orientation  # what exif_transpose would go by
+    # the size stays the stored one: the orientation is reported, never applied
+    assert read_image_header(path) == ImageHeader(fmt.lower(), 64, 32, orientation)
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")])
+def test_no_orientation_tag_is_orientation_1(tmp_path, fmt, ext):
+    plain = _save(tmp_path, f"plain.{ext}", _noise(30, 20), fmt)
+    other_tags = _save(tmp_path, f"tags.{ext}", _noise(30, 20), fmt, exif=_exif(None))
+    assert read_image_header(plain).orientation == 1
+    assert read_image_header(other_tags).orientation == 1
+
+
+def test_orientation_outside_1_to_8_is_1(tmp_path):
+    # Pillow's exif_transpose leaves such images as stored
+    path = _save(tmp_path, "o.jpg", _noise(30, 20), "JPEG", exif=_exif(9))
+    assert read_image_header(path).orientation == 1
+
+
+def test_jpeg_orientation_behind_a_big_exif_block_and_an_xmp_segment(tmp_path):
+    # a long ImageDescription puts the rest of APP1 past the head window; IFD0 is still near
+    # the start. An XMP APP1 before the Exif one is skipped.
+    exif = _exif(6, t270="x" * 60_000)
+    path = _save(tmp_path, "o.jpg", _noise(40, 30), "JPEG", exif=exif)
+    assert read_image_header(path) == ImageHeader("jpeg", 40, 30, 6)
+    data = path.read_bytes()
+    xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>"
+    segment = b"\xff\xe1" + struct.pack(">H", len(xmp) + 2) + xmp
+    path.write_bytes(data[:2] + segment + data[2:])
+    assert _pillow_orientation(path) == 6
+    assert read_image_header(path) == ImageHeader("jpeg", 40, 30, 6)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import zlib
+
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+def test_png_exif_chunk_after_the_image_data(tmp_path):
+    # Pillow reads an eXIf chunk that follows IDAT too (convert would turn the image)
+    path = _save(tmp_path, "o.png", _noise(40, 30), "PNG")
+    data = path.read_bytes()
+    iend = data.rindex(b"IEND") - 4
+    payload = _exif(8)[6:]  # the chunk holds the TIFF block without the "Exif" prefix
+    path.write_bytes(data[:iend] + _png_chunk(b"eXIf", payload) + data[iend:])
+    assert _pillow_orientation(path) == 8
+    assert read_image_header(path) == ImageHeader("png", 40, 30, 8)
+
+
+def test_png_with_chunks_before_the_exif_chunk(tmp_path):
+    path = _save(tmp_path, "o.png", _noise(40, 30), "PNG", exif=_exif(3),
+                 pnginfo=_text_chunks(), dpi=(300, 300))
+    assert _pillow_orientation(path) == 3
+    assert read_image_header(path).orientation == 3
+
+
+def _text_chunks():
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "x" * 5000)  # a big chunk before IDAT: one seek past it
+    return info
+
+
+@pytest.mark.parametrize("damage", ["order", "ifd-offset", "entry-count", "cut"])
+def test_damaged_exif_is_orientation_1_and_the_image_stays_readable(tmp_path, damage):
+    good = bytearray(_exif(6))
+    tiff = 6  # after "Exif\0\0"
+    if damage == "order":
+        good[tiff:tiff + 2] = b"XX"
+    elif damage == "ifd-offset":
+        good[tiff + 4:tiff + 8] = struct.pack("<I", 0xFFFF_FF00)
+    elif damage == "entry-count":
+        good[tiff + 8:tiff + 10] = struct.pack("<H", 0xFFFF)
+    else:
+        good = good[:tiff + 12]
+    path = _save(tmp_path, "o.jpg", _noise(40, 30), "JPEG", exif=bytes(good))
+    header = read_image_header(path)
+    assert (header.width, header.height) == (40, 30)
+    if damage == "entry-count":  # the entries that fit in the block are read, Orientation too
+        assert header.orientation == 6
+    else:
+        assert header.orientation == 1
+
+
+def test_pillow_fallback_reports_what_pillow_decodes(tmp_path):
+    # Pillow's TIFF reader turns an oriented image itself: its size is the turned one and
+    # nothing is left to apply, so the header agrees with the decoded pixels
+    from lorabake_tui.core.images.imageops import decode_image
+
+    path = _save(tmp_path, "o.tif", _noise(20, 10), "TIFF", exif=_exif(5))
+    assert read_image_header(path) == ImageHeader("tiff", 10, 20, 1)
+    assert decode_image(path.read_bytes(), upright=False).size == (10, 20)

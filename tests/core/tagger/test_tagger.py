@@ -101,6 +101,18 @@ def test_padding_to_a_centred_square_then_resize():
     assert big[32, 32].tolist() == [0, 255, 0] and big[2, 32].tolist() == [255] * 3
 
 
+def test_an_exif_rotated_image_is_tagged_as_stored(tmp_path):
+    # the tags describe what kohya trains (the stored pixels), as kohya's own tagger reads it
+    from lorabake_tui.core.tagger.inputs import load_image
+
+    from ...support.helpers import make_exif_rotated
+
+    path = make_exif_rotated(tmp_path / "phone.png", (64, 32), orientation=6, fmt="PNG")
+    with Image.open(path) as im:
+        stored = prepare_image(im.convert("RGB"), 64)
+    assert np.array_equal(load_image(path, 64), stored)
+
+
 def test_input_size_is_read_from_the_model(tmp_path):
     t = open_tagger(str(write_tagger(tmp_path / "m32", size=32)))
     assert t.model.size == 32

@@ -151,10 +151,6 @@ class LatentCache:
             return None  # missing or damaged: recompute
 
 
-def cache_dir_for(train_dir: Path) -> Path:
-    return Path(train_dir) / ".lorabake" / "latents"
-
-
 def disk_usage(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*.pt")) if path.is_dir() else 0
 

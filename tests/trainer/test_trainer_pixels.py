@@ -11,25 +11,18 @@ from PIL import Image
 
 pytest.importorskip("torch")
 
-from lorabake_tui.core.buckets.assign import BucketSettings, assign_all, training_entries  # noqa: E402
-from lorabake_tui.core.dataset.scan import scan_dataset  # noqa: E402
-from lorabake_tui.trainer.data import Sample, load_pixels  # noqa: E402
+from lorabake_tui.trainer.data import Sample, load_pixels, load_train_data  # noqa: E402
 
 from ..support.helpers import make_exif_rotated  # noqa: E402
+from ..support.plans import plan_of  # noqa: E402
 
 
 def phone_sample(tmp_path) -> Sample:
-    """A 640x320 JPEG with EXIF orientation 6 (viewers show it 320x640), bucketed by the core
-    exactly as the trainer's data loader does."""
+    """A 640x320 JPEG with EXIF orientation 6 (viewers show it 320x640), planned by the core
+    and loaded exactly as the trainer does."""
     make_exif_rotated(tmp_path / "2_mira" / "phone.jpg", (640, 320), orientation=6)
-    entries, _ = training_entries(scan_dataset(tmp_path))
-    (e,) = entries
-    img = assign_all([(e.key, (e.image.width, e.image.height), e.repeats)],
-                     BucketSettings()).images[0]
-    a = img.assignment
-    return Sample(key=e.key, path=e.image.path, caption="mira", folder=e.concept.folder,
-                  is_reg=False, repeats=e.repeats, size=img.size, bucket=a.bucket,
-                  resized=a.resized)
+    (sample,) = load_train_data(plan_of(tmp_path)).samples
+    return sample
 
 
 def kohya_pixels(path, resized, box) -> np.ndarray:

@@ -52,3 +52,52 @@ def test_cli_scan_path_does_not_load_textual(tmp_path):
     code = ("import sys; from lorabake_tui.cli import main; "
             f"main(['scan', {str(tmp_path)!r}, '--json'])")
     assert "textual" not in _modules_after(code)
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a loop (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return out
+
+
+def test_no_import_cycles_anywhere():
+    import grimp
+
+    graph = grimp.build_graph("lorabake_tui", exclude_type_checking_imports=True)
+    assert len(graph.modules) > 100  # the package really was read
+    assert _cycles(graph) == []
+    # the check finds a cycle when there is one
+    graph.add_import(importer="lorabake_tui.core.base.errors",
+                     imported="lorabake_tui.core.base.atomic")
+    graph.add_import(importer="lorabake_tui.core.base.atomic",
+                     imported="lorabake_tui.core.base.errors")
+    assert _cycles(graph)

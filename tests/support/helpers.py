@@ -71,3 +71,14 @@ def make_exif_rotated(path: Path, size=(640, 320), orientation: int = 6, fmt: st
     Image.fromarray(arr, "RGB").save(path, format=fmt, exif=exif_orientation(orientation),
                                      **extra)
     return path
+
+
+def write_safetensors_stub(path: Path) -> Path:
+    """A well-formed .safetensors file holding one 4-byte tensor: passes the config check's
+    header test (the trainer could not train on it: tests that never start a run use it)."""
+    import json
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0\0\0\0")
+    return path

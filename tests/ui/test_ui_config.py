@@ -15,7 +15,7 @@ from lorabake_tui.ui.app import make_app
 from lorabake_tui.ui.screens.config import ConfigScreen, config_path
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
-from ..support.helpers import settle, until
+from ..support.helpers import settle, until, write_safetensors_stub
 from .test_ui_train import jobenv  # noqa: F401
 
 SIZE = (160, 48)
@@ -126,7 +126,7 @@ async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path)
         assert not (state / "jobs.sqlite").exists() or not Registry(
             state / "jobs.sqlite", reconcile=False).jobs()
         model = tmp_path / "m.safetensors"
-        model.write_bytes(b"x")
+        write_safetensors_stub(model)
         editor.load_text(editor.text.replace('base_model = ""', f'base_model = "{model}"'))
         await pilot.pause(0.6)
         await pilot.press("ctrl+t")

@@ -10,13 +10,19 @@ first; the Config screen, `lorabake config check` and the trainer all go through
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import shutil
 from pathlib import Path
 
+from ..run.folder import RunFolder
 from .file import ConfigDoc
 from .findings import ERROR, WARNING, Finding, ordered
 from .schema import BUILTIN_MODELS, BUILTIN_PREFIX, TRAINABLE_NETWORKS, TrainingSettings
 from .validate import PICKLE_SUFFIXES, read_settings
+
+MAX_HEADER = 100 << 20  # safetensors headers are JSON of a few MB at most
 
 
 def check_settings(doc: ConfigDoc, *, base_dir: Path | None = None, check_paths: bool = True,
@@ -50,8 +56,11 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
             f"the lorabake trainer cannot train {net} yet (LoRA and LoCon only): export the "
             "config to kohya (`lorabake config export`) or pick lora or locon")
     if opt == "AdamW8bit":
-        add(WARNING, "optimizer.type", "AdamW8bit needs bitsandbytes and an NVIDIA GPU; "
-            "plain AdamW works everywhere")
+        usable = gpu_visible() and importlib.util.find_spec("bitsandbytes") is not None
+        add(ERROR if for_trainer and not usable else WARNING, "optimizer.type",
+            "AdamW8bit needs bitsandbytes and an NVIDIA GPU" +
+            (", and this machine lacks one" if not usable else "") +
+            ": plain AdamW works everywhere")
     if opt == "Prodigy" and s.optimizer.scale_weight_norms > 0:
         add(ERROR, "optimizer.scale_weight_norms", "scale weight norms does not work with "
             "Prodigy (the guide: never combine them): set it to 0")
@@ -84,10 +93,12 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
         key = "data.color_aug" if s.data.color_aug else "data.random_crop"
         add(ERROR, key, "cached latents cannot change per step: turn off color_aug and "
             "random_crop, or set general.cache_latents = \"none\"")
+    gpu = gpu_visible()
     if s.general.mixed_precision == "fp16":
-        if shutil.which("nvidia-smi") is None:
-            add(WARNING, "general.mixed_precision", "fp16 needs an NVIDIA GPU and none is "
-                "visible here (the trainer refuses it on a CPU): use \"bf16\" or \"no\"")
+        if not gpu:
+            add(ERROR if for_trainer else WARNING, "general.mixed_precision",
+                "fp16 needs an NVIDIA GPU and none is visible here (the trainer refuses it): "
+                "use \"bf16\" or \"no\"")
         else:
             add(WARNING, "general.mixed_precision", "fp16 can give NaN losses (black images) "
                 "with some models: bf16 avoids it where the GPU supports it")
@@ -113,6 +124,9 @@ def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:
         elif path.is_file() and path.suffix.lower() != ".safetensors":
             add(ERROR, "general.base_model", f"general.base_model: {path.name} is not a "
                 ".safetensors file or a diffusers folder")
+        elif path.is_file() and (problem := safetensors_problem(path)):
+            add(ERROR, "general.base_model", f"general.base_model: {path.name} {problem}: "
+                "download it again or pick another checkpoint")
         elif path.is_dir() and not (path / "model_index.json").is_file() and \
                 not (path / "unet").is_dir():
             add(ERROR, "general.base_model", f"general.base_model: {path} is a folder but not "
@@ -130,3 +144,61 @@ def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:
     if resume is not None and not resume.exists():
         add(ERROR, "saving.resume", f"saving.resume: {resume} does not exist: give a run "
             "folder (or its state folder), or set resume = \"\"")
+    elif resume is not None and not (RunFolder(resume).has_state()
+                                     or (resume / "progress.json").is_file()):
+        add(ERROR, "saving.resume", f"saving.resume: {resume} holds no saved state: a run "
+            "saves state when stopped, or with saving.save_state = true")
+    out = s.saving.output_dir
+    if out is not None:
+        problem = _unwritable(out)
+        if problem:
+            add(ERROR, "saving.output_dir", f"saving.output_dir: {problem}: pick a folder "
+                "you can write to")
+
+
+def gpu_visible() -> bool:
+    """An NVIDIA driver answers here (the core cannot ask torch)."""
+    return shutil.which("nvidia-smi") is not None
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the trainer could not create files in `folder` (or its nearest existing parent)."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a .safetensors file, from its header alone: not one at all, or
+    truncated (a download cut short: the tensors end past the end of the file)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "is empty or cut short"
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > MAX_HEADER or 8 + n > size:
+                return "is not a safetensors file (its header length is wrong)"
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as exc:
+        return f"cannot be read as safetensors ({exc})"
+    if not isinstance(header, dict):
+        return "is not a safetensors file (no header table)"
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            return f"has a damaged header (tensor {name})"
+        end = max(end, int(offsets[1]))
+    if 8 + n + end > size:
+        return (f"is truncated: its tensors need {8 + n + end} bytes, the file has {size} "
+                "(an interrupted download?)")
+    return None

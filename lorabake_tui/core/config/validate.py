@@ -77,6 +77,10 @@ def value_problem(st: Setting, value: Any) -> str | None:
     """Why `value` is not acceptable for `st` (a message that names the fix), or None."""
     fix = f"write {st.key} = {toml_literal(st.default)}" if st.default not in ("", []) \
         else f"write {st.key} = {_example(st)}"
+    if isinstance(value, str) and st.type in ("int", "float"):
+        number = _number_in(value)
+        if number is not None:  # "128": the number was quoted
+            fix = f"write {st.key} = {toml_literal(number)} (a number, without quotes)"
     found = f"(found {describe(value)})"
     if st.type == "bool":
         return None if isinstance(value, bool) else \
@@ -118,6 +122,16 @@ def value_problem(st: Setting, value: Any) -> str | None:
                         f"(found {describe(item)}): {fix}")
         return None
     return None
+
+
+def _number_in(text: str) -> int | float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if value.is_integer() and "." not in text else value
 
 
 def _range_problem(st: Setting, value: float, found: str) -> str | None:

@@ -19,6 +19,11 @@ from ..dataset.scan import Dataset, scan_dataset
 from .plan import BUCKET_KEYS, TrainingPlan, bucket_settings, plan_training
 
 
+# the settings the training plan is made from
+PLAN_INPUTS = ("buckets.", "data.", "general.batch_size", "general.epochs",
+               "general.max_steps", "optimizer.warmup_ratio")
+
+
 @dataclass(slots=True)
 class CheckResult:
     settings: TrainingSettings
@@ -68,6 +73,11 @@ def check_training(doc: ConfigDoc, *, base_dir: Path | None = None,
     settings, findings = check_settings(doc, base_dir=base_dir, check_paths=check_paths,
                                         for_trainer=for_trainer)
     result = CheckResult(settings, findings, doc)
+    if any(name.startswith(PLAN_INPUTS) for name in settings.invalid):
+        # a default standing in for a bad value would give numbers (and findings) that are
+        # not this file's: the value's own finding says what to fix first
+        result.findings = ordered([f.at(doc.line(f.key)) for f in findings])
+        return result
     ds = dataset if _matches(dataset, settings) else None
     if ds is None and scan:
         ds = _scan(settings, findings)

@@ -24,10 +24,12 @@ class BalanceDialog(ModalScreen[BalancePlan | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
                 Binding("enter", "apply", "Apply", show=True, priority=False)]
 
-    def __init__(self, dataset: Dataset, epochs: int) -> None:
+    def __init__(self, dataset: Dataset, epochs: int, preset: str = "adamw") -> None:
+        """`epochs` and `preset` (an OPTIMIZER_TARGETS key): the project config's."""
         super().__init__()
         self.dataset = dataset
         self.epochs = epochs
+        self.preset = preset if preset in OPTIMIZER_TARGETS else "adamw"
         self.plan: BalancePlan | None = None
 
     def compose(self) -> ComposeResult:
@@ -42,7 +44,8 @@ class BalanceDialog(ModalScreen[BalancePlan | None]):
                     Option("Custom target", id="custom"), id="preset")
                 with Vertical(id="numbers"):
                     yield Label("Target samples per concept per epoch")
-                    yield Input(str(OPTIMIZER_TARGETS["adamw"]), type="integer", id="target")
+                    yield Input(str(OPTIMIZER_TARGETS[self.preset]), type="integer",
+                                id="target")
                     yield Label("Epochs (for the totals)")
                     yield Input(str(self.epochs), type="integer", id="epochs")
             table = DataTable(id="plan", cursor_type="row", zebra_stripes=True)
@@ -56,7 +59,8 @@ class BalanceDialog(ModalScreen[BalancePlan | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#preset", OptionList).highlighted = 0
+        self.query_one("#preset", OptionList).highlighted = list(OPTIMIZER_TARGETS).index(
+            self.preset)
         self.query_one("#preset", OptionList).focus()
         self.recompute()
 

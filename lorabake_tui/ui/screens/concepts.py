@@ -14,7 +14,7 @@ from textual.widgets import DataTable, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
-from ...core.dataset.balance import apply_plan, balance_warnings
+from ...core.dataset.balance import apply_plan, balance_warnings, target_name
 from ...core.dataset.problems import Severity
 from ...core.dataset.scan import Concept, Dataset, ScanCancelled
 from ...core.dataset.steps import epoch_summary
@@ -229,7 +229,9 @@ class ConceptsScreen(StageScreen):
             if plan is not None:
                 self._apply(plan, op="balance")
 
-        self.app.push_screen(BalanceDialog(ds, self.project.epochs), done)
+        s = self.project.settings()[0]
+        self.app.push_screen(BalanceDialog(ds, s.general.epochs, target_name(
+            s.optimizer.type, s.network.type)), done)
 
     def action_edit_repeats(self) -> None:
         c = self.highlighted()

@@ -14,6 +14,7 @@ from textual.widgets import Input, Select, Static
 from ...core.base.errors import LorabakeError
 from ...core.config.file import ConfigDoc, set_value_in_text
 from ...core.config.schema import SECTIONS, SETTINGS, Setting
+from ...core.config.validate import toml_literal
 from ..widgets.virtual_list import VirtualList
 
 
@@ -26,10 +27,11 @@ def rows() -> list[Setting | str]:
 
 
 def toml_value(value) -> str:
-    """A value as it is written in the TOML file (true, not True)."""
-    import tomli_w
-
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    """A value as it is written in the TOML file (true, not True); a table (never right for
+    a setting: the findings say so) as {...}."""
+    if isinstance(value, dict):
+        return "{...}"
+    return toml_literal(value)
 
 
 def parse_value(st: Setting, text: str):

@@ -16,13 +16,13 @@ from lorabake_tui.core.config.schema import SETTINGS, defaults
 from lorabake_tui.core.dataset.scan import scan_dataset
 from lorabake_tui.core.project.check import check_training
 
-from ...support.helpers import make_concept
+from ...support.helpers import make_concept, write_safetensors_stub
 
 
 @pytest.fixture
 def model(tmp_path) -> Path:
     p = tmp_path / "model.safetensors"
-    p.write_bytes(b"x")
+    write_safetensors_stub(p)
     return p
 
 

@@ -18,7 +18,6 @@ from ..config.schema import TrainingSettings
 from ..dataset.scan import Dataset, scan_dataset
 from .plan import BUCKET_KEYS, TrainingPlan, bucket_settings, plan_training
 
-
 # the settings the training plan is made from
 PLAN_INPUTS = ("buckets.", "data.", "general.batch_size", "general.epochs",
                "general.max_steps", "optimizer.warmup_ratio")

@@ -39,26 +39,31 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     ensure_importable()
-    from lorabake_tui.core.buckets.assign import BucketSettings, assign_all, dataset_items
+    from lorabake_tui.core.buckets.assign import BucketSettings, assign_all
     from lorabake_tui.core.buckets.recommend import recommend
+    from lorabake_tui.core.config.schema import TrainingSettings
     from lorabake_tui.core.dataset.scan import scan_dataset
+    from lorabake_tui.core.project.plan import plan_training
 
     print(machine_line())
     print(load_line())
     root = prepare_dataset(default_dataset_dir(args.images, args.folders), args.images,
                            args.folders)
     scan_dataset(root)  # warm the page cache
+    # what the Buckets screen and `lorabake buckets` compute: the training plan at 512 px
+    settings = TrainingSettings().replace("data", train_dir=root).replace("general",
+                                                                          batch_size=1)
     rows = [("measurement", "best", "median", "runs", f"target <= {ms(TARGET)}")]
     scans, assigns, both, assigns_nu = [], [], [], []
     for _ in range(args.runs):
         t0 = time.perf_counter()
         ds = scan_dataset(root)
         t1 = time.perf_counter()
-        items, _ = dataset_items(ds)
-        report = assign_all(items, BucketSettings())
-        report.batches_per_epoch  # noqa: B018  (part of the work the screen shows)
+        plan = plan_training(settings, ds)
+        report = plan.report
+        plan.total_steps  # noqa: B018  (part of the work the screen shows)
         t2 = time.perf_counter()
-        assign_all(items, BucketSettings(no_upscale=True)).batches_per_epoch  # noqa: B018
+        plan_training(settings.replace("buckets", no_upscale=True), ds).total_steps  # noqa: B018
         t3 = time.perf_counter()
         scans.append(t1 - t0)
         assigns.append(t2 - t1)
@@ -73,12 +78,13 @@ def main() -> int:
         assign_all(distinct, BucketSettings()).batches_per_epoch  # noqa: B018
         fresh.append(time.perf_counter() - t)
     t = time.perf_counter()
+    items = [(i.key, i.size, i.repeats) for i in plan.images]
     plan = recommend(items, BucketSettings(), 4)
     rec = time.perf_counter() - t
     n = len(items)
     for label, vals, target in [
         (f"(a) header scan, {args.images} images", scans, None),
-        (f"(b) assign {n} images to buckets + batches (default mode)", assigns, None),
+        (f"(b) training plan: {n} images to buckets + batches and steps", assigns, None),
         ("    the same, bucket_no_upscale", assigns_nu, None),
         ("(c) scan + assignment: what `lorabake buckets` does", both, TARGET),
         (f"(b') assign {args.images} distinct random sizes (no cache help)", fresh, None),

@@ -28,8 +28,8 @@ async def drive(root: str, first_folder: str) -> dict[str, float]:
     painted = asyncio.Event()
     show_dataset = ConceptsScreen.show_dataset
 
-    def timed_show_dataset(self, ds) -> None:  # the scan's result reaching the table
-        show_dataset(self, ds)
+    def timed_show_dataset(self, ds, *args, **kw) -> None:  # the scan's result reaching the table
+        show_dataset(self, ds, *args, **kw)
         marks.setdefault("rows", time.time())
 
     ConceptsScreen.show_dataset = timed_show_dataset  # this process only

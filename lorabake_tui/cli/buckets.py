@@ -85,10 +85,11 @@ def main(argv: list[str]) -> int:
     if not project.root.is_dir():
         raise LorabakeError(f"{args.dir} is not a directory",
                             "give the training root that holds the N_name folders")
-    base, findings, from_file = project.settings()
-    if any(f.is_error for f in findings):
-        warn(f"{project.files.config} has errors (`lorabake config check` lists them): its "
-             "valid settings and the defaults are used")
+    base, _, from_file = project.settings()
+    bad = sorted(set(OVERRIDES.values()) & base.invalid)
+    if bad:
+        warn(f"{project.files.config}: {', '.join(bad)} wrong (`lorabake config check` says "
+             "why): the defaults stand in")
     s = base
     what_if: dict[str, dict] = {}
     for flag, name in OVERRIDES.items():

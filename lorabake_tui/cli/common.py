@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import json
 import sqlite3
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from ..core.base.errors import LorabakeError
 from ..core.run.events import EventType
 from ..core.run.folder import STDOUT_LOG, TRAIN_LOG
+from .common import print_json
 
 DESCRIPTION = """\
 Training jobs: each runs detached (closing the terminal or an SSH drop never stops it).
@@ -135,7 +135,7 @@ def job_json(job) -> dict:
 def cmd_list(args, reg) -> int:
     jobs = reg.jobs()
     if args.json:
-        print(json.dumps([job_json(j) for j in jobs], indent=2))
+        print_json([job_json(j) for j in jobs])
         return 0
     if not jobs:
         print("no jobs (start one: lorabake jobs start CONFIG)")

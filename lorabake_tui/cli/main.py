@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(argv[0], argv[1:])
         from .workbench import main as open_main
 
-        return open_main(argv)
+        return open_main(argv, SUBCOMMANDS)
     except LorabakeError as exc:
         print(f"lorabake: error: {exc}", file=sys.stderr)
         return 1

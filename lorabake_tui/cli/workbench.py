@@ -52,9 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], commands: tuple[str, ...] = ()) -> int:
+    """`commands`: the dispatcher's, named when a word is neither one nor a folder."""
     args = build_parser().parse_args(argv)
-    return open_workbench(Path(args.dir), args)
+    root = Path(args.dir)
+    if not root.exists() and "/" not in args.dir and not args.dir.startswith("."):
+        raise LorabakeError(f"'{args.dir}' is neither a command nor a folder",
+                            f"commands: {', '.join(commands)}; `lorabake --help`")
+    return open_workbench(root, args)
 
 
 def open_workbench(root: Path, args) -> int:

@@ -467,3 +467,25 @@ def test_executable_balance_apply_and_undo(ds):
     assert r.returncode == 0, r.stderr
     assert folders(ds) == {"5_alpha", "3_beta", "misc"}
     assert "Traceback" not in r.stderr
+
+
+def test_every_json_output_writes_names_as_they_are(tmp_path, capsys):
+    """One JSON writer for every command: UTF-8, never \\u-escaped (buckets and jobs escaped
+    non-ASCII before)."""
+    root = tmp_path / "ds"
+    folder = make_folder(root, "3_ミラ", 2)
+    (folder / "img0.txt").write_text("ミラ, 1girl\n", encoding="utf-8")
+    commands = [["scan", str(root), "--json"], ["buckets", str(root), "--json"],
+                ["balance", str(root), "--json"], ["tags", str(root), "list", "--json"]]
+    for argv in commands:
+        assert main(argv) == 0, argv
+        out = capsys.readouterr().out
+        assert "ミラ" in out and "\\u30df" not in out, argv
+        json.loads(out)
+
+
+def test_an_unknown_command_word_is_not_taken_for_a_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["frobnicate"]) == 1
+    err = capsys.readouterr().err
+    assert "frobnicate" in err and err.count("\n") == 1

@@ -332,12 +332,20 @@ def test_optimizers_targets_precisions_and_token_lengths(tmp_path, variant):
     assert len(steps[0]["lr"]) == (2 if what == "both" else 1)
 
 
-def test_fp16_without_a_gpu_is_a_config_error(tmp_path):
+def test_fp16_without_a_gpu_is_a_config_error(tmp_path, capsys, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
     make_dataset(tmp_path, images=1)
     run_dir = tmp_path / "out" / "r"
     cfg = write_config(tmp_path, general__mixed_precision="fp16")
+    # the check refuses it before anything starts, as `config check` does here
+    assert run(cfg, run_dir) == exit_codes.CONFIG_ERROR
+    assert "fp16 needs an NVIDIA GPU" in capsys.readouterr().err
+    assert not run_dir.exists()
+    # where a driver answers but torch sees no GPU, the trainer itself refuses it
+    from lorabake_tui.core.config import check
+
+    monkeypatch.setattr(check, "gpu_visible", lambda: True)
     assert run(cfg, run_dir) == exit_codes.CONFIG_ERROR
     assert "needs an NVIDIA GPU" in events(run_dir)[-1]["message"]
 

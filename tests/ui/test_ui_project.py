@@ -13,6 +13,7 @@ from textual.widgets import Input, Static
 from lorabake_tui.cli import main
 from lorabake_tui.core.base.project_files import ProjectFiles
 from lorabake_tui.core.config.file import set_value_in_text
+from lorabake_tui.core.project.project import Project
 from lorabake_tui.core.run import exit_codes
 from lorabake_tui.demo.project import ensure_demo
 from lorabake_tui.ui.app import make_app
@@ -58,6 +59,7 @@ def train(root: Path, run: Path) -> int:
 async def test_balance_then_train_then_undo_then_train(demo, tmp_path):
     before = folders(demo)
     config_text = ProjectFiles(demo).config.read_text()
+    samples = Project(demo).check().plan.train_samples
     app = make_app(demo, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -71,6 +73,7 @@ async def test_balance_then_train_then_undo_then_train(demo, tmp_path):
         assert ProjectFiles(demo).config.read_text() == config_text  # names concepts
         result = await config_result(pilot)
         assert not result.errors, result.errors
+        assert result.plan.train_samples > samples  # the balanced folders, freshly scanned
         summary = str(app.screen.query_one("#cfg-summary", Static).render())
         assert f"{result.plan.samples_per_epoch} samples per epoch" in summary
         assert train(demo, tmp_path / "run1") == exit_codes.DONE
@@ -80,6 +83,7 @@ async def test_balance_then_train_then_undo_then_train(demo, tmp_path):
         await until(pilot, lambda: folders(demo) == before, "the renames undone")
         result = await config_result(pilot)
         assert not result.errors, result.errors
+        assert result.plan.train_samples == samples  # not the scan from before the undo
         assert train(demo, tmp_path / "run2") == exit_codes.DONE
 
 

@@ -11,6 +11,7 @@ was found.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from pathlib import Path
@@ -20,9 +21,10 @@ import tomli_w
 
 from ..dataset.folders import parse_folder_name
 from .file import ConfigDoc
-from .findings import ERROR, WARNING, Finding
+from .findings import ERROR, Finding
 from .schema import (
     BUILTIN_PREFIX,
+    BY_NAME,
     MAX_REPEATS,
     SECTION_CLASSES,
     SECTIONS,
@@ -210,23 +212,17 @@ def read_settings(doc: ConfigDoc, *, base_dir: Path | None = None
         sections[st.section][st.key] = value
     subsets = _read_subsets(doc, add)
     typed = {name: _typed_section(name, values, base_dir) for name, values in sections.items()}
-    typed["data"] = _replace(typed["data"], subsets=tuple(subsets))
+    typed["data"] = dataclasses.replace(typed["data"], subsets=tuple(subsets))
     settings = TrainingSettings(**typed, source=doc.source, base_dir=base_dir,
                                 invalid=frozenset(invalid))
     return settings, findings
-
-
-def _replace(obj, **values):
-    import dataclasses
-
-    return dataclasses.replace(obj, **values)
 
 
 def _typed_section(section: str, values: dict[str, Any], base_dir: Path | None):
     cls = SECTION_CLASSES[section]
     out: dict[str, Any] = {}
     for key, value in values.items():
-        st = next(s for s in SETTINGS if s.section == section and s.key == key)
+        st = BY_NAME[f"{section}.{key}"]
         if st.type == "float":
             value = float(value)
         elif st.type == "list":
@@ -331,7 +327,3 @@ def _read_subset(i: int, sub: Any, key: str, add) -> Subset | None:
             f"(found {describe(concept)})")
         return None
     return Subset(concept, bool(sub.get("is_reg", False)), repeats, i)
-
-
-def warn(key: str, message: str) -> Finding:
-    return Finding(WARNING, key, None, message)

@@ -19,8 +19,6 @@ from .folders import parse_folder_name
 from .problems import Problem, Severity
 from .steps import concept_samples
 
-STATE_DIR = ".lorabake"
-
 
 class CaptionState(StrEnum):
     OK = "ok"
@@ -58,7 +56,7 @@ class Concept:
     name: str
     repeats: int | None
     is_reg: bool
-    images: list[ImageItem] = field(default_factory=list)
+    images: list[ImageItem] = field(default_factory=list, repr=False)  # 10k in a repr: no
     problems: int = 0
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..buckets.assign import (
     BucketReport,
@@ -50,8 +51,7 @@ class PlannedConcept:
     subset: Subset | None  # None when the config lists no subsets (every folder trains)
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedImage:
+class PlannedImage(NamedTuple):  # a tuple: plans of 10k images make 10k of them
     key: str  # "folder/name"
     concept: Concept
     image: ImageItem
@@ -79,19 +79,12 @@ class TrainingPlan:
     findings: list[Finding] = field(default_factory=list)
     processes: int = 1
     grad_accum: int = 1
+    train_samples: int = 0  # kohya's "num train images * repeats" (regularization apart)
+    reg_samples: int = 0
 
     @property
     def ok(self) -> bool:
         return self.report is not None and not any(f.is_error for f in self.findings)
-
-    @property
-    def train_samples(self) -> int:
-        """kohya's "num train images * repeats" (regularization not included)."""
-        return sum(i.repeats for i in self.images if not i.is_reg)
-
-    @property
-    def reg_samples(self) -> int:
-        return sum(i.repeats for i in self.images if i.is_reg)
 
     @property
     def samples_per_epoch(self) -> int:
@@ -159,30 +152,26 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
             why = "folder skipped by kohya (no repeat prefix)" if not c.repeats or \
                 c.repeats < 1 else "folder not in data.subsets"
             left_out += [f"{c.folder}/{im.name}: {why}" for im in c.images]
-    report = assign_all(((i.key, i.size, i.repeats) for i in images), buckets)
+    report = assign_all([(key, size, repeats) for key, _, _, repeats, size in images], buckets)
     planned: list[PlannedImage] = []
-    for img, bimg in zip(images, report.images, strict=True):
+    make = tuple.__new__  # PlannedImage's own __new__ is a Python call: 10k of them add up
+    for (key, concept, image, repeats, _), bimg in zip(images, report.images, strict=True):
         a = bimg.assignment
         if a.bucket is None or a.resized is None:
-            left_out.append(f"{img.key}: {a.error}")
+            left_out.append(f"{key}: {a.error}")
             continue
-        planned.append(PlannedImage(img.key, img.concept, img.image, img.repeats, a.bucket,
-                                    a.resized))
+        planned.append(make(PlannedImage, (key, concept, image, repeats, a.bucket,
+                                           a.resized)))
     plan = TrainingPlan(s, buckets, concepts, planned, report, left_out, findings, processes)
+    plan.train_samples = sum(i.repeats for i in planned if not i.concept.is_reg)
+    plan.reg_samples = sum(i.repeats for i in planned if i.concept.is_reg)
     _check(plan, dataset)
     return plan
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    key: str
-    concept: Concept
-    image: ImageItem
-    repeats: int
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.image.width or 0, self.image.height or 0)
+# (key, concept, image, repeats, size) of an image kohya would train: plain tuples, made
+# for every image of the dataset
+_Candidate = tuple[str, Concept, ImageItem, int, tuple[int, int]]
 
 
 def _concepts(s: TrainingSettings, dataset: Dataset, findings: list[Finding]
@@ -246,11 +235,12 @@ def _images(concepts: list[PlannedConcept]) -> tuple[list[_Candidate], list[str]
             elif not im.readable or im.width is None or im.height is None:
                 left_out.append(f"{key}: unreadable image")
             else:
-                (reg if c.is_reg else train).append(_Candidate(key, c, im, pc.repeats))
+                (reg if c.is_reg else train).append(
+                    (key, c, im, pc.repeats, (im.width, im.height)))
     if reg:
-        per = reg_repeats(sum(e.repeats for e in train), [e.repeats for e in reg])
-        train += [_Candidate(e.key, e.concept, e.image, r)
-                  for e, r in zip(reg, per, strict=True) if r]
+        per = reg_repeats(sum(e[3] for e in train), [e[3] for e in reg])
+        train += [(key, c, im, r, size) for (key, c, im, _, size), r
+                  in zip(reg, per, strict=True) if r]
     return train, left_out
 
 
@@ -258,17 +248,26 @@ def _check(plan: TrainingPlan, dataset: Dataset) -> None:
     """Findings about the whole plan: what the trainer would stop on, and what the guide
     warns about."""
     s, add = plan.settings, plan.findings.append
-    if not any(not i.is_reg for i in plan.images):
+    if not plan.train_samples:
         add(Finding(ERROR, "data.train_dir", None, f"no training images in {dataset.root}: "
                     "concept folders need a repeat prefix such as 10_name (Concepts screen)"))
-    bad = [i for i in plan.images if i.image.caption is CaptionState.NOT_UTF8]
+    per_concept: dict[str, int] = {}
+    bad: list[PlannedImage] = []
+    empty: list[PlannedImage] = []
+    for i in plan.images:  # one pass: a plan can hold tens of thousands of images
+        state = i.image.caption
+        if state is CaptionState.NOT_UTF8:
+            bad.append(i)
+        elif state is CaptionState.EMPTY:
+            empty.append(i)
+        if not i.concept.is_reg:
+            per_concept[i.concept.folder] = per_concept.get(i.concept.folder, 0) + i.repeats
     if bad:
         first = bad[0]
         add(Finding(ERROR, "data.caption_extension", None,
                     f"{len(bad)} caption(s) cannot be read as UTF-8, e.g. {first.concept.folder}"
                     f"/{first.image.caption_name}: the trainer stops on them; re-save them as "
                     "UTF-8 (the Tags screen lists them)"))
-    empty = [i for i in plan.images if i.image.caption is CaptionState.EMPTY]
     if empty:
         add(Finding(WARNING, "data.caption_extension", None,
                     f"{len(empty)} caption(s) are empty, e.g. {empty[0].concept.folder}/"
@@ -281,10 +280,6 @@ def _check(plan: TrainingPlan, dataset: Dataset) -> None:
                     f"e.g. {skipped[0]}"))
     opt = s.optimizer.type
     target = OPTIMIZER_TARGETS[target_name(opt, s.network.type)]
-    per_concept: dict[str, int] = {}
-    for i in plan.images:
-        if not i.is_reg:
-            per_concept[i.concept.folder] = per_concept.get(i.concept.folder, 0) + i.repeats
     for folder, n in per_concept.items():
         if not target / 2.5 <= n <= target * 2.5:
             add(Finding(WARNING, "data.subsets", None,

@@ -13,23 +13,26 @@ CLI command and the trainer get their paths and settings from here, so there is 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..base.errors import LorabakeError
-from ..base.journal import ChangeSet, Entry, Journal
+from ..base.journal import Journal
 from ..base.project_files import CONFIG_REL, ProjectFiles
-from ..captions.processing import CaptionRules
-from ..captions.tokens import TokenSettings
-from ..config.file import dump_config, parse_config, set_value_in_text
-from ..config.findings import Finding
-from ..config.presets import DEFAULT_PRESET, new_config
-from ..config.schema import TrainingSettings
 from ..dataset.scan import Dataset, scan_dataset
 from ..images.media import DEFAULT_CAPTION_EXT
-from .check import CheckResult, check_text, train_dir_note
-from .plan import TrainingPlan, plan_training
+
+if TYPE_CHECKING:
+    from ..base.journal import Entry
+    from ..captions.tokens import TokenSettings
+    from ..config.findings import Finding
+    from ..config.schema import TrainingSettings
+    from .check import CheckResult
+    from .plan import TrainingPlan
+
+# The config, check and plan modules are imported where they are used: `lorabake scan` and
+# the workbench's first paint need only the folders (and the config's [data] table).
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,12 @@ class Project:
     def read_config(self) -> ConfigFile:
         path = self.files.config
         try:
-            data = path.read_bytes()
-            stat = _stat(path)
+            for _ in range(5):  # the stat must describe the bytes read: a write between the
+                before = _stat(path)  # two would otherwise go unnoticed by a later save
+                data = path.read_bytes()
+                stat = _stat(path)
+                if stat == before:
+                    break
         except FileNotFoundError:
             return ConfigFile(path, None, None, None)
         except OSError as exc:
@@ -96,16 +103,27 @@ class Project:
         return ConfigFile(path, text, data, stat)
 
     def _config_data(self) -> dict:
-        """The config's raw tables, for the data paths; {} when there is none or it is
-        broken (the Config screen reports that)."""
+        """The config's raw [data] table, for its folders and caption extension; {} when
+        there is none or it is broken (the Config screen reports that)."""
         try:
             cfg = self.read_config()
-            return tomllib.loads(cfg.text) if cfg.text is not None else {}
-        except (LorabakeError, tomllib.TOMLDecodeError):
+        except LorabakeError:
             return {}
+        if cfg.text is None:
+            return {}
+        import tomllib  # only when there is a config: `lorabake scan` of a bare folder
+
+        try:
+            data = tomllib.loads(cfg.text).get("data")
+        except tomllib.TOMLDecodeError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def starter_config(self, dataset: Dataset) -> str:
         """A config for this project made from the default preset (not written)."""
+        from ..config.file import dump_config
+        from ..config.presets import DEFAULT_PRESET, new_config
+
         return dump_config(new_config(DEFAULT_PRESET, dataset))
 
     def check(self, text: str | None = None, *, dataset: Dataset | None = None,
@@ -113,6 +131,8 @@ class Project:
         """Every finding about the project's config (or `text`, the editor's), with the
         plan when the folders can be read; a config that trains another folder than this
         project's says so."""
+        from .check import check_text, train_dir_note
+
         if text is None:
             cfg = self.read_config()
             text = cfg.text if cfg.text is not None else self.starter_config(
@@ -128,6 +148,9 @@ class Project:
     def settings(self) -> tuple[TrainingSettings, list[Finding], bool]:
         """(settings, findings, from_file): the config's typed settings, the defaults (with
         this project's folders) when there is no config yet."""
+        from ..config.schema import TrainingSettings
+        from .check import check_text
+
         cfg = self.read_config()
         if cfg.text is None:
             s = TrainingSettings(source="defaults", base_dir=self.files.state)
@@ -141,6 +164,9 @@ class Project:
     def token_settings(self) -> TokenSettings:
         """How the trainer will read captions: the token limit and the caption rules of the
         config (a broken config: the defaults; the Config screen reports it)."""
+        from ..captions.processing import CaptionRules
+        from ..captions.tokens import TokenSettings
+
         s, _, from_file = self.settings()
         d = s.data
         rules = CaptionRules(shuffle=d.shuffle_caption, keep_tokens=d.keep_tokens,
@@ -157,6 +183,8 @@ class Project:
              ) -> TrainingPlan:
         """The plan of `settings` over this project's folders (the given scan, the last
         fresh one, or a new one)."""
+        from .plan import plan_training
+
         return plan_training(settings, dataset or self.fresh_dataset() or self.scan())
 
     def write_config(self, text: str, read: ConfigFile, *, label: str,
@@ -164,6 +192,9 @@ class Project:
         """Replace the config with `text` through the journal (one undoable step). `read`
         is the file as the caller read it: if it changed on disk since, nothing is written
         and a ConflictError says so."""
+        from ..base.journal import ChangeSet
+        from ..config.file import parse_config
+
         parse_config(text, str(read.path))  # never write a file that does not parse
         cs = ChangeSet()
         cs.write(CONFIG_REL, text.encode("utf-8"), read.data, read.stat)
@@ -176,6 +207,8 @@ class Project:
                      read: ConfigFile | None = None) -> Entry:
         """Change some settings ("section.key" -> value) in the config, comments and order
         kept; made from the default preset first when there is no config yet."""
+        from ..config.file import set_value_in_text
+
         read = read or self.read_config()
         text = read.text if read.text is not None else self.starter_config(
             self.fresh_dataset() or self.scan())
@@ -189,7 +222,7 @@ class Project:
     def reg_root(self) -> Path | None:
         if self._reg_override is not None:
             return self._reg_override
-        reg = self._config_data().get("data", {}).get("reg_dir")
+        reg = self._config_data().get("reg_dir")
         if isinstance(reg, str) and reg.strip():
             path = Path(reg).expanduser()
             path = path if path.is_absolute() else self.files.config.parent / path
@@ -201,7 +234,7 @@ class Project:
     def caption_ext(self) -> str:
         if self._ext_override:
             return self._ext_override
-        ext = self._config_data().get("data", {}).get("caption_extension")
+        ext = self._config_data().get("caption_extension")
         if isinstance(ext, str) and ext.startswith(".") and len(ext) > 1:
             return ext
         return DEFAULT_CAPTION_EXT
@@ -219,22 +252,3 @@ class Project:
     def fresh_dataset(self) -> Dataset | None:
         """The last scan, if nothing lorabake did since could have made it stale."""
         return self.dataset if self.dataset_generation == self.generation else None
-
-    @classmethod
-    def for_config(cls, config: Path | str) -> Project:
-        """The project a config file trains: the folder its data.train_dir names (the
-        config's own folder's parent for the project's .lorabake/training.toml)."""
-        path = Path(config).resolve()
-        try:
-            data = tomllib.loads(path.read_text("utf-8")).get("data") or {}
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            data = {}
-        train = data.get("train_dir") if isinstance(data, dict) else None
-        if isinstance(train, str) and train.strip():
-            p = Path(train).expanduser()
-            p = p if p.is_absolute() else path.parent / p
-            if p.is_dir():
-                return cls(p)
-        if path.parent.name == ProjectFiles(path.parent.parent).state.name:
-            return cls(path.parent.parent)
-        return cls(path.parent)

@@ -129,16 +129,17 @@ class BucketsScreen(StageScreen):
         """The project's settings into the fields (a what-if in progress is kept unless
         `force`, or unless the config itself changed)."""
         try:
-            base, findings, from_file = self.project.settings()
+            base, _, from_file = self.project.settings()
         except LorabakeError as exc:
             self.notify(str(exc), severity="error")
             return
         if not force and self.base == base:
             return
         self.base = base
-        bad = [f for f in findings if f.is_error]
+        mine = {name for _, name in (*FIELDS.values(), *CHECKS.values())}
+        bad = sorted(mine & base.invalid)
         self.config_note = (
-            "training.toml has errors (Config stage): its valid settings and defaults shown"
+            f"training.toml: {', '.join(bad)} wrong (Config stage): the defaults stand in"
             if bad else "as in training.toml" if from_file else
             "no training.toml yet: the defaults (saving writes one)")
         self._filling = True

@@ -167,21 +167,30 @@ class ConfigScreen(StageScreen):
 
     def recheck(self) -> None:
         self._seen_generation = self.project.generation
-        self._check(self._editor_text(), self.dataset)
+        # a scan made before the last change (a rename, an undo) is not used: the check
+        # scans again in its thread
+        self._check(self._editor_text(), self.project.fresh_dataset(),
+                    self.project.generation)
 
     @work(thread=True, exclusive=True, group="cfg-check", exit_on_error=False,
           description="check the training config")
-    def _check(self, text: str, dataset: Dataset | None) -> None:
+    def _check(self, text: str, dataset: Dataset | None, generation: int) -> None:
         result = self.project.check(text, dataset=dataset)
-        self.app.call_from_thread(self._checked, text, result)
+        self.app.call_from_thread(self._checked, text, result, generation)
 
-    def _checked(self, text: str, result: CheckResult) -> None:
+    def _checked(self, text: str, result: CheckResult, generation: int) -> None:
         if text != self._editor_text():
             return  # typed on since: the next check is on its way
         self.result = result
         self.doc = result.doc
-        if result.dataset is not None:
-            self.dataset = result.dataset
+        ds = result.dataset
+        if ds is not None:
+            self.dataset = ds
+            pr = self.project
+            same = (ds.root, ds.reg_root, ds.caption_ext) == (pr.root, pr.reg_root,
+                                                               pr.caption_ext)
+            if same and pr.fresh_dataset() is None:  # the other screens can use it
+                pr.set_dataset(ds, generation)
         findings = result.findings
         findings_list = self.query_one("#cfg-findings", VirtualList)
         findings_list.set_items(findings)

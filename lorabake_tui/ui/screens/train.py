@@ -37,7 +37,6 @@ from ..widgets.gpu import GpuMeter
 from ..widgets.plot import LinePlot, Series
 from ..widgets.sample_strip import SampleStrip
 from ..widgets.virtual_list import VirtualList
-from .config import config_path
 from .job_dialogs import (
     FORCE_TIMEOUT_S,
     ConfirmDialog,
@@ -622,7 +621,7 @@ class TrainScreen(StageScreen):
         self.refresh_jobs()
 
     def _submit(self, start: bool) -> None:
-        path = config_path(self.project.root)
+        path = self.project.files.config
         if not path.is_file():
             self.notify(f"no training config yet ({path}): make one in Config (4) and save "
                         "it (ctrl+s)", title="Not queued", severity="error", timeout=10)

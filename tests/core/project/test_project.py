@@ -63,3 +63,15 @@ def test_config_writes_are_journaled_and_refuse_a_file_changed_since_read(tmp_pa
     project.files.config.write_text(text)
     project.journal.undo()
     assert not project.files.config.exists()  # the first write created it: undo removes it
+
+
+def test_a_broken_config_never_stops_the_scan(tmp_path):
+    make_concept(tmp_path, "2_a", 1)
+    project = Project(tmp_path)
+    project.files.config.parent.mkdir()
+    for text in ("data = 3\n", "[data\n", '[data]\nreg_dir = 5\ncaption_extension = [1]\n'):
+        project.files.config.write_text(text)
+        assert project.caption_ext == ".txt" and project.reg_root is None
+        assert [c.folder for c in project.scan().concepts] == ["2_a"]
+        s, findings, _ = project.settings()
+        assert findings and s.general.batch_size == 2  # the defaults stand in

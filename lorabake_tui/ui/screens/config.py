@@ -215,7 +215,7 @@ class ConfigScreen(StageScreen):
         plan = self.result.plan if self.result is not None else None
         if plan is None or plan.report is None:
             if self.result is not None and self.result.doc is not None:
-                out.append("no plan yet: fix the errors about the folders and buckets",
+                out.append("no plan yet: fix the errors first",
                            style="dim")
             self.query_one("#cfg-summary", Static).update(out)
             return

@@ -148,7 +148,9 @@ def _file_sha(path: Path) -> str | None:
         return None
 
 
-def _stat_sig(path: Path) -> tuple[int, int] | None:
+def stat_signature(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, None when it is missing: how a write tells whether the
+    file changed since it was read (the journal's preflight, the project's config)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -177,7 +179,7 @@ class Journal:
 
     def _load(self, p: Path) -> Entry:
         # big entries (thousands of writes) are parsed once, not at every undo check
-        sig = _stat_sig(p)
+        sig = stat_signature(p)
         hit = self._cache.get(p.name)
         try:
             if hit is not None and hit[0] == sig:
@@ -395,7 +397,7 @@ class Journal:
                 continue
             path = self._path(ch.path)
             if use_stat and ch.stat is not None:
-                clean = _stat_sig(path) == ch.stat
+                clean = stat_signature(path) == ch.stat
             elif ch.before is None:
                 clean = (not path.exists() or ch.path in vacated) and ch.path not in claimed
                 claimed.add(ch.path)

@@ -34,6 +34,7 @@ from .kohya import (
     optimizer_values,
     prompts_text,
     refuse_existing,
+    require_training_folders,
 )
 from .schema import TrainingSettings
 
@@ -56,9 +57,7 @@ def to_easy(s: TrainingSettings, subsets: list[SubsetDir], *,
     notes = [] if notes is None else notes
     g, d, n, o = s.general, s.data, s.network, s.optimizer
     z, b, sv, sm, lg = s.noise, s.buckets, s.saving, s.sampling, s.logging
-    if not [sub for sub in subsets if not sub.is_reg]:
-        raise LorabakeError("no training folders: LoRA_Easy would find no images",
-                            "`lorabake config check` says why (subsets, repeat prefixes)")
+    require_training_folders(subsets, "LoRA_Easy")
     out_subsets = []
     for sub in subsets:
         entry: dict[str, Any] = {

@@ -327,6 +327,12 @@ class SubsetDir:
     class_token: str
 
 
+def require_training_folders(subsets: list[SubsetDir], tool: str) -> None:
+    if not any(not sub.is_reg for sub in subsets):
+        raise LorabakeError(f"no training folders: {tool} would find no images",
+                            "`lorabake config check` says why (subsets, repeat prefixes)")
+
+
 def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int | None = None,
              prompts_file: str | Path = PROMPTS_NAME, dataset_file: str | Path | None = None,
              notes: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -338,9 +344,7 @@ def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int 
     notes = [] if notes is None else notes
     g, d, n, o = s.general, s.data, s.network, s.optimizer
     z, b, sv, sm, lg = s.noise, s.buckets, s.saving, s.sampling, s.logging
-    if not [sub for sub in subsets if not sub.is_reg]:
-        raise LorabakeError("no training folders: kohya would find no images",
-                            "`lorabake config check` says why (subsets, repeat prefixes)")
+    require_training_folders(subsets, "kohya")
 
     if not g.base_model:
         notes.append("general.base_model is empty: set pretrained_model_name_or_path")

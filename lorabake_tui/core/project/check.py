@@ -6,7 +6,7 @@ runs before it loads anything: `config check` finds everything `train` would ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import LorabakeError
@@ -30,7 +30,6 @@ class CheckResult:
     doc: ConfigDoc | None = None  # None: the text is not valid TOML
     plan: TrainingPlan | None = None  # None: no dataset could be read
     dataset: Dataset | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:

@@ -12,13 +12,12 @@ CLI command and the trainer get their paths and settings from here, so there is 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base.errors import LorabakeError
-from ..base.journal import Journal
+from ..base.journal import Journal, stat_signature
 from ..base.project_files import CONFIG_REL, ProjectFiles
 from ..dataset.scan import Dataset, scan_dataset
 from ..images.media import DEFAULT_CAPTION_EXT
@@ -50,15 +49,7 @@ class ConfigFile:
         return self.text is not None
 
     def changed_on_disk(self) -> bool:
-        return _stat(self.path) != self.stat
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
+        return stat_signature(self.path) != self.stat
 
 
 class Project:
@@ -86,9 +77,9 @@ class Project:
         path = self.files.config
         try:
             for _ in range(5):  # the stat must describe the bytes read: a write between the
-                before = _stat(path)  # two would otherwise go unnoticed by a later save
+                before = stat_signature(path)  # two would otherwise go unnoticed by a later save
                 data = path.read_bytes()
-                stat = _stat(path)
+                stat = stat_signature(path)
                 if stat == before:
                     break
         except FileNotFoundError:

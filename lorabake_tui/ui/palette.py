@@ -12,23 +12,36 @@ from __future__ import annotations
 
 from rich.style import Style
 
-# meaning -> theme variable: what the UI says with colour
+# meaning -> theme variable: what the UI says with colour. The text-* variables are the
+# theme's colours made legible as text on its background.
 ROLES = {
-    "error": "error",  # something is wrong: a failed job, an error finding
-    "warning": "warning",  # worth a look: a warning, an upscaled image, unsaved changes
-    "success": "success",  # done, saved, the new value in a diff
-    "accent": "accent",  # the thing to look at: a highlighted count, a bar
-    "primary": "primary",
-    "secondary": "secondary",
-    "muted": "text-muted",  # secondary information: paths, units, hints
+    "error": "text-error",  # something is wrong: a failed job, an error finding
+    "warning": "text-warning",  # worth a look: a warning, an upscaled image, unsaved changes
+    "success": "text-success",  # done, saved, the new value in a diff
+    "accent": "text-accent",  # the thing to look at
+    "primary": "text-primary",
+    "secondary": "text-secondary",
+    "muted": "foreground-muted",  # secondary information: paths, units, hints
     "bar": "share-bar",  # share and histogram bars
 }
 
 
 def theme_color(app, role: str) -> str | None:
-    """The theme's colour for `role` (a ROLES key or a theme variable), None when unknown."""
+    """The theme's colour for `role` (a ROLES key or a theme variable) as an opaque hex
+    colour (a translucent one is laid over the background), None when unknown."""
+    from textual.color import Color, ColorParseError
+
     variables = getattr(app, "theme_variables", None) or {}
-    return variables.get(ROLES.get(role, role))
+    value = variables.get(ROLES.get(role, role))
+    if not value:
+        return None
+    try:
+        color = Color.parse(value)
+        if color.a < 1:
+            color = Color.parse(variables.get("background", "#000000")) + color
+    except ColorParseError:
+        return None  # "auto" colours depend on what is underneath: no fixed value
+    return color.hex[:7]
 
 
 def theme_style(app, role: str | None = None, *, bold: bool = False, dim: bool = False,

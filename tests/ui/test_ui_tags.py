@@ -69,8 +69,11 @@ async def test_find_filter_replace_preview_apply_undo_keys_only(tagged):
         dialog = app.screen
         assert isinstance(dialog, OpDialog)
         assert dialog.query_one("#f-old", Input).value == "tiara"  # the highlighted tag
-        await pilot.press("tab", *"circlet")
+        # what the user types is the replacement: Find keeps the highlighted tag
+        await pilot.press(*"circlet")
         await settle(pilot)
+        assert dialog.query_one("#f-new", Input).value == "circlet"
+        assert dialog.query_one("#f-old", Input).value == "tiara"
         summary = str(dialog.query_one("#op-summary", Static).render())
         # the non-UTF-8 caption has no readable tags, so it is not among the 7
         assert "7 of 7 caption(s) change" in summary

@@ -9,10 +9,9 @@ import threading
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, Static
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
@@ -32,30 +31,35 @@ from ...core.tagger.autotag import (
     split_list,
     wants,
 )
+from ..palette import theme_style
+from .plan_dialog import PlanDialog
 
 ALL = "*"
 GENERAL_SHOWN, CHARACTER_SHOWN = 24, 8
 
 
-def score_lines(title: str, scores: list[tuple[str, float]], threshold: float,
+def score_lines(app, title: str, scores: list[tuple[str, float]], threshold: float,
                 limit: int) -> Text:
     """Probabilities, most likely first, with a rule where the threshold cuts the list."""
     text = Text(f"{title} (>= {threshold:g})\n", style="bold")
+    rule, below = theme_style(app, "warning"), theme_style(app, dim=True)
     ruled = False
     for tag, p in scores[:limit]:
         if not ruled and p < threshold:
-            text.append(f"──── {threshold:g} ────\n", style="yellow")
+            text.append(f"──── {threshold:g} ────\n", style=rule)
             ruled = True
-        text.append(f"{p:5.2f}  {tag}\n", style="" if p >= threshold else "dim")
+        text.append(f"{p:5.2f}  {tag}\n", style="" if p >= threshold else below)
     if not ruled:
-        text.append(f"──── {threshold:g} ────\n", style="yellow")
+        text.append(f"──── {threshold:g} ────\n", style=rule)
     return text
 
 
-class AutotagDialog(ModalScreen[AutotagResult | None]):
-    CSS_PATH = "autotag_dialog.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel"),
-                Binding("ctrl+r", "run", "Run", show=False)]
+class AutotagDialog(PlanDialog[AutotagResult | None]):
+    """Returns the run's result, or None."""
+
+    CSS_PATH = ["dialogs.tcss", "autotag_dialog.tcss"]
+    APPLY_LABEL, CANCEL_LABEL = "Run", "Close"
+    PROGRESS = True
 
     def __init__(self, store: CaptionStore, journal: Journal,
                  current: CaptionRecord | None = None) -> None:
@@ -66,69 +70,70 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
         self.tagger: Tagger | None = None
         self.loaded_spec: str | None = None
         self.probs = None  # the current image's probabilities under the loaded model
-        self.running = False
         self.cancel_event = threading.Event()
 
-    def compose(self) -> ComposeResult:
+    def dialog_title(self) -> str:
+        return "[b]Auto-tag[/b]  WD1.4 / WD v3 tagger · one undoable step"
+
+    def keys_hint(self) -> str:
+        return ("[b]enter[/b] load the model (and preview), then run  [b]esc[/b] "
+                "stop / close  [b]space[/b] toggle  [b]tab[/b] next field")
+
+    def compose_fields(self) -> ComposeResult:
         last = self.last
         folders = sorted({r.folder for r in self.store.records})
         concept = last.get("concept", ALL)
-        with Vertical(id="dialog", classes="wide"):
-            yield Static("[b]Auto-tag[/b]  WD1.4 / WD v3 tagger · one undoable step",
-                         classes="title")
-            yield Label("Model: a folder with model.onnx + selected_tags.csv, or a repo id in "
-                        "the Hugging Face cache")
-            yield Input(last.get("model", ""), placeholder="SmilingWolf/wd-vit-tagger-v3",
-                        id="at-model")
-            yield Static(id="at-model-status")
-            with Horizontal(id="at-options"):
-                with Vertical(classes="opt"):
-                    yield Label("General ≥")
-                    yield Input(last.get("general", ""), type="number", id="at-general")
-                with Vertical(classes="opt"):
-                    yield Label("Character ≥")
-                    yield Input(last.get("character", ""), type="number", id="at-character")
-                with Vertical(classes="opt"):
-                    yield Label("Mode")
-                    yield Select([(m, m) for m in MODES], allow_blank=False, id="at-mode",
-                                 value=last.get("mode") if last.get("mode") in MODES
-                                 else "missing")
-                with Vertical(classes="opt"):
-                    yield Label("Concept")
-                    yield Select([("all concepts", ALL)] + [(f, f) for f in folders],
-                                 allow_blank=False, id="at-concept",
-                                 value=concept if concept in folders else ALL)
-            with Horizontal(id="at-lists"):
-                with Vertical(classes="opt"):
-                    yield Label("Undesired tags (comma-separated, globs ok)")
-                    yield Input(last.get("undesired", ""), id="at-undesired")
-                with Vertical(classes="opt"):
-                    yield Label("Always first (the trigger)")
-                    yield Input(last.get("first", ""), id="at-first")
-            with Horizontal(id="at-checks"):
-                yield Checkbox("rating tag", last.get("rating") == "1", id="at-rating")
-                yield Checkbox("character tags first", last.get("character_first", "1") == "1",
-                               id="at-charfirst")
-            with Horizontal(id="at-preview"):
-                with VerticalScroll(classes="col"):
-                    yield Static(id="at-general-scores")
-                with VerticalScroll(classes="col"):
-                    yield Static(id="at-character-scores")
-            yield Static(id="at-summary")
-            yield ProgressBar(id="at-progress", show_eta=True)
-            yield Static("[b]enter[/b] load model, then run  [b]ctrl+r[/b] run  "
-                         "[b]esc[/b] cancel/close  [b]tab[/b] next field", classes="keys")
-            with Horizontal(classes="buttons"):
-                yield Button("Run", id="at-run", variant="primary")
-                yield Button("Close", id="at-close")
+        yield Label("Model: a folder with model.onnx + selected_tags.csv, or a repo id in "
+                    "the Hugging Face cache")
+        yield Input(last.get("model", ""), placeholder="SmilingWolf/wd-vit-tagger-v3",
+                    id="at-model")
+        yield Static(id="at-model-status")
+        with Horizontal(id="at-options"):
+            with Vertical(classes="opt"):
+                yield Label("General ≥")
+                yield Input(last.get("general", ""), type="number", id="at-general")
+            with Vertical(classes="opt"):
+                yield Label("Character ≥")
+                yield Input(last.get("character", ""), type="number", id="at-character")
+            with Vertical(classes="opt"):
+                yield Label("Mode")
+                yield Select([(m, m) for m in MODES], allow_blank=False, id="at-mode",
+                             value=last.get("mode") if last.get("mode") in MODES
+                             else "missing")
+            with Vertical(classes="opt"):
+                yield Label("Concept")
+                yield Select([("all concepts", ALL)] + [(f, f) for f in folders],
+                             allow_blank=False, id="at-concept",
+                             value=concept if concept in folders else ALL)
+        with Horizontal(id="at-lists"):
+            with Vertical(classes="opt"):
+                yield Label("Undesired tags (comma-separated, globs ok)")
+                yield Input(last.get("undesired", ""), id="at-undesired")
+            with Vertical(classes="opt"):
+                yield Label("Always first (the trigger)")
+                yield Input(last.get("first", ""), id="at-first")
+        with Horizontal(id="at-checks"):
+            yield Checkbox("rating tag", last.get("rating") == "1", id="at-rating")
+            yield Checkbox("character tags first", last.get("character_first", "1") == "1",
+                           id="at-charfirst")
 
-    def on_mount(self) -> None:
-        self.query_one("#at-progress").display = False
-        self.query_one("#at-model", Input).focus()
+    def compose_preview(self) -> ComposeResult:
+        with Horizontal(id="at-preview"):
+            with VerticalScroll(classes="col"):
+                yield Static(id="at-general-scores")
+            with VerticalScroll(classes="col"):
+                yield Static(id="at-character-scores")
+        yield Static(id="at-summary")
+
+    def first_focus(self) -> Widget | None:
+        return self.query_one("#at-model", Input)
+
+    def ready(self) -> None:
         if self.query_one("#at-model", Input).value.strip():
             self.load_model()
         else:
-            self._status(Text("type a model and press enter", style="dim"))
+            self._status(Text("type a model and press enter", style=theme_style(self.app,
+                                                                                 dim=True)))
         self.refresh_preview()
 
     # ---- values -------------------------------------------------------------------------
@@ -179,7 +184,7 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
     def load_model(self) -> None:
         spec = self.query_one("#at-model", Input).value.strip()
         self.tagger, self.probs, self.loaded_spec = None, None, spec
-        self._status(Text(f"loading {spec}…", style="dim"))
+        self._status(Text(f"loading {spec}…", style=theme_style(self.app, dim=True)))
         self._load(spec, self.current)
 
     @work(thread=True, exclusive=True, group="at-load", exit_on_error=False,
@@ -203,7 +208,7 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
 
     def _load_failed(self, spec: str, error: str) -> None:
         if spec == self.loaded_spec:
-            self._status(Text(error, style="red"))
+            self._status(Text(error, style=theme_style(self.app, "error")))
 
     def _loaded(self, spec: str, tagger: Tagger, probs, note: str) -> None:
         if spec != self.loaded_spec:
@@ -213,7 +218,7 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
         status = Text(f"{tagger.name}: {m.size} px, {len(m.tags)} tags, "
                       f"{m.providers[0].removesuffix('ExecutionProvider')}")
         if note:
-            status.append(f"  {note}", style="yellow")
+            status.append(f"  {note}", style=theme_style(self.app, "warning"))
         self._status(status)
         self.query_one("#at-general", Input).placeholder = f"{m.default_general:g}"
         self.query_one("#at-character", Input).placeholder = f"{m.default_character:g}"
@@ -230,18 +235,21 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
             opts = self.options()
             scope = self.scope()
         except LorabakeError as exc:
-            summary.update(Text(str(exc), style="red"))
+            summary.update(Text(str(exc), style=theme_style(self.app, "error")))
             return
         todo = sum(1 for r in scope if wants(r, opts.mode))
         text = Text(f"{todo} of {len(scope)} image(s) to tag", style="bold")
-        text.append(f" ({opts.mode})", style="dim")
+        muted = theme_style(self.app, dim=True)
+        text.append(f" ({opts.mode})", style=muted)
         gen, char = self.query_one("#at-general-scores", Static), self.query_one(
             "#at-character-scores", Static)
         if self.tagger is not None and self.probs is not None and self.current is not None:
             g_thr, c_thr = self.tagger.thresholds(opts)
             scores = self.tagger.scores(self.probs)
-            gen.update(score_lines("General", scores.general, g_thr, GENERAL_SHOWN))
-            ctext = score_lines("Character", scores.character, c_thr, CHARACTER_SHOWN)
+            gen.update(score_lines(self.app, "General", scores.general, g_thr,
+                                   GENERAL_SHOWN))
+            ctext = score_lines(self.app, "Character", scores.character, c_thr,
+                                CHARACTER_SHOWN)
             if scores.rating:
                 ctext.append("\nRating\n", style="bold")
                 for tag, p in scores.rating:
@@ -254,28 +262,29 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
             if wants(rec, opts.mode):
                 text.append(", ".join(caption))
             else:
-                text.append("has a caption: left alone in 'missing' mode", style="dim")
+                text.append("has a caption: left alone in 'missing' mode", style=muted)
         else:
             gen.update("")
             char.update("")
         summary.update(text)
 
     # ---- running ------------------------------------------------------------------------
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
+    def apply(self) -> None:
+        """Enter (from any field): load the model the field names and preview it; once it
+        is loaded, run."""
         spec = self.query_one("#at-model", Input).value.strip()
-        if spec != self.loaded_spec or (self.tagger is None and event.input.id == "at-model"):
-            self.load_model()  # first enter loads and previews; the next one runs
-        elif self.tagger is not None:
-            self.action_run()
-
-    @on(Button.Pressed, "#at-run")
-    def action_run(self) -> None:
-        if self.running:
+        if not spec:
+            self.notify("type a model first", severity="warning")
+            return
+        if spec != self.loaded_spec:
+            self.load_model()
             return
         if self.tagger is None:
-            self.notify("load a model first (enter in the model field)", severity="warning")
+            self.notify("the model is still loading (or failed: see above)", severity="warning")
             return
+        self.run_tagger()
+
+    def run_tagger(self) -> None:
         try:
             opts, scope = self.options(), self.scope()
         except LorabakeError as exc:
@@ -284,25 +293,17 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
         if not any(wants(r, opts.mode) for r in scope):
             self.notify(f"nothing to tag in '{opts.mode}' mode", severity="warning")
             return
-        self.running = True
         self.cancel_event.clear()
         self._remember()
-        bar = self.query_one("#at-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=None, progress=0)
+        self.start_progress()
         self._run(self.tagger, opts, scope)
 
     @work(thread=True, exclusive=True, group="at-run", exit_on_error=False,
           description="auto-tag the dataset")
     def _run(self, tagger: Tagger, opts: TagOptions, scope: list[CaptionRecord]) -> None:
-        bar = self.query_one("#at-progress", ProgressBar)
-
-        def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(bar.update, total=total, progress=done)
-
         try:
             result = autotag(self.store, scope, tagger, opts, journal=self.journal,
-                             progress=progress, cancel=self.cancel_event)
+                             progress=self.progress_from_thread, cancel=self.cancel_event)
         except (LorabakeError, OSError) as exc:
             self.app.call_from_thread(self._finished, None, str(exc))
             return
@@ -312,11 +313,10 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
         self.app.call_from_thread(self._finished, result, None)
 
     def _finished(self, result: AutotagResult | None, error: str | None) -> None:
-        self.running = False
-        self.query_one("#at-progress").display = False
+        self.stop_progress()
         if error or result is None:
-            self.notify(error or "failed", title="Nothing written", severity="error",
-                        timeout=10)
+            self.query_one("#at-summary", Static).update(Text(
+                f"nothing written: {error or 'failed'}", style=theme_style(self.app, "error")))
             return
         written = result.applied.written if result.applied else 0
         msg = f"{result.plan.label}: {written} caption(s) written. u to undo."
@@ -331,11 +331,10 @@ class AutotagDialog(ModalScreen[AutotagResult | None]):
         self.notify(msg, title="Auto-tag", severity="warning" if warn else "information")
         self.dismiss(result)
 
-    @on(Button.Pressed, "#at-close")
-    def action_cancel(self) -> None:
-        if self.running:
-            self.cancel_event.set()
-            self.notify("stopping after this batch; what is done is kept")
-            return
+    def stop_work(self) -> None:
+        self.cancel_event.set()
+        self.notify("stopping after this batch; what is done is kept")
+
+    def cancel_result(self) -> None:
         self.workers.cancel_group(self, "at-load")
-        self.dismiss(None)
+        return None

@@ -1,6 +1,6 @@
 """The image tools from the workbench: pick a tool, read its plan (what happens to which
 file), Enter runs it on every core with a progress bar (Esc cancels: nothing is written),
-as one undoable step with the originals kept in .lorabake/originals/."""
+as one undoable step with the originals kept in .lorabake/originals/. Keys: PlanDialog's."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
@@ -25,6 +24,8 @@ from ...core.dataset.imagetools import (
     plan_images,
 )
 from ...core.images.imageops import parse_color, parse_size
+from ..palette import theme_style
+from .plan_dialog import PlanDialog
 
 TOOLS = [("Convert to PNG (webp, avif, gif frames, jpg, bmp), EXIF-rotated upright", "convert"),
          ("Pad to square (white)", "pad"), ("Resize", "resize"),
@@ -34,47 +35,49 @@ REPORTS = ("dupes", "lowres")
 SHOWN = 12
 
 
-class ImageToolDialog(ModalScreen[bool]):
-    CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class ImageToolDialog(PlanDialog[bool]):
+    """Returns whether any file changed."""
+
+    APPLY_LABEL, CANCEL_LABEL = "Run", "Close"
+    PROGRESS = True
 
     def __init__(self, root: Path, caption_ext: str, tool: str = "convert") -> None:
         super().__init__()
         self.root, self.caption_ext, self.tool = root, caption_ext, tool
         self.plan: ImagePlan | None = None
-        self.running = False
         self.changed = False
         self._timer = None
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="wide"):
-            yield Static("[b]Image tools[/b]  originals move to .lorabake/originals; "
-                         "one undoable step", classes="title")
-            yield Select(TOOLS, value=self.tool, allow_blank=False, id="tool")
-            with Horizontal(id="tool-options"):
-                with Vertical(classes="opt"):
-                    yield Label("Size WxH (resize)")
-                    yield Input("512x512", id="opt-size")
-                with Vertical(classes="opt"):
-                    yield Label("Min side (upscale, low-res)")
-                    yield Input("512", id="opt-min-side", restrict=r"[0-9]*")
-                with Vertical(classes="opt"):
-                    yield Label("Background")
-                    yield Input("white", id="opt-background")
-            yield Label("ONNX upscaler model (optional; else Lanczos)")
-            yield Input("", placeholder="/path/to/RealESRGAN_x4.onnx", id="opt-model")
-            yield ProgressBar(id="tool-progress", show_eta=True)
-            with VerticalScroll(id="tool-preview"):
-                yield Static(id="tool-summary")
-            yield Static("[b]enter[/b] run  [b]esc[/b] cancel/close  [b]tab[/b] next field",
-                         classes="keys")
-            with Horizontal(classes="buttons"):
-                yield Button("Run", id="apply", variant="primary")
-                yield Button("Close", id="cancel")
+    def dialog_title(self) -> str:
+        return "[b]Image tools[/b]  originals move to .lorabake/originals; one undoable step"
 
-    def on_mount(self) -> None:
-        self.query_one("#tool-progress").display = False
-        self.query_one("#tool", Select).focus()
+    def compose_fields(self) -> ComposeResult:
+        yield Label("Tool (space opens the list; enter runs it)")
+        yield Select(TOOLS, value=self.tool, allow_blank=False, id="tool")
+        with Horizontal(id="tool-options"):
+            with Vertical(classes="opt"):
+                yield Label("Size WxH (resize)")
+                yield Input("512x512", id="opt-size")
+            with Vertical(classes="opt"):
+                yield Label("Min side (upscale, low-res)")
+                yield Input("512", id="opt-min-side", restrict=r"[0-9]*")
+            with Vertical(classes="opt"):
+                yield Label("Background")
+                yield Input("white", id="opt-background")
+        yield Label("ONNX upscaler model (optional; else Lanczos)")
+        yield Input("", placeholder="/path/to/RealESRGAN_x4.onnx", id="opt-model")
+
+    def compose_preview(self) -> ComposeResult:
+        with VerticalScroll(id="tool-preview"):
+            yield Static(id="tool-summary")
+
+    def first_focus(self) -> Widget | None:
+        return self.query_one("#tool", Select)  # choosing the tool comes first
+
+    def cancel_result(self) -> bool:
+        return self.changed
+
+    def ready(self) -> None:
         self.replan()
 
     def options(self) -> ImageOptions:
@@ -101,55 +104,53 @@ class ImageToolDialog(ModalScreen[bool]):
         self.tool = str(self.query_one("#tool", Select).value)
         summary = self.query_one("#tool-summary", Static)
         self.plan = None
+        muted, warn = theme_style(self.app, dim=True), theme_style(self.app, "warning")
         if self.tool in REPORTS:
-            summary.update(Text("a report: nothing is changed. Enter runs it.", style="dim"))
+            summary.update(Text("a report: nothing is changed. Enter runs it.", style=muted))
             return
         try:
             self.plan = plan = plan_images(self.root, self.tool, self.options(),
                                            caption_ext=self.caption_ext)
         except (LorabakeError, ValueError) as exc:
-            summary.update(Text(str(exc), style="red"))
+            summary.update(Text(str(exc), style=theme_style(self.app, "error")))
             return
         text = Text(f"{len(plan.todo)} image(s) to {plan.operation}", style="bold")
         others = {a: plan.count(a) for a in ("skip", "conflict", "error") if plan.count(a)}
         if others:
-            text.append(" · " + ", ".join(f"{n} {a}" for a, n in others.items()), style="yellow")
+            text.append(" · " + ", ".join(f"{n} {a}" for a, n in others.items()), style=warn)
         text.append("\n")
         order = {plan.operation: 0, "error": 1, "conflict": 2}  # what happens first, skips last
         for f in sorted(plan.files, key=lambda f: order.get(f.action, 3))[:SHOWN]:
-            style = "" if f.action == plan.operation else "yellow" if f.action != "skip" else "dim"
+            style = "" if f.action == plan.operation else warn if f.action != "skip" else muted
             target = f" → {', '.join(f.new_paths)}" if f.new_paths else ""
             text.append(f"  {f.action:8} {f.path}{target}  {f.reason or f.error or ''}\n",
                         style=style)
         if len(plan.files) > SHOWN:
-            text.append(f"  … and {len(plan.files) - SHOWN} more\n", style="dim")
+            text.append(f"  … and {len(plan.files) - SHOWN} more\n", style=muted)
         for note in plan.notes:
-            text.append(f"{note}\n", style="dim")
+            text.append(f"{note}\n", style=muted)
         summary.update(text)
 
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#apply")
-    def action_apply(self) -> None:
-        if self.running:
-            return
+    def apply(self) -> None:
+        if self._timer is not None:  # run what is shown, not a plan a pending edit replaces
+            self._timer.stop()
+            self.replan()
         if self.tool not in REPORTS and (self.plan is None or not self.plan.todo):
-            self.notify("nothing to do with these settings", severity="warning")
+            self.notify("nothing to do with these settings: read the plan above",
+                        severity="warning")
             return
-        self.running = True
-        bar = self.query_one("#tool-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=None, progress=0)
+        self.start_progress()
         self.run_tool(self.tool, self.plan)
+
+    def stop_work(self) -> None:
+        self.workers.cancel_group(self, "image-tool")
+        self.notify("cancelling…")
 
     @work(thread=True, exclusive=True, group="image-tool", exit_on_error=False,
           description="run an image tool")
     def run_tool(self, tool: str, plan: ImagePlan | None) -> None:
         worker = get_current_worker()
-
-        def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(self.query_one("#tool-progress", ProgressBar).update,
-                                      total=total, progress=done)
-
+        progress = self.progress_from_thread
         try:
             if tool == "dupes":
                 out = find_duplicates(self.root, caption_ext=self.caption_ext,
@@ -163,18 +164,18 @@ class ImageToolDialog(ModalScreen[bool]):
         except (LorabakeError, OSError) as exc:
             self.app.call_from_thread(self._finished, tool, None, str(exc))
             return
-        except Exception as exc:  # a worker pool failure must not leave the dialog stuck
+        except Exception as exc:  # noqa: BLE001 - a worker pool failure must not leave the dialog stuck
             self.app.call_from_thread(self._finished, tool, None,
                                       f"{type(exc).__name__}: {exc}")
             return
         self.app.call_from_thread(self._finished, tool, out, None)
 
     def _finished(self, tool: str, out, error: str | None) -> None:
-        self.running = False
-        self.query_one("#tool-progress").display = False
+        self.stop_progress()
         summary = self.query_one("#tool-summary", Static)
         if error:
-            self.notify(error, title="Nothing changed", severity="error", timeout=10)
+            summary.update(Text(f"nothing changed: {error}", style=theme_style(self.app,
+                                                                                "error")))
             return
         if tool == "dupes":
             text = Text(f"{len(out.groups)} group(s) of near-duplicates in {out.images} "
@@ -191,7 +192,7 @@ class ImageToolDialog(ModalScreen[bool]):
             summary.update(text)
             return
         if out.cancelled:
-            self.notify("cancelled: nothing was written")
+            summary.update(Text("cancelled: nothing was written", style="bold"))
             return
         failed = out.failures
         msg = f"{len(out.changed)} image(s) done; originals in .lorabake/originals (u undo)"
@@ -199,12 +200,4 @@ class ImageToolDialog(ModalScreen[bool]):
             msg += f"\n{len(failed)} left alone: {failed[0].path}: {failed[0].error}"
         self.notify(msg, title="Images", severity="warning" if failed else "information")
         self.changed = self.changed or out.applied
-        self.dismiss(self.changed)
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        if self.running:
-            self.workers.cancel_group(self, "image-tool")
-            self.notify("cancelling…")
-            return
         self.dismiss(self.changed)

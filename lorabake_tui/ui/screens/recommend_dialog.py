@@ -6,10 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, ProgressBar, Static
+from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
@@ -17,47 +14,49 @@ from ...core.buckets.apply import apply_bucket_plan
 from ...core.buckets.assign import BucketSettings
 from ...core.buckets.recommend import BucketPlan, recommend
 from ...core.dataset.scan import Dataset
+from ..palette import theme_style
+from .plan_dialog import PlanDialog
 
 
-class RecommendDialog(ModalScreen[bool]):
-    CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class RecommendDialog(PlanDialog[bool]):
+    """Returns whether images were rewritten."""
+
+    PROGRESS = True
 
     def __init__(self, dataset: Dataset, items, settings: BucketSettings) -> None:
         super().__init__()
         self.dataset, self.items, self.settings = dataset, items, settings
         self.plan: BucketPlan | None = None
-        self.applying = False
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="wide"):
-            yield Static("[b]Recommend buckets[/b]  fewer buckets, least crop and upscaling; "
-                         "images are resized and cropped into them (originals kept)",
-                         classes="title")
-            yield Label("Number of buckets")
-            yield Input("4", type="integer", id="rec-k")
-            yield Static(id="rec-summary")
-            yield ProgressBar(id="rec-progress", show_eta=False)
-            yield Static("[b]enter[/b] apply  [b]esc[/b] cancel", classes="keys")
-            with Horizontal(classes="buttons"):
-                yield Button("Apply", id="apply", variant="primary")
-                yield Button("Cancel", id="cancel")
+    def dialog_title(self) -> str:
+        return ("[b]Recommend buckets[/b]  fewer buckets, least crop and upscaling; images are "
+                "resized and cropped into them (originals kept)")
 
-    def on_mount(self) -> None:
-        self.query_one("#rec-progress").display = False
-        self.query_one("#rec-k", Input).focus()
+    def compose_fields(self) -> ComposeResult:
+        yield Label("Number of buckets")
+        yield Input("4", type="integer", id="rec-k")
+
+    def compose_preview(self) -> ComposeResult:
+        yield Static(id="rec-summary")
+
+    def cancel_result(self) -> bool:
+        return False
+
+    def ready(self) -> None:
         self.recompute()
 
     @on(Input.Changed)
     def recompute(self) -> None:
         summary = self.query_one("#rec-summary", Static)
+        muted = theme_style(self.app, dim=True)
         try:
             k = int(self.query_one("#rec-k", Input).value)
             if k < 1:
                 raise ValueError
         except ValueError:
             self.plan = None
-            summary.update(Text("the number of buckets must be a whole number ≥ 1", "red"))
+            summary.update(Text("the number of buckets must be a whole number ≥ 1",
+                                theme_style(self.app, "error")))
             return
         self.plan = plan = recommend(self.items, self.settings, k)
         counts = plan.counts()
@@ -67,36 +66,34 @@ class RecommendDialog(ModalScreen[bool]):
             text.append(f"  {b[0]}×{b[1]}: {counts[b]} image(s)\n")
         worst = sorted(plan.images, key=lambda i: -i.crop)[:5]
         if worst:
-            text.append("most cropped:\n", style="dim")
+            text.append("most cropped:\n", style=muted)
             for i in worst:
                 text.append(f"  {i.key} {i.size[0]}×{i.size[1]} → {i.bucket[0]}×{i.bucket[1]}"
                             f", {i.crop:.0%} cut" + (f", ↑{i.upscale:.1f}x" if i.upscale > 1
-                                                    else "") + "\n", style="dim")
+                                                    else "") + "\n", style=muted)
         changing = sum(1 for i in plan.images if i.size != i.bucket)
         text.append(f"{changing} image(s) will be rewritten as PNG at their bucket size",
                     style="bold")
         summary.update(text)
 
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#apply")
-    def action_apply(self) -> None:
-        if self.plan is None or self.applying:
+    def apply(self) -> None:
+        if self.plan is None:
+            self.notify("the number of buckets must be a whole number ≥ 1", severity="error")
             return
-        self.applying = True
-        self.query_one("#rec-progress").display = True
+        self.start_progress()
         self.run_apply(self.plan)
+
+    def stop_work(self) -> None:
+        self.workers.cancel_group(self, "rec-apply")
+        self.notify("cancelling: nothing is written until every image is ready")
 
     @work(thread=True, exclusive=True, group="rec-apply", exit_on_error=False,
           description="resize images into buckets")
     def run_apply(self, plan: BucketPlan) -> None:
         worker = get_current_worker()
-
-        def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(self.query_one("#rec-progress", ProgressBar).update,
-                                      total=total, progress=done)
-
         try:
-            result = apply_bucket_plan(self.dataset.root, plan, progress=progress,
+            result = apply_bucket_plan(self.dataset.root, plan,
+                                       progress=self.progress_from_thread,
                                        cancelled=lambda: worker.is_cancelled)
         except (LorabakeError, OSError) as exc:
             self.app.call_from_thread(self._failed, str(exc))
@@ -104,21 +101,15 @@ class RecommendDialog(ModalScreen[bool]):
         self.app.call_from_thread(self._done, result)
 
     def _failed(self, message: str) -> None:
-        self.applying = False
-        self.notify(message, title="Nothing changed", severity="error", timeout=10)
+        self.stop_progress()
+        self.query_one("#rec-summary", Static).update(
+            Text(f"nothing changed: {message}", style=theme_style(self.app, "error")))
 
     def _done(self, result) -> None:
+        self.stop_progress()
         msg = f"{len(result.written)} image(s) resized; originals in .lorabake/originals (u undo)"
         if result.skipped:
             msg += f"\n{len(result.skipped)} skipped: {result.skipped[0]}"
         self.notify(msg, title="Buckets applied",
                     severity="warning" if result.skipped else "information")
         self.dismiss(result.entry is not None)
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        if self.applying:
-            self.workers.cancel_group(self, "rec-apply")
-            self.notify("cancelling: nothing is written until every image is ready")
-            return
-        self.dismiss(False)

@@ -2,47 +2,46 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 
 from ...core.base.errors import LorabakeError
 from ...core.dataset.balance import BalancePlan, plan_set_repeats
 from ...core.dataset.scan import Concept, Dataset
+from ..palette import theme_style
+from .plan_dialog import PlanDialog
 from .plan_view import fill_plan_table, plan_summary, setup_plan_table
 
 
-class RepeatsDialog(ModalScreen[BalancePlan | None]):
-    CSS_PATH = "dialogs.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+class RepeatsDialog(PlanDialog[BalancePlan | None]):
+    """Returns the rename plan, or None."""
+
+    DIALOG_CLASSES = ""
 
     def __init__(self, dataset: Dataset, concept: Concept, epochs: int) -> None:
         super().__init__()
         self.dataset, self.concept, self.epochs = dataset, concept, epochs
         self.plan: BalancePlan | None = None
 
-    def compose(self) -> ComposeResult:
+    def dialog_title(self) -> str:
         c = self.concept
-        with Vertical(id="dialog"):
-            yield Static(f"[b]Repeats of {c.folder}[/b]  ({c.image_count} images)",
-                         classes="title")
-            yield Label("Repeats (each image is seen this many times per epoch)")
-            yield Input(str(c.repeats if c.repeats and c.repeats > 0 else 10), type="integer",
-                        id="repeats")
-            table = DataTable(id="plan", cursor_type="row")
-            setup_plan_table(table)
-            yield table
-            yield Static(id="plan-summary")
-            yield Static("[b]enter[/b] apply  [b]esc[/b] cancel", classes="keys")
-            with Horizontal(classes="buttons"):
-                yield Button("Apply", id="apply", variant="primary")
-                yield Button("Cancel", id="cancel")
+        return f"[b]Repeats of {c.folder}[/b]  ({c.image_count} images)"
 
-    def on_mount(self) -> None:
-        self.query_one("#repeats", Input).focus()
+    def compose_fields(self) -> ComposeResult:
+        c = self.concept
+        yield Label("Repeats (each image is seen this many times per epoch)")
+        yield Input(str(c.repeats if c.repeats and c.repeats > 0 else 10), type="integer",
+                    id="repeats")
+
+    def compose_preview(self) -> ComposeResult:
+        table = DataTable(id="plan", cursor_type="row")
+        setup_plan_table(table)
+        yield table
+        yield Static(id="plan-summary")
+
+    def ready(self) -> None:
         self.recompute()
 
     @on(Input.Changed)
@@ -55,19 +54,13 @@ class RepeatsDialog(ModalScreen[BalancePlan | None]):
         except (ValueError, LorabakeError) as exc:
             self.plan = None
             msg = str(exc) if isinstance(exc, LorabakeError) else "a whole number, at least 1"
-            summary.update(f"[red]{msg}[/red]")
+            summary.update(Text(msg, style=theme_style(self.app, "error")))
             return
-        fill_plan_table(self.query_one("#plan", DataTable), self.plan)
-        summary.update(plan_summary(self.plan))
+        fill_plan_table(self.app, self.query_one("#plan", DataTable), self.plan)
+        summary.update(plan_summary(self.app, self.plan))
 
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#apply")
-    def action_apply(self) -> None:
+    def apply(self) -> None:
         if self.plan is None or self.plan.conflicts:
             self.notify("cannot apply: see the message above", severity="error")
             return
         self.dismiss(self.plan if self.plan.renames else None)
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -33,8 +33,9 @@ class LorabakeApp(App[int]):
     BINDINGS = [
         *(Binding(str(n), f"stage('{key}')", title, id=f"stage.{key}", show=False)
           for n, (key, title) in enumerate(STAGES, start=1)),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
+        # the stage bar names both: the footers keep their room for the stage's own keys
+        Binding("question_mark", "help", "Help", id="help", show=False),
+        Binding("q", "quit", "Quit", id="quit", show=False),
     ]
 
     def __init__(self, project: Project, *, images: str = "none",

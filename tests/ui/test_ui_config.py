@@ -133,6 +133,9 @@ async def test_queue_refuses_errors_then_shows_in_train(small_dataset, tmp_path)
         await pilot.pause()
         with Registry(state / "jobs.sqlite", reconcile=False) as reg:
             [job] = reg.jobs()
+        # the confirmation stays in the summary, not only in a passing notification
+        summary = str(app.screen.query_one("#cfg-summary", Static).render())
+        assert f"queued {job.id}" in summary
         assert f'base_model = "{model}"' in Path(job.config).read_text()
         await pilot.press("5")
         await settle(pilot)
@@ -156,3 +159,44 @@ async def test_summary_says_where_max_steps_stops_the_run(small_dataset):
         editor.load_text(editor.text.replace("max_steps = 0", "max_steps = 7"))
         await until(pilot, lambda: "stops it at 7 (in epoch 1)" in str(summary.render()),
                     "the max_steps cut in the summary")
+
+
+async def test_editor_keys_go_to_a_line_and_leave_the_editor(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        editor = screen.query_one("#cfg-editor", TextArea)
+        findings = screen.query_one("#cfg-findings", VirtualList)
+        assert app.focused is findings  # the screen opens outside the editor
+        line = line_map(editor.text)["network.dim"]
+        await pilot.press("ctrl+g", *str(line), "enter")
+        await pilot.pause()
+        assert app.focused is editor and editor.cursor_location == (line - 1, 0)
+        await pilot.press("ctrl+g", *"end", "enter")
+        assert editor.cursor_location[0] == editor.document.line_count - 1
+        await pilot.press("escape")  # out of the editor: the stage keys work again
+        assert app.focused is findings
+        await pilot.press("5")
+        await settle(pilot)
+        assert app.screen is not screen
+
+
+async def test_closing_the_form_never_leaves_keys_typing_into_the_editor(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        editor = screen.query_one("#cfg-editor", TextArea)
+        await pilot.press("ctrl+e", "ctrl+f")  # the form, opened from inside the editor
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        text = editor.text
+        await pilot.press("5")
+        await settle(pilot)
+        assert editor.text == text  # "5" switched stages, it was not typed

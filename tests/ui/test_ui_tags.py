@@ -149,3 +149,39 @@ async def test_overview_lists_outliers_and_distinctive_tags(tagged):
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, TagsScreen)
+
+
+async def test_down_from_the_search_box_goes_to_the_list(tagged):
+    app = make_app(tagged, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_tags(pilot)
+        await pilot.press("t", *"tia", "down")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#tag-list", VirtualList)
+        await pilot.press("R")  # an action now, not more text
+        await settle(pilot)
+        assert isinstance(app.screen, OpDialog)
+        assert screen.query_one("#tag-search", Input).value == "tia"
+
+
+async def test_a_partly_skipped_edit_stays_on_screen_until_esc(tagged):
+    app = make_app(tagged, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_tags(pilot)
+        await pilot.press("t", *"tiara", "escape", "R")
+        await settle(pilot)
+        await pilot.press(*"circlet")
+        await settle(pilot)
+        # someone else edits a caption after lorabake read it
+        (tagged / "10_a" / "img_001.txt").write_text("mira, tiara, hat\n")
+        await pilot.press("enter")
+        await settle(pilot)
+        result = screen.query_one("#tags-result", Static)
+        assert result.display
+        shown = str(result.render())
+        assert "1 changed on disk since read" in shown and "10_a/img_001.txt" in shown
+        assert (tagged / "10_a" / "img_001.txt").read_text() == "mira, tiara, hat\n"
+        await pilot.pause(3)  # a notification would be gone by now; the panel is not
+        assert result.display
+        await pilot.press("escape")
+        assert not result.display

@@ -52,8 +52,8 @@ class BucketsScreen(StageScreen):
         Binding("e", "edit_settings", "Settings", id="buckets.settings"),
         Binding("ctrl+s", "save", "Save to config", id="buckets.save", priority=True),
         Binding("u,ctrl+z", "undo", "Undo", id="buckets.undo"),
-        Binding("ctrl+y", "redo", "Redo", id="buckets.redo"),
-        Binding("f5", "rescan", "Rescan", id="buckets.rescan"),
+        Binding("ctrl+y", "redo", "Redo", id="buckets.redo", show=False),
+        Binding("f5", "rescan", "Rescan", id="buckets.rescan", show=False),
         Binding("escape", "leave_input", "Back to list", show=False),
     ]
 

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Label, Select, Static, TextArea
+from textual.widgets import Input, Label, Select, Static, TextArea
 
 from ...core.base.errors import LorabakeError
 from ...core.base.journal import ConflictError
@@ -25,6 +25,7 @@ from ...core.config.presets import DEFAULT_PRESET, list_presets, new_config, pre
 from ...core.dataset.scan import Dataset
 from ...core.project.check import CheckResult
 from ...core.project.project import ConfigFile
+from ..palette import theme_style
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
 
@@ -61,7 +62,12 @@ class ConfigScreen(StageScreen):
         Binding("ctrl+o", "focus_preset", "Preset", id="config.preset", priority=True),
         Binding("ctrl+f", "form", "Form", id="config.form", priority=True),
         Binding("ctrl+t", "enqueue", "Train", id="config.queue", priority=True),
-        Binding("f5", "reload", "Reload", id="config.reload"),
+        Binding("ctrl+g", "goto_line", "Line", id="config.goto", priority=True),
+        # where the terminal sends them (tmux may not: ctrl+g works everywhere)
+        Binding("ctrl+home", "editor_edge('top')", "Top", show=False, priority=True),
+        Binding("ctrl+end", "editor_edge('end')", "End", show=False, priority=True),
+        Binding("f5", "reload", "Reload", id="config.reload", show=False),
+        Binding("escape", "leave", "Leave", show=False),
     ]
 
     def __init__(self) -> None:
@@ -73,6 +79,7 @@ class ConfigScreen(StageScreen):
         self.saved_text = ""
         self._timer: Timer | None = None
         self._loading = True
+        self.queued_note = ""  # the last ctrl+t, shown until the text changes
 
     @property
     def project(self):
@@ -84,9 +91,11 @@ class ConfigScreen(StageScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="cfg-main"):
-            editor = TextArea.code_editor("", language="toml", id="cfg-editor",
-                                          tab_behavior="focus")
-            yield editor
+            with Vertical(id="cfg-edit"):
+                yield Input(placeholder="go to line: a number, or top / end (enter)",
+                            id="cfg-goto", restrict=r"[0-9a-zA-Z$]*")
+                yield TextArea.code_editor("", language="toml", id="cfg-editor",
+                                           tab_behavior="focus")
             with Vertical(id="cfg-side"):
                 yield Static(id="cfg-summary")
                 yield Label("Preset (ctrl+o; choosing one rewrites the config)")
@@ -96,6 +105,7 @@ class ConfigScreen(StageScreen):
                 yield Static(id="cfg-diff")
 
     def on_mount(self) -> None:
+        self.query_one("#cfg-goto").display = False
         self.query_one("#cfg-findings").border_title = "Findings"
         self.query_one("#cfg-editor").border_title = str(self.path)
         # start outside the editor, so the stage keys 1-5 keep working; ctrl+e edits
@@ -160,6 +170,7 @@ class ConfigScreen(StageScreen):
     # ---- checking -----------------------------------------------------------------------
     @on(TextArea.Changed, "#cfg-editor")
     def _typed(self) -> None:
+        self.queued_note = ""
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(0.3, self.recheck)
@@ -211,7 +222,11 @@ class ConfigScreen(StageScreen):
         out = Text()
         dirty = self._editor_text() != self.saved_text
         out.append("unsaved changes (ctrl+s)\n" if dirty else "saved\n",
-                   style="bold yellow" if dirty else "dim")
+                   style=theme_style(self.app, "warning", bold=True) if dirty
+                   else theme_style(self.app, dim=True))
+        if self.queued_note:
+            out.append(self.queued_note + "\n", style=theme_style(self.app, "success",
+                                                                  bold=True))
         plan = self.result.plan if self.result is not None else None
         if plan is None or plan.report is None:
             if self.result is not None and self.result.doc is not None:
@@ -327,8 +342,11 @@ class ConfigScreen(StageScreen):
         except LorabakeError as exc:
             self.notify(str(exc), title="Not queued", severity="error", timeout=10)
             return
-        self.notify(f"{job.id} queued: it starts when its GPU is free; see the Train stage "
-                    "(5)", title="Queued")
+        where = f"GPU {job.gpus}" if job.gpus else "the default GPU"
+        self.queued_note = (f"queued {job.id} ({where}): it starts when the GPU is free; "
+                            "the Train stage (5) follows it")
+        self.notify(self.queued_note, title="Queued")
+        self._summary()
 
     def action_form(self) -> None:
         if self.doc is None:
@@ -341,9 +359,54 @@ class ConfigScreen(StageScreen):
             if text is not None:
                 self.query_one("#cfg-editor", TextArea).load_text(text)
                 self.recheck()
+            # back outside the editor, so the stage keys work (and never type "5" into it)
+            self.query_one("#cfg-findings", VirtualList).focus()
 
         self.app.push_screen(SettingsDialog(self.doc, self.query_one("#cfg-editor",
                                                                       TextArea).text), done)
+
+    # ---- moving in the editor -----------------------------------------------------------
+    def action_goto_line(self) -> None:
+        box = self.query_one("#cfg-goto", Input)
+        box.value = ""
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#cfg-goto")
+    def _goto(self, event: Input.Submitted) -> None:
+        editor = self.query_one("#cfg-editor", TextArea)
+        text = event.value.strip().lower()
+        last = editor.document.line_count
+        if text in ("", "top", "t", "1"):
+            line = 1
+        elif text in ("end", "e", "$"):
+            line = last
+        elif text.isdigit():
+            line = max(1, min(int(text), last))
+        else:
+            self.notify("a line number, top or end", severity="warning")
+            return
+        event.input.display = False
+        editor.move_cursor((line - 1, 0))
+        editor.scroll_cursor_visible(center=True)
+        editor.focus()
+
+    def action_editor_edge(self, where: str) -> None:
+        editor = self.query_one("#cfg-editor", TextArea)
+        line = 0 if where == "top" else editor.document.line_count - 1
+        editor.move_cursor((line, 0))
+        editor.scroll_cursor_visible(center=True)
+        editor.focus()
+
+    def action_leave(self) -> None:
+        """esc: out of the go-to box (back to the editor), or out of the editor (to the
+        findings), so the stage keys and the screen's keys work again."""
+        box = self.query_one("#cfg-goto", Input)
+        if box.display:
+            box.display = False
+            self.query_one("#cfg-editor", TextArea).focus()
+        elif self.focused is self.query_one("#cfg-editor", TextArea):
+            self.query_one("#cfg-findings", VirtualList).focus()
 
     def action_focus_findings(self) -> None:
         self.query_one("#cfg-findings", VirtualList).focus()

@@ -25,6 +25,7 @@ from ...core.captions.tokens import (
 from ...core.dataset.scan import Dataset
 from ...core.project.prefs import ProjectSettings
 from ..history import run_history
+from ..palette import theme_style
 from ..widgets.thumbstrip import ThumbStrip
 from ..widgets.virtual_list import VirtualList
 from .op_dialog import OpDialog
@@ -50,16 +51,19 @@ class TagsScreen(StageScreen):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", id="tags.filter"),
         Binding("t", "focus_tag_search", "Find tag", id="tags.find"),
-        Binding("s", "toggle_sort", "Sort list", id="tags.sort-list"),
-        Binding("v", "overview", "Overview", id="tags.overview"),
+        Binding("s", "toggle_sort", "Sort list", id="tags.sort-list", show=False),
+        Binding("v", "overview", "Overview", id="tags.overview", show=False),
         *(Binding(spec.key, f"op('{spec.name}')", spec.title, id=f"tags.{spec.name}",
                   show=spec.name in ("replace", "remove", "add", "prune"))
           for spec in SPECS),
         Binding("u,ctrl+z", "undo", "Undo", id="tags.undo"),
-        Binding("ctrl+y", "redo", "Redo", id="tags.redo"),
-        Binding("f5", "reload", "Reload", id="tags.reload"),
+        Binding("ctrl+y", "redo", "Redo", id="tags.redo", show=False),
+        Binding("f5", "reload", "Reload", id="tags.reload", show=False),
         Binding("T", "autotag", "Auto-tag", id="tags.autotag"),
         Binding("escape", "leave_input", "Back to list", show=False),
+        # ↓ in the search box or the filter goes to the list below it: the next letter is
+        # then an action (R replaces), not more text
+        Binding("down", "to_list", "To the list", show=False),
     ]
 
     def __init__(self) -> None:
@@ -92,9 +96,11 @@ class TagsScreen(StageScreen):
                 with Horizontal(id="detail"):
                     yield ThumbStrip(self.app.images, count=1, id="tag-thumb")
                     yield Static(id="caption-view")
+        yield Static(id="tags-result")
         yield Static(id="tags-status")
 
     def on_mount(self) -> None:
+        self.query_one("#tags-result").display = False
         self.query_one("#tag-list").border_title = "Tags"
         self.query_one("#image-list").border_title = "Images"
         self.query_one("#tag-list", VirtualList).focus()
@@ -285,6 +291,19 @@ class TagsScreen(StageScreen):
         if isinstance(self.focused, Input):
             target = "#tag-list" if self.focused.id == "tag-search" else "#image-list"
             self.query_one(target, VirtualList).focus()
+        else:
+            self.show_result(None)  # esc outside the inputs dismisses the last result
+
+    def action_to_list(self) -> None:
+        if isinstance(self.focused, Input):
+            self.action_leave_input()
+
+    def show_result(self, text: Text | None) -> None:
+        """The last operation's outcome, kept on screen until esc or the next one (a
+        notification would vanish before a list of skipped files could be read)."""
+        panel = self.query_one("#tags-result", Static)
+        panel.update(text or "")
+        panel.display = text is not None
 
     def action_overview(self) -> None:
         if self.store is None:
@@ -348,13 +367,19 @@ class TagsScreen(StageScreen):
     def _applied(self, result, error: str | None) -> None:
         self.busy = False
         if error:
-            self.notify(error, title="Nothing written", severity="error", timeout=10)
+            self.show_result(Text(f"nothing written: {error}  (esc hides this)",
+                                  style=theme_style(self.app, "error")))
         else:
-            msg = f"{result.entry.label}: {result.written} file(s). u to undo."
+            text = Text(f"{result.entry.label}: {result.written} file(s) written. u undoes "
+                        "it. (esc hides this)", style="bold")
             if result.skipped:
-                msg += f"\n{len(result.skipped)} changed on disk since read, left alone."
-            self.notify(msg, title="Captions written",
-                        severity="warning" if result.skipped else "information")
+                text.append(f"\n{len(result.skipped)} changed on disk since read, left "
+                            "alone: ", style=theme_style(self.app, "warning", bold=True))
+                text.append(", ".join(result.skipped[:3]) +
+                            (f" and {len(result.skipped) - 3} more" if
+                             len(result.skipped) > 3 else ""),
+                            style=theme_style(self.app, "warning"))
+            self.show_result(text)
             self._own_change()
         self.apply_filter()
 

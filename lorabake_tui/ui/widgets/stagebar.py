@@ -24,5 +24,5 @@ class StageBar(Static):
             style = "bold reverse" if key == self.current else ""
             text.append(f" {n} {title} ", style=style)
             text.append(" ")
-        text.append("  ? help  ctrl+p commands", style="dim")
+        text.append("  ? help  q quit  ctrl+p commands", style="dim")
         return text

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from .common import print_json
+from .common import CANCELLED, OK, Parser, partial_or, print_json
 from .progress import progress_printer
 
 SAMPLES = 5
@@ -23,7 +23,7 @@ SHOWN_TAGS = 40  # a tagger gone wrong can write hundreds of tags: the JSON has 
 def build_parser() -> argparse.ArgumentParser:
     from ..core.tagger.autotag import MODES
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake autotag",
         description="Tag images with a WD1.4 / WD v3 ONNX tagger (a folder with model.onnx "
                     "and selected_tags.csv, or a repo id in the Hugging Face cache). The run "
@@ -134,11 +134,18 @@ def main(argv: list[str]) -> int:
             "failures": result.failures, "not_editable": plan.not_editable,
             "skipped": result.applied.skipped if result.applied else [],
         })
-        return 130 if result.cancelled else 0
+        return _code(result)
     _print_summary(args, result)
     if result.cancelled:
         print(f"stopped: resume with `{_resume_command(argv)}`", file=sys.stderr)
-    return 130 if result.cancelled else 0
+    return _code(result)
+
+
+def _code(result) -> int:
+    if result.cancelled:
+        return CANCELLED
+    return partial_or(OK, result.failures or (result.applied.skipped if result.applied
+                                              else None))
 
 
 def _print_summary(args, result) -> None:

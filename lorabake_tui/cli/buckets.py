@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.base.errors import LorabakeError
-from .common import add_dataset_options, add_json, caption_ext, print_json, warn
+from .common import Parser, add_dataset_options, add_json, caption_ext, print_json, warn
 
 # flag -> config key: each flag is a what-if over the project's training.toml
 OVERRIDES = {"resolution": "buckets.resolution", "min": "buckets.min", "max": "buckets.max",
@@ -41,7 +41,7 @@ def parse_resolution(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake buckets", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The aspect-ratio buckets kohya will make from DIR at the project's "
                     "settings (DIR/.lorabake/training.toml, else the defaults), with batches "

@@ -8,6 +8,25 @@ import argparse
 import json
 import sys
 
+# exit codes of every command but `train` (whose codes are in core/run/exit_codes.py)
+OK, ERROR, USAGE, PARTIAL, CANCELLED = 0, 1, 2, 3, 130
+EXIT_HELP = ("exit codes: 0 done; 1 error, nothing changed; 2 bad usage; 3 partly applied "
+             "(some files were left alone: listed on stderr); 130 cancelled")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a short error: what is wrong and where to read more, two lines, never
+    the whole usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(USAGE, f"{self.prog}: error: {message}\n"
+                         f"`{self.prog} --help` lists the options\n")
+
+
+def partial_or(code: int, left_alone) -> int:
+    """PARTIAL when files were left alone, else `code`."""
+    return PARTIAL if left_alone else code
+
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))

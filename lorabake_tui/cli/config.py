@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..core.base.errors import LorabakeError
-from .common import print_json
+from .common import Parser, print_json
 
 JSON_HELP = """\
 --json prints one object:
@@ -21,7 +21,7 @@ steps are cut at general.max_steps; epochs are the epochs the run starts."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lorabake config",
+    p = Parser(prog="lorabake config",
                                 description="Training configs: presets, new, check, export, "
                                 "import.")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..core.base.errors import LorabakeError
-from .common import add_dataset_options, add_json, caption_ext, print_json, print_table
+from .common import Parser, add_dataset_options, add_json, caption_ext, print_json, print_table
 from .progress import progress_printer
 
 
@@ -25,7 +25,7 @@ def project_of(args):
 
 
 def scan_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake scan",
         description="Scan a dataset: concept folders, images, captions and problems.")
     p.add_argument("dir")
@@ -71,7 +71,7 @@ def scan_main(argv: list[str]) -> int:
 def balance_parser() -> argparse.ArgumentParser:
     from ..core.dataset.balance import OPTIMIZER_TARGETS
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake balance",
         description="Balance repeats: each concept folder gets about TARGET samples per "
                     "epoch (repeats = ceil(target / images)). Shows the rename plan; --apply "

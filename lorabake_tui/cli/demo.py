@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import Parser
+
 DEFAULT_DEMO_DIR = "lorabake-demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .workbench import add_ui_options
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake demo",
         description="Draw the demo dataset (no downloads) and open the workbench on it. An "
                     "existing demo folder is reused.")

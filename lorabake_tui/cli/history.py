@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from ..core.base.errors import LorabakeError
-from .common import add_json, print_json
+from .common import OK, PARTIAL, Parser, add_json, print_json
 
 
 def parser(which: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"lorabake {which}",
         description="Undo the last change lorabake made to DIR (folder renames, caption and "
                     "image edits, config saves); an operation that was interrupted (crash, "
@@ -45,8 +45,8 @@ def run(argv: list[str], which: str) -> int:
     if entry is not None and entry.conflicts:
         for c in entry.conflicts:
             print(f"  left alone: {c}", file=sys.stderr)
-        return 1
-    return 0
+        return PARTIAL
+    return OK
 
 
 def undo_main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 
 from ..core.base.errors import LorabakeError
-from .common import print_json
+from .common import OK, PARTIAL, Parser, print_json
 from .progress import progress_printer
 
 CHANGING = ("convert", "pad", "resize", "upscale")
@@ -22,7 +22,7 @@ SHOWN = 10  # plan rows printed when not a dry run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake images",
         description="Image tools over the training concept folders. Changing actions print "
                     "their plan and apply it as one undoable step (`lorabake undo DIR`); the "
@@ -125,7 +125,9 @@ def run_change(args) -> int:
     failed = [f for f in plan.files if f.action in (ERROR, CONFLICT)]
     if args.json:
         print_json(plan.to_json(applied))
-        return 1 if failed and not args.dry_run else 0
+        if not failed or args.dry_run:
+            return OK
+        return PARTIAL if applied else ERROR
     todo = plan.todo
     skipped = [f for f in plan.files if f.action == SKIP]
     parts = [f"{len(todo)} image(s) to change" if args.dry_run or not applied
@@ -159,7 +161,9 @@ def run_change(args) -> int:
               f"undo with `lorabake undo {args.dir}`")
     else:
         print("nothing to change")
-    return 1 if failed else 0
+    if not failed:
+        return OK
+    return PARTIAL if applied else ERROR
 
 
 def run_dupes(args) -> int:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..core.base.errors import LorabakeError
-from .common import print_json
+from .common import OK, Parser, partial_or, print_json
 
 CHANGING = ("replace", "remove", "add", "prune", "consolidate", "synonyms", "implications",
             "dedupe", "sort", "normalize")
@@ -38,7 +38,7 @@ an estimate of the average over random orders."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake tags",
         description="Bulk caption operations. Changing actions print a preview and apply it "
                     "as one undoable step (`lorabake undo DIR`); --dry-run only previews.")
@@ -269,7 +269,7 @@ def run_change(args, store, records) -> int:
             "not_editable": plan.not_editable, "applied": result is not None,
             "skipped": result.skipped if result else [],
         })
-        return 0
+        return partial_or(OK, result.skipped if result else None)
     print(f"{op.describe}: {plan.files} of {len(records)} caption(s) change")
     for c in plan.changes[:SAMPLES]:
         removed = [t for t in c.old_tags if t not in c.new_tags]
@@ -291,7 +291,7 @@ def run_change(args, store, records) -> int:
         print(f"changed {result.written} file(s); undo with `lorabake undo {args.dir}`")
     elif plan.files and args.dry_run:
         print("dry run: nothing written")
-    return 0
+    return partial_or(OK, result.skipped if result else None)
 
 
 def _print_stats(stats) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import print_json
+from .common import Parser, print_json
 
 JSON_HELP = """\
 --json prints one object:
@@ -24,7 +24,7 @@ word spelled inside; low = none of these."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake trigger", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check a trigger word: its CLIP tokens, pieces that are known words "
                     "(contamination), rarer alternatives, and its use in the captions.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.base.errors import LorabakeError
-from .common import add_dataset_options, caption_ext
+from .common import EXIT_HELP, Parser, add_dataset_options, caption_ext
 
 USAGE = """\
 lorabake [DIR] [options]           open the workbench on DIR (default: .)
@@ -41,10 +41,11 @@ def add_ui_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="lorabake", usage=USAGE,
         description="A keyboard-driven terminal workbench for baking SD 1.5 LoRAs.",
-        epilog="Run `lorabake COMMAND --help` for a command's options.")
+        epilog="Run `lorabake COMMAND --help` for a command's options. " + EXIT_HELP +
+               " (train: see `lorabake train --help`).")
     p.add_argument("dir", nargs="?", default=".", help="dataset training root (default: .)")
     add_dataset_options(p)
     add_ui_options(p)

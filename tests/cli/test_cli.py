@@ -330,13 +330,16 @@ def test_balance_epochs_below_one(ds, capsys):
     ["balance", "{ds}", "--optimizer", "sgd"],
     ["balance", "{ds}", "--target", "5", "--optimizer", "adamw"],
     ["scan"],
+    ["--bogus"],
+    ["buckets", "{ds}", "--resolution", "512x768"],
 ])
-def test_bad_arguments_exit_2(ds, capsys, argv):
+def test_bad_arguments_exit_2_with_two_lines(ds, capsys, argv):
     with pytest.raises(SystemExit) as exc:
         main([a.format(ds=ds) for a in argv])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "usage:" in err and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "error:" in lines[0] and "--help` lists" in lines[1], err
 
 
 @pytest.mark.parametrize("cmd", ["scan", "balance"])
@@ -489,3 +492,15 @@ def test_an_unknown_command_word_is_not_taken_for_a_folder(tmp_path, capsys, mon
     assert main(["frobnicate"]) == 1
     err = capsys.readouterr().err
     assert "frobnicate" in err and err.count("\n") == 1
+
+
+def test_a_partly_applied_undo_exits_3_and_lists_what_it_left(ds, capsys):
+    """0 done, 1 nothing changed, 3 partly applied (the files left alone on stderr)."""
+    assert main(["tags", str(ds), "add", "mira_v2"]) == 0
+    capsys.readouterr()
+    edited = ds / "5_alpha" / "img0.txt"
+    edited.write_text("mine now\n")  # someone edits one of the written captions
+    assert main(["undo", str(ds)]) == 3
+    err = capsys.readouterr().err
+    assert "left alone" in err and "img0.txt" in err
+    assert edited.read_text() == "mine now\n"

@@ -41,6 +41,10 @@ def write_demo_config(root: Path) -> Path:
     cfg["buckets"].update(resolution=128, min=64, max=256, step=64)
     cfg["network"].update(dim=8, alpha=4)
     cfg["saving"].update(output_name="demo", comment="trigger: demochar", every_n_epochs=1)
+    # paths relative to the config's own folder (.lorabake/): the demo can be moved or
+    # copied and still trains
+    cfg["data"]["train_dir"] = ".."
+    cfg["saving"]["output_dir"] = f"../../{root.resolve().name}-output"
     path = ProjectFiles(root.resolve()).config
     atomic_write_text(path, "# The demo's config: a tiny random model so the run works on a "
                       "CPU.\n# For a real LoRA set general.base_model to your SD 1.5 "

@@ -13,6 +13,15 @@ SIZE = (140, 44)
 
 
 @pytest.fixture
+def demo_project(tmp_path):
+    """The demo with its config (paths in it relative, so the picture does not change with
+    the test's temporary folder)."""
+    from lorabake_tui.demo.project import ensure_demo
+
+    return ensure_demo(tmp_path / "demo")[0]
+
+
+@pytest.fixture
 def demo_root(tmp_path):
     # the folder name shows in the header, so it is fixed
     return build_demo(tmp_path / "demo", seed=0)
@@ -57,3 +66,40 @@ def test_balance_preview(snap_compare, demo_root):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_balance)
+
+
+def _stage_ready(app, stage: str) -> bool:
+    """The stage's own work has landed: what its picture shows is final."""
+    screen = app.screen
+    if any(w.is_running for w in app.workers):
+        return False
+    if stage == "1":
+        return _settled(app)
+    if stage == "2":
+        return getattr(screen, "store", None) is not None
+    if stage == "3":
+        return getattr(screen, "plan", None) is not None
+    if stage == "4":
+        result = getattr(screen, "result", None)
+        return result is not None and result.plan is not None
+    return True
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 48)],
+                         ids=["80x24", "100x30", "160x48"])
+@pytest.mark.parametrize("stage", ["1", "2", "3", "4", "5"],
+                         ids=["concepts", "tags", "buckets", "config", "train"])
+def test_every_stage_at_every_size(snap_compare, demo_project, stage, size):
+    """Problems and Findings keep their rows, nothing runs off the screen, the footer is
+    whole, at the sizes a terminal over SSH really has."""
+    app = make_app(demo_project, images="none", save_settings=False)
+
+    async def open_stage(pilot):
+        await until(pilot, lambda: _settled(pilot.app), "the Concepts screen", 30)
+        if stage != "1":
+            await pilot.press(stage)
+        await until(pilot, lambda: _stage_ready(pilot.app, stage), f"stage {stage}", 30)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=open_stage)

@@ -215,7 +215,7 @@ class BucketsScreen(StageScreen):
         rows = bucket_histogram(report)
         hist = self.query_one("#bk-histogram", VirtualList)
         hist.set_items(rows)
-        hist.border_title = f"Buckets: {len(rows)}"
+        hist.border_title = f"Buckets: {len(rows)} · size · images · samples (with repeats)"
         g = self.settings.general
         text.append(f"{plan.batches_per_epoch}", style="bold")
         text.append(" batches per epoch · ")

@@ -107,7 +107,8 @@ class ConfigScreen(StageScreen):
     def on_mount(self) -> None:
         self.query_one("#cfg-goto").display = False
         self.query_one("#cfg-findings").border_title = "Findings"
-        self.query_one("#cfg-editor").border_title = str(self.path)
+        self.query_one("#cfg-editor").border_title = str(
+            self.path.relative_to(self.project.root))  # the header names the project
         # start outside the editor, so the stage keys 1-5 keep working; ctrl+e edits
         self.query_one("#cfg-findings", VirtualList).focus()
         self.load()

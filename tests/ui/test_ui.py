@@ -228,3 +228,26 @@ async def test_user_keymap_remaps_a_binding(small_dataset):
         await pilot.press("B")
         await pilot.pause()
         assert isinstance(app.screen, BalanceDialog)
+
+
+def test_the_readme_names_every_key_id_and_no_other():
+    """The keymap ids the README lists are exactly the bindings that have one."""
+    import re
+
+    from lorabake_tui.ui.app import LorabakeApp
+    from lorabake_tui.ui.screens.buckets import BucketsScreen
+    from lorabake_tui.ui.screens.concepts import ConceptsScreen
+    from lorabake_tui.ui.screens.config import ConfigScreen
+    from lorabake_tui.ui.screens.tags import TagsScreen
+    from lorabake_tui.ui.screens.train import TrainScreen
+
+    from ..support.paths import REPO
+
+    ids = {b.id for cls in (LorabakeApp, ConceptsScreen, TagsScreen, BucketsScreen,
+                            ConfigScreen, TrainScreen) for b in cls.BINDINGS if b.id}
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("[keymap]"):]
+    block = block[:block.index("```")]
+    listed = set(re.findall(r"[a-z]+\.[a-z-]+|\bhelp\b|\bquit\b", " ".join(
+        line.split("#", 1)[1] for line in block.splitlines() if "#" in line)))
+    assert ids == listed, (sorted(ids - listed), sorted(listed - ids))

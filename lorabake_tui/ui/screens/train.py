@@ -52,12 +52,12 @@ POLL_S = 0.5  # the selected job's new events
 JOBS_S = 2.0  # the job list, from the registry
 LOG_LINES = 200
 ALERTS = 4
+CLIPBOARD_S = 20.0  # the copied path stays up long enough to select it by hand
 # status -> (palette role, bold)
 STATUS_ROLE = {"queued": ("accent", False), "running": ("success", True),
                "stopping": ("warning", True), "done": ("success", False),
                "stopped": ("warning", False), "failed": ("error", True),
                "crashed": ("error", True)}
-CLIPBOARD_S = 20.0  # the copied path stays up long enough to select it by hand
 STATUS_MARK = {"queued": "…", "running": "▶", "stopping": "■", "done": "✓", "stopped": "‖",
                "failed": "✗", "crashed": "✗"}
 EMPTY_HELP = """\

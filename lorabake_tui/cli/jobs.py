@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="seconds to wait before killing (with --force; default 60)")
 
-    s = sub.add_parser("resume", help="continue a stopped, failed or crashed job")
+    s = sub.add_parser("resume", help="continue a stopped, failed or crashed job: its next "
+                       "attempt, same id and run dir (a finished run is refused)")
     s.add_argument("id")
     s.add_argument("--queue", action="store_true", help="queue it instead of starting now")
 
@@ -128,8 +129,9 @@ def job_json(job) -> dict:
             "total_steps": step.get("total_steps") if step else None,
             "kind": job.kind, "name": job.name, "gpus": job.gpus, "position": job.position,
             "exit_code": job.exit_code, "last_message": job.last_message,
-            "resume_of": job.resume_of, "created": job.created, "started": job.started,
-            "ended": job.ended}
+            "resume_of": job.resume_of, "attempt": job.attempt,
+            "attempts": [a.to_json() for a in job.attempts], "created": job.created,
+            "started": job.started, "ended": job.ended}
 
 
 def cmd_list(args, reg) -> int:
@@ -141,7 +143,8 @@ def cmd_list(args, reg) -> int:
         print("no jobs (start one: lorabake jobs start CONFIG)")
         return 0
     queue = {j.id: n for n, j in enumerate(reg.queue(), start=1)}
-    print(f"{'ID':<8} {'STATUS':<9} {'PROGRESS':<13} {'GPUS':<5} {'NAME':<20} RUN DIR")
+    print(f"{'ID':<8} {'STATUS':<9} {'ATTEMPT':<7} {'PROGRESS':<13} {'GPUS':<5} {'NAME':<20} "
+          "RUN DIR")
     for job in jobs:
         step = _latest_step(job)
         if job.status == "queued":
@@ -151,8 +154,8 @@ def cmd_list(args, reg) -> int:
         else:
             progress = "-"
         name = job.name + (" (kohya)" if job.kind == "kohya" else "")
-        print(f"{job.id:<8} {job.status:<9} {progress:<13} {job.gpus or '-':<5} "
-              f"{name[:20]:<20} {job.run_dir}")
+        print(f"{job.id:<8} {job.status:<9} {job.attempt:<7} {progress:<13} "
+              f"{job.gpus or '-':<5} {name[:20]:<20} {job.run_dir}")
         if job.status in ("failed", "crashed") and job.last_message:
             print(f"{'':<8} {job.last_message.splitlines()[0][:LIST_WIDTH]}")
     return 0
@@ -210,7 +213,8 @@ def cmd_resume(args, reg) -> int:
     from ..jobs.control import resume
 
     job = resume(args.id, start=not args.queue, reg=reg)
-    print(f"{job.id} resumes {job.resume_of} in {job.run_dir}")
+    print(f"{job.id}: attempt {job.attempt} continues the run in {job.run_dir} from its saved "
+          "state")
     _started(reg, job)
     return 0
 

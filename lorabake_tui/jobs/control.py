@@ -18,6 +18,7 @@ from pathlib import Path
 from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
 from ..core.config.file import read_config_text, with_absolute_paths
+from ..core.run.event_reader import finished_end
 from ..core.run.folder import STATE_DIR, RunFolder
 from .paths import configs_dir
 from .procs import create_time, is_alive, send, send_group
@@ -202,33 +203,60 @@ def _kill_after(reg: Registry, job: Job, timeout: float) -> None:
 
 def resume(ref: str, *, start: bool = True, gpus: str | None = None,
            reg: Registry | None = None) -> Job:
-    """Continue a stopped, failed or crashed run from its saved state: a new job (a new
-    attempt, `resume_of` the old one) in the same run dir, started with `--resume`."""
+    """Continue a stopped, failed or crashed run from its saved state: the same job, its next
+    attempt (store.begin_attempt), started with `--resume` in the same run dir. Refused for
+    a finished run and for an earlier attempt that a later job row of its run folder
+    superseded (rows from before attempts were kept in one job)."""
     with _registry(reg) as reg:
         job = reg.get(ref)
-        if job.kind != "lorabake":
-            raise LorabakeError(f"{job.id} is a followed kohya run",
-                                "resume it with kohya's own --resume")
-        if job.status not in RESUMABLE:
-            raise LorabakeError(f"{job.id} is {job.status}",
-                                "only stopped, failed or crashed jobs can be resumed")
-        if not job.has_state:
-            raise LorabakeError(f"{job.id} has no saved state in {job.run_dir}/{STATE_DIR}",
-                                "it ended before its first save: start it again with "
-                                "`lorabake jobs start`")
-        if other := _busy_with(reg, Path(job.run_dir)):
-            raise LorabakeError(f"{job.run_dir} is already in use by {other.id} "
-                                f"({other.status})")
-        now = time.time()
-        new = reg.add(kind="lorabake", name=job.name, status="running" if start else "queued",
-                      config=job.config, source=job.source, run_dir=job.run_dir,
-                      workdir=job.workdir, command=job.command or trainer_command(),
-                      gpus=job.gpus if gpus is None else normalize_gpus(gpus), resume=True,
-                      resume_of=job.id, created=now, started=now if start else None)
+        why = resume_refusal(reg, job)
+        if why is not None:
+            raise why
+        gpus = None if gpus is None else normalize_gpus(gpus)
+        new = reg.begin_attempt(job.id, RESUMABLE, start=start, gpus=gpus)
+        if new is None:
+            raise LorabakeError(f"{job.id} changed meanwhile (now {reg.get(job.id).status})")
         if start:
             return launch(reg, new)
         ensure_supervisor(reg)
         return reg.get(new.id)
+
+
+def resume_refusal(reg: Registry, job: Job) -> LorabakeError | None:
+    """Why `job` cannot be resumed (one line naming it, with a hint), None when it can."""
+    if job.kind != "lorabake":
+        return LorabakeError(f"{job.id} is a followed kohya run",
+                             "resume it with kohya's own --resume")
+    if job.status == "done":
+        return LorabakeError(f"{job.id} cannot be resumed: it finished (done); nothing is "
+                             "left to train", "train again as a new job: lorabake jobs start "
+                             "CONFIG")
+    if job.status not in RESUMABLE:
+        return LorabakeError(f"{job.id} is {job.status}",
+                             "only stopped, failed or crashed jobs can be resumed")
+    if later := reg.superseded_by(job):
+        return LorabakeError(f"{job.id} cannot be resumed: it is an earlier attempt of the run "
+                             f"in {job.run_dir}, which {later.id} continued ({later.status})",
+                             f"resume {later.id} instead" if later.status in RESUMABLE
+                             else "see `lorabake jobs list`")
+    if (end := finished_end(job.events_path)) is not None:
+        return LorabakeError(f"{job.id} cannot be resumed: its run in {job.run_dir} already "
+                             f"finished (done{_at(end.get('t'))})", "train again as a new job: "
+                             "lorabake jobs start CONFIG")
+    if not job.has_state:
+        return LorabakeError(f"{job.id} has no saved state in {job.run_dir}/{STATE_DIR}",
+                             "it ended before its first save: start it again with "
+                             "`lorabake jobs start`")
+    if other := _busy_with(reg, Path(job.run_dir)):
+        return LorabakeError(f"{job.run_dir} is already in use by {other.id} "
+                             f"({other.status})")
+    return None
+
+
+def _at(t) -> str:
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return ""
+    return time.strftime(" on %Y-%m-%d at %H:%M", time.localtime(t))
 
 
 def remove(ref: str, *, reg: Registry | None = None) -> Job:

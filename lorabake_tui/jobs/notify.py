@@ -1,14 +1,17 @@
-"""Words for the user about a job: the notice when it ends (the UI rings the bell with it)
-and the one-line progress summary of a running one."""
+"""Words for the user about a job: the notice when it ends (the UI rings the bell with it),
+the one-line progress summary of a running one, and how its files are named on screen
+(sizes, which checkpoint a LoRA file is)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.run.event_reader import last_event, last_lora_save
 from ..core.run.events import EventType
+from ..core.run.folder import lora_kind
 from .history import JobHistory
 from .store import ACTIVE, FINISHED, Job
 
@@ -28,6 +31,37 @@ def duration(seconds: float | None) -> str:
     if m:
         return f"{m}m {sec:02d}s"
     return f"{sec}s"
+
+
+_UNITS = ("B", "KB", "MB", "GB")
+
+
+def human_size(n: int | float) -> str:
+    """'364 KB', '1.5 MB', '144 MB', '2.1 GB', '512 B': units of 1024 (what `ls -lh` and the
+    GPU meter count in), three significant digits at most (one decimal under 10)."""
+    value, unit = float(max(n, 0)), 0
+    while unit < len(_UNITS) - 1:
+        # the unit is chosen after rounding: 1023.7 KB is '1.0 MB', not '1024 KB'
+        shown = round(value, 1) if value < 10 else round(value)
+        if shown < 1000:
+            break
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{int(value)} B"
+    return f"{value:.1f} {_UNITS[unit]}" if value < 9.95 else f"{value:.0f} {_UNITS[unit]}"
+
+
+def checkpoint_label(save: dict, output_name: str | None = None) -> str:
+    """Which checkpoint a LoRA save event is, from its file's name (core/run/folder.py):
+    'epoch 3', 'step 119' (saved when stopped), 'final'; else the step it was saved at."""
+    kind, number = lora_kind(output_name, Path(str(save.get("path", ""))).name)
+    if kind in ("epoch", "step"):
+        return f"{kind} {number}"
+    if kind == "final":
+        return "final"
+    step = save.get("step")
+    return f"step {step}" if isinstance(step, int) else "LoRA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +99,21 @@ def finish_message(job: Job) -> str:
 
 class FinishWatcher:
     """Feed it the job list on every poll; it returns the jobs that ended since the last
-    call (ones it saw queued or running before), so each gets one notice."""
+    call (ones it saw queued or running before, or an earlier attempt of), so each attempt
+    gets one notice."""
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
-        self._seen = {j.id: j.status for j in jobs}
+        self._seen = {j.id: (j.status, j.attempt) for j in jobs}
 
     def update(self, jobs: Iterable[Job]) -> list[Job]:
         ended = []
         seen = {}
         for job in jobs:
             before = self._seen.get(job.id)
-            if job.status in FINISHED and before is not None and before not in FINISHED:
+            if job.status in FINISHED and before is not None and \
+                    (before[0] not in FINISHED or before[1] != job.attempt):
                 ended.append(job)
-            seen[job.id] = job.status
+            seen[job.id] = (job.status, job.attempt)
         self._seen = seen
         return ended
 

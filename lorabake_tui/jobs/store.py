@@ -7,6 +7,12 @@ process holds the lock. The database only records what the processes report: `re
 checks it against the process table, so a job never stays "running" after its process died
 (the stale-pid complaint about other tools' job databases); what a finished job's run folder
 says about how it ended is outcome.py's.
+
+One job is one run folder: a resume is a new attempt of the same job (`begin_attempt`), the
+row's status, times, pids and exit code are the current attempt's and `attempts` keeps the
+earlier ones. Rows from before that (schema 1 made a new job per resume, `resume_of` the
+old one) stay readable; `superseded_by` finds their later attempts so that none of them is
+resumed again.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ KINDS = ("lorabake", "kohya")
 # a job is marked running before its runner exists; give the spawn this long to report a pid
 START_GRACE_S = 60.0
 BUSY_TIMEOUT_S = 15.0
-SCHEMA_VERSION = 1
+# 1: the jobs table; 2: `attempts` (earlier attempts of the job, a JSON list)
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -56,6 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     position INTEGER,
     resume INTEGER NOT NULL DEFAULT 0,
     resume_of TEXT,
+    attempts TEXT NOT NULL DEFAULT '[]',
     pid INTEGER,
     pid_ctime REAL,
     pgid INTEGER,
@@ -70,6 +78,36 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
+# columns added after schema 1, added to an older database on open; each has a default, so
+# rows written before (and by an older lorabake, which never names them) stay valid
+_ADDED_COLUMNS = {"attempts": "TEXT NOT NULL DEFAULT '[]'"}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """An earlier attempt of a job: when it ran and how it ended (its first message line)."""
+
+    started: float | None
+    ended: float | None
+    status: str
+    exit_code: int | None
+    message: str = ""
+
+    @classmethod
+    def from_json(cls, data: Any) -> AttemptRecord | None:
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            return None
+        return cls(_num(data.get("started")), _num(data.get("ended")), data["status"],
+                   data["exit_code"] if isinstance(data.get("exit_code"), int) else None,
+                   str(data.get("message") or ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started, "ended": self.ended, "status": self.status,
+                "exit_code": self.exit_code, "message": self.message}
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +128,9 @@ class Job:
     command: list[str] | None  # the trainer's argv before CONFIG/--resume
     gpus: str
     position: int | None
-    resume: bool
-    resume_of: str | None
+    resume: bool  # start the trainer with --resume (every attempt after the first)
+    resume_of: str | None  # schema 1 only: the job an older resume row continued
+    attempts: tuple[AttemptRecord, ...]  # the earlier attempts, oldest first
     pid: int | None
     pid_ctime: float | None
     pgid: int | None
@@ -111,6 +150,11 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt the row's status is about: 1, then 2 after the first resume, ..."""
+        return len(self.attempts) + 1
 
     @property
     def folder(self) -> RunFolder:
@@ -141,7 +185,17 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     data = {k: row[k] for k in _COLUMNS}
     data["command"] = json.loads(data["command"]) if data["command"] else None
     data["resume"] = bool(data["resume"])
+    data["attempts"] = _decode_attempts(data["attempts"])
     return Job(**data)
+
+
+def _decode_attempts(text: str | None) -> tuple[AttemptRecord, ...]:
+    try:
+        items = json.loads(text or "[]")
+    except ValueError:
+        return ()  # a damaged list loses the history of attempts, never the job
+    records = (AttemptRecord.from_json(x) for x in items) if isinstance(items, list) else ()
+    return tuple(r for r in records if r is not None)
 
 
 def _encode(field: str, value: Any) -> Any:
@@ -149,6 +203,8 @@ def _encode(field: str, value: Any) -> Any:
         return json.dumps(list(value))
     if field == "resume":
         return int(bool(value))
+    if field == "attempts":
+        return json.dumps([a.to_json() for a in value])
     if isinstance(value, Path):
         return str(value)
     return value
@@ -194,6 +250,11 @@ class Registry:
             if version < SCHEMA_VERSION:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(stmt)
+                # an older database: CREATE IF NOT EXISTS left its table as it was
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+                for name, decl in _ADDED_COLUMNS.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -309,6 +370,50 @@ class Registry:
             args += st
         with self.transaction() as db:
             return db.execute(sql, args).rowcount > 0
+
+    def begin_attempt(self, job_id: str, from_statuses: Iterable[str], *, start: bool,
+                      gpus: str | None = None, now: float | None = None) -> Job | None:
+        """The job's next attempt, in one transaction: the current one goes into `attempts`
+        and the row starts over, running (`start`) or queued at the end of the queue, with
+        --resume. None when its status is not one of `from_statuses` (any more)."""
+        now = time.time() if now is None else now
+        st = list(from_statuses)
+        with self.transaction() as db:
+            row = db.execute(f"SELECT * FROM jobs WHERE id = ? AND status IN "
+                             f"({','.join('?' * len(st))})", [job_id, *st]).fetchone()
+            if row is None:
+                return None
+            job = _row_to_job(row)
+            done = AttemptRecord(job.started, job.ended, job.status, job.exit_code,
+                                 (job.last_message.splitlines() or [""])[0])
+            values: dict[str, Any] = {
+                "status": "running" if start else "queued", "resume": True,
+                "attempts": (*job.attempts, done), "started": now if start else None,
+                "ended": None, "exit_code": None, "stop_requested": None, "last_message": "",
+                "pid": None, "pid_ctime": None, "pgid": None, "child_pid": None,
+                "child_ctime": None, "position": None}
+            if gpus is not None:
+                values["gpus"] = gpus
+            if not start:
+                values["position"] = db.execute(
+                    "SELECT COALESCE(MAX(position), 0) + 1 FROM jobs WHERE status = 'queued'"
+                ).fetchone()[0]
+            db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                       [*(_encode(k, v) for k, v in values.items()), job_id])
+        return self.get(job_id)
+
+    def superseded_by(self, job: Job) -> Job | None:
+        """A later job row of the same run folder (an attempt made before attempts were kept
+        in one row, or a second job pointed at the folder): `job` is history, not the run's
+        current state."""
+        if not job.run_dir:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE seq > ? AND kind = ? AND (run_dir = ? OR resume_of = ?)"
+                " ORDER BY seq DESC LIMIT 1", (job.seq, job.kind, job.run_dir, job.id)
+            ).fetchone()
+        return _row_to_job(row) if row is not None else None
 
     def delete(self, job_id: str, *, only_statuses: Iterable[str] | None = None) -> bool:
         sql, args = "DELETE FROM jobs WHERE id = ?", [job_id]

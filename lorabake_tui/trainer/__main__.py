@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from ..core.run import exit_codes
+from ..core.run.event_reader import finished_end
 from ..core.run.events import EndStatus, EventType
 from ..core.run.folder import CONFIG_SNAPSHOT, TRAIN_LOG, RunFolder
 from ..core.run.launch import trainer_parser
@@ -76,6 +77,11 @@ def _main(args, previous: dict) -> int:
             if not snapshot.is_file():
                 raise LorabakeError(f"{run_dir}: not a lorabake run folder "
                                     f"(no {CONFIG_SNAPSHOT})")
+            if finished_end(RunFolder(run_dir).events) is not None:
+                # its final LoRA is written: training on would overwrite a finished run
+                raise LorabakeError(f"{run_dir}: this run already finished (done); nothing "
+                                    "to resume", f"train again in a new run folder: "
+                                    f"lorabake train {snapshot}")
             if find_state(run_dir) is None:
                 raise LorabakeError(f"{run_dir}: no saved state to resume from",
                                     "a run saves state when stopped, or with "

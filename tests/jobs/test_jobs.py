@@ -159,20 +159,166 @@ def test_stop_saves_state_and_resume_continues(jobenv, tmp_path):
         control.stop(job.id)
 
     again = control.resume(job.id)
-    assert again.id != job.id and again.resume_of == job.id and again.run_dir == job.run_dir
-    with pytest.raises(LorabakeError, match="already in use"):
-        control.resume(job.id)  # one attempt at a time per run dir
-    again = wait_status(again.id, "done")
-    assert job_now(job.id).status == "stopped"  # the first attempt stays in the history
+    # the same job, its second attempt: one row per run folder
+    assert again.id == job.id and again.run_dir == job.run_dir and again.resume
+    assert again.attempt == 2 and again.status == "running" and again.exit_code is None
+    (first,) = again.attempts
+    assert (first.status, first.exit_code) == ("stopped", 3)
+    assert first.started == job.started and first.ended == job.ended
+    assert f"at step {saved}/60" in first.message
+    with pytest.raises(LorabakeError, match=f"{job.id} is running"):
+        control.resume(job.id)  # one attempt at a time
+    with Registry() as reg:
+        assert [j.id for j in reg.jobs()] == [job.id]
+    again = wait_status(job.id, "done")
+    assert again.exit_code == 0 and again.attempt == 2 and again.started > first.ended
     steps = step_numbers(Path(job.run_dir))
     assert steps == list(range(1, 61)), "resume continues right after the saved step"
     starts = [json.loads(x) for x in job.events_path.read_text().splitlines()
               if '"start"' in x]
     assert [s["resumed_from"] for s in starts] == [0, saved]
-    with pytest.raises(LorabakeError, match="done"):
-        control.resume(again.id)
-    rows = {r["id"]: r for r in json.loads(_cli_out(["jobs", "list", "--json"]))}
-    assert rows[job.id]["step"] == saved and rows[again.id]["step"] == 60
+    with pytest.raises(LorabakeError, match=f"{job.id} cannot be resumed: it finished"):
+        control.resume(job.id)
+    (row,) = json.loads(_cli_out(["jobs", "list", "--json"]))
+    assert (row["id"], row["step"], row["attempt"]) == (job.id, 60, 2)
+    assert [a["status"] for a in row["attempts"]] == ["stopped"]
+    table = _cli_out(["jobs", "list"]).splitlines()
+    assert table[0].split()[:4] == ["ID", "STATUS", "ATTEMPT", "PROGRESS"]
+    assert table[1].split()[:4] == [job.id, "done", "2", "60/60"]
+    # the dashboard's history holds both attempts' steps
+    history = JobHistory.for_job(again)
+    history.poll()
+    assert list(history.steps) == list(range(1, 61))
+
+
+def test_a_queued_resume_and_a_third_attempt(jobenv, tmp_path, capsys):
+    # each attempt holds at its own step until it is stopped: 4, then 8; the third finishes
+    job = control.submit(make_config(tmp_path, steps=12, delay=0.02, hold_at=[4, 8]))
+    wait_step(job, 4)
+    control.stop(job.id)
+    wait_status(job.id, "stopped")
+    assert cli_main(["jobs", "resume", job.id, "--queue"]) == 0
+    out = capsys.readouterr().out
+    assert f"{job.id}: attempt 2 continues the run in {job.run_dir}" in out
+    assert f"queued {job.id}" in out  # the supervisor starts it: its GPU is free
+    wait_step(job, 8)
+    wait_status(job.id, "running")
+    control.stop(job.id)
+    second = wait_status(job.id, "stopped")
+    assert second.attempt == 2 and second.position is None
+    assert [a.status for a in second.attempts] == ["stopped"]
+    assert int((Path(job.run_dir) / "state" / "step").read_text()) == 8
+    third = control.resume(job.id)
+    assert third.attempt == 3 and [a.status for a in third.attempts] == ["stopped", "stopped"]
+    done = wait_status(job.id, "done")
+    assert step_numbers(Path(job.run_dir)) == list(range(1, 13))
+    assert "fake.safetensors" in finish_message(done)
+    assert cli_main(["jobs", "resume", job.id]) == 1
+    err = capsys.readouterr().err
+    assert f"{job.id} cannot be resumed: it finished (done)" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _old_attempts(tmp_path: Path, *, later_status: str = "stopped"):
+    """Rows as schema 1 left them: a stopped job and the new job its resume made, both in one
+    run folder with a saved state."""
+    run = tmp_path / "run"
+    (run / "state").mkdir(parents=True)
+    (run / "state" / "step").write_text("93\n")
+    events = [{"type": "start", "t": 1.0, "total_steps": 200},
+              {"type": "step", "t": 2.0, "step": 93, "total_steps": 200, "loss": 0.1},
+              {"type": "end", "t": 3.0, "status": "stopped", "message": "stopped",
+               "exit_code": 3}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    with Registry() as reg:
+        first = reg.add(status="stopped", run_dir=str(run), name="mira", created=1.0,
+                        started=1.0, ended=3.0, exit_code=3)
+        later = reg.add(status=later_status, run_dir=str(run), name="mira", resume=True,
+                        resume_of=first.id, created=4.0, started=4.0, ended=5.0)
+    return run, first, later
+
+
+def test_a_superseded_attempt_cannot_be_resumed(jobenv, tmp_path, capsys):
+    run, first, later = _old_attempts(tmp_path)
+    with pytest.raises(LorabakeError, match=f"{first.id} cannot be resumed: it is an earlier "
+                       f"attempt of the run in {run}, which {later.id} continued"):
+        control.resume(first.id)
+    assert cli_main(["jobs", "resume", first.id]) == 1
+    err = capsys.readouterr().err
+    assert f"resume {later.id} instead" in err and len(err.strip().splitlines()) == 1
+    with Registry() as reg:
+        assert control.resume_refusal(reg, reg.get(later.id)) is None  # the latest one may
+        assert reg.get(first.id).status == "stopped"  # nothing changed
+    # two rows on one folder without resume_of (a second job pointed at it) count the same
+    with Registry() as reg:
+        other = reg.add(status="failed", run_dir=str(run), name="again", created=6.0)
+        assert reg.superseded_by(reg.get(later.id)).id == other.id
+
+
+def test_a_finished_run_cannot_be_resumed_by_an_older_attempt(jobenv, tmp_path, capsys):
+    # the reported case: attempt 1 stopped, its resume (a job of its own) finished, then
+    # `jobs resume` of attempt 1 re-trained from step 93 inside the finished run
+    run, first, later = _old_attempts(tmp_path, later_status="done")
+    with (run / "events.jsonl").open("a") as fh:
+        fh.write(json.dumps({"type": "end", "t": 5.0, "status": "done", "message": "done",
+                             "exit_code": 0}) + "\n")
+    before = (run / "events.jsonl").read_bytes()
+    assert cli_main(["jobs", "resume", first.id]) == 1
+    err = capsys.readouterr().err
+    assert f"{first.id} cannot be resumed" in err and f"{later.id} continued (done)" in err
+    # and the run itself says it finished, whichever row asks: here the only row left
+    with Registry() as reg:
+        reg.delete(later.id)
+    with pytest.raises(LorabakeError, match=f"{first.id} cannot be resumed: its run in "
+                       f"{run} already finished"):
+        control.resume(first.id)
+    assert (run / "events.jsonl").read_bytes() == before and job_now(first.id).attempt == 1
+
+
+def test_an_old_database_is_migrated_and_keeps_working(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "jobs.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(SCHEMA_1 + "PRAGMA user_version = 1;")
+    con.execute("INSERT INTO jobs (id, status, run_dir, created, exit_code) "
+                "VALUES ('j-0001', 'stopped', '/runs/a', 1.0, 3)")
+    con.commit()
+    con.close()
+    with Registry(db) as reg:
+        job = reg.get("1")
+        assert (job.status, job.exit_code, job.attempts, job.attempt) == ("stopped", 3, (), 1)
+        assert reg._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        nxt = reg.begin_attempt(job.id, ("stopped",), start=False, now=10.0)
+        assert nxt.attempt == 2 and nxt.status == "queued" and nxt.position == 1
+        assert nxt.attempts[0].exit_code == 3 and nxt.exit_code is None
+        assert reg.begin_attempt(job.id, ("stopped",), start=True) is None  # not stopped now
+    with Registry(db) as reg:  # opened again: nothing to migrate, nothing lost
+        assert reg.get("1").attempt == 2
+    # what an older lorabake does: no attempts column named, and a damaged value
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO jobs (id, status, run_dir, created) "
+                "VALUES ('j-0002', 'done', '/runs/b', 2.0)")
+    con.execute("UPDATE jobs SET attempts = 'not json' WHERE id = 'j-0001'")
+    con.commit()
+    con.close()
+    with Registry(db) as reg:
+        assert reg.get("2").attempts == () and reg.get("1").attempts == ()
+
+
+# the jobs table as schema 1 made it (before attempts)
+SCHEMA_1 = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL DEFAULT 'lorabake', name TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '',
+    run_dir TEXT NOT NULL DEFAULT '', log_path TEXT, workdir TEXT, command TEXT,
+    gpus TEXT NOT NULL DEFAULT '', position INTEGER, resume INTEGER NOT NULL DEFAULT 0,
+    resume_of TEXT, pid INTEGER, pid_ctime REAL, pgid INTEGER, child_pid INTEGER,
+    child_ctime REAL, created REAL NOT NULL, started REAL, ended REAL, stop_requested REAL,
+    exit_code INTEGER, last_message TEXT NOT NULL DEFAULT '');
+CREATE INDEX jobs_status ON jobs(status);
+"""
 
 
 def test_killed_runner_and_trainer_show_as_crashed(jobenv, tmp_path):
@@ -402,7 +548,7 @@ def test_cli_start_list_json_log_and_errors(jobenv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no job 'j-0042'" in err and "Traceback" not in err
     assert cli_main(["jobs", "resume", "1"]) == 1
-    assert "only stopped, failed or crashed" in capsys.readouterr().err
+    assert "j-0001 cannot be resumed: it finished (done)" in capsys.readouterr().err
     assert cli_main(["jobs", "start", str(tmp_path / "missing.toml")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert cli_main(["jobs", "start", str(cfg), "--gpus", "zero"]) == 1
@@ -589,3 +735,8 @@ def test_finish_watcher_reports_each_end_once(tmp_path):
         msg = finish_message(ended[0])
         assert msg.startswith("mira failed: j-0001 failed: exit 4 (out of memory)")
         assert "CUDA out of memory" in msg and "1m 15s" in msg
+        # its next attempt ends between two looks (failed, then done): one notice again
+        reg.begin_attempt(job.id, ("failed",), start=True)
+        reg.update(job.id, status="done", ended=time.time(), exit_code=0, last_message="done")
+        assert [j.attempt for j in watcher.update(reg.jobs())] == [2]
+        assert watcher.update(reg.jobs()) == []

@@ -7,7 +7,8 @@ event schema, no torch, steps of a few ms.
 The config's `[fake]` table drives it: steps (5), delay (seconds per step, 0.02),
 fail = true (exit `exit_code`, default 1, at step `fail_at`, default 2), crash = true
 (SIGKILL itself at step `crash_at`, default 2), save_every (write state/ every N steps, 0),
-hold_at (a first attempt waits after that step until it is stopped, 0: never).
+hold_at (a first attempt waits after that step until it is stopped, 0: never; a list of
+steps: each attempt waits at the first one it reaches).
 SIGTERM/SIGINT: finish the step, write state/, exit 3. Resume reads state/step.
 """
 
@@ -52,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     delay = float(fake.get("delay", 0.02))
     save_every = int(fake.get("save_every", 0))
     # hold_at: a first attempt waits after that step until it is stopped (a test can then
-    # stop it at a known point however slow the machine is); a resumed one never holds
-    hold_at = int(fake.get("hold_at", 0)) if first == 1 else 0
+    # stop it at a known point however slow the machine is); a resumed one never holds,
+    # unless hold_at lists a step for it
+    hold = fake.get("hold_at", 0)
+    if isinstance(hold, list):
+        hold_at = min((int(h) for h in hold if int(h) >= first), default=0)
+    else:
+        hold_at = int(hold) if first == 1 else 0
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

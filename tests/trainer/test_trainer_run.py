@@ -203,6 +203,28 @@ def test_stop_and_resume_equal_a_straight_run_bitwise(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
     straight_losses = [e["loss"] for e in events(straight) if e["type"] == "step"]
     assert [e["loss"] for e in ev if e["type"] == "step"] == straight_losses
+    assert_a_finished_run_is_not_resumed(part)
+
+
+def assert_a_finished_run_is_not_resumed(run_dir) -> None:
+    """`--resume` of a finished run exits 2 with one line, and trains nothing: the trainer's
+    and `lorabake train`'s (the state it could resume from is still there)."""
+    import contextlib
+    import io
+
+    from lorabake_tui.cli import main as cli_main
+
+    assert RunFolder(run_dir).has_state()
+    before = RunFolder(run_dir).events.read_bytes()
+    for resume in (lambda: train_main(["--resume", str(run_dir)]),
+                   lambda: cli_main(["train", "--resume", str(run_dir)])):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert resume() == exit_codes.CONFIG_ERROR
+        assert err.getvalue().strip() == (
+            f"lorabake train: {run_dir}: this run already finished (done); nothing to resume "
+            f"(train again in a new run folder: lorabake train {run_dir / 'config.toml'})")
+    assert RunFolder(run_dir).events.read_bytes() == before  # not a step trained again
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_save(tmp_path, monkeypatch):

@@ -121,12 +121,18 @@ async def test_queue_watch_stop_resume_copy_and_bell(jobenv, small_dataset, monk
         at = int((Path(stopped.run_dir) / "state" / "step").read_text())
         assert at == 12
 
-        # resume: a new job in the same run dir, selected, continues after the saved step
+        # resume: the same job's second attempt, still selected, continues after the saved step
         await pilot.press("r")
-        resumed = await until(pilot, lambda: screen.job.resume_of == job.id and screen.job,
-                              "the resumed job to be selected")
+        resumed = await until(pilot, lambda: screen.job.attempt == 2 and screen.job,
+                              "the second attempt")
+        assert resumed.id == job.id
+        with Registry() as reg:
+            assert len(reg.jobs()) == 1  # no second job for the same run
         await until(pilot, lambda: screen.job.status == "done", "the resumed job to finish")
         await until(pilot, lambda: last_step(screen) == 60, "the last step on the dashboard")
+        # its chart holds both attempts' steps, and the head says which attempt this is
+        assert list(screen.query_one("#tr-loss", LinePlot).x) == list(range(1, 61))
+        assert "attempt 2 (earlier: stopped)" in head(screen)
         steps = steps_in(Path(resumed.run_dir))
         assert steps[:at] == list(range(1, at + 1))
         assert steps[-(60 - at):] == list(range(at + 1, 61))  # no step done twice after it
@@ -138,6 +144,12 @@ async def test_queue_watch_stop_resume_copy_and_bell(jobenv, small_dataset, monk
         await pilot.pause()
         assert app.clipboard == str(Path(resumed.run_dir) / "fake.safetensors")
         assert any(app.clipboard in n.message for n in app._notifications)
+
+        # a finished job does not resume: said at once, nothing is started
+        await pilot.press("r")
+        await pilot.pause()
+        assert "finished (done): nothing to resume" in list(app._notifications)[-1].message
+        assert screen.job.attempt == 2 and screen.job.status == "done"
 
 
 async def test_a_50k_event_history_shows_at_once(jobenv, small_dataset, tmp_path, monkeypatch):
@@ -184,6 +196,87 @@ async def test_a_50k_event_history_shows_at_once(jobenv, small_dataset, tmp_path
         assert "57%" in str(gpu.render()) and "GPU1" in str(gpu.render())
         await pilot.press("c")
         assert app.clipboard == str(run / "big.safetensors")
+
+
+def _done_run(run: Path, saves: list[tuple[str, int, int, int]]) -> None:
+    """A finished run's events: a start naming the output, the given LoRA saves (file,
+    epoch, step, bytes), a state save and the end."""
+    run.mkdir(parents=True)
+    events = [{"type": "start", "t": 1.0, "total_steps": 160, "epochs": 4,
+               "output_name": "mira"},
+              {"type": "step", "t": 2.0, "step": 160, "total_steps": 160, "loss": 0.1}]
+    events += [{"type": "save", "t": 3.0, "path": str(run / name), "epoch": epoch,
+                "step": step, "bytes": size} for name, epoch, step, size in saves]
+    events += [{"type": "save", "t": 4.0, "path": str(run / "state"), "kind": "state",
+                "step": 160},
+               {"type": "end", "t": 5.0, "status": "done", "message": "done", "exit_code": 0}]
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+async def test_checkpoints_read_as_epoch_step_final_with_sizes_and_c_copies(
+        jobenv, small_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "mira-1"
+    _done_run(run, [("mira-000003.safetensors", 3, 119, 364 * 1024),
+                    # stopped in its first epoch: the trainer's epoch counter says 0
+                    ("mira-step00000119.safetensors", 0, 119, 2_400_000),
+                    ("mira.safetensors", 4, 160, 144 * 1024 * 1024)])
+    with Registry() as reg:
+        reg.add(kind="lorabake", name="mira", status="done", run_dir=str(run), created=1.0,
+                started=1.0, ended=5.0, exit_code=0, last_message="done")
+    app = make_app(small_dataset, images="none", save_settings=False)
+    app.settings.notify_on_finish = False
+    copied: list[str] = []
+    monkeypatch.setattr(app, "copy_to_clipboard", copied.append)  # OSC 52 goes out here
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 2)
+        await pilot.press("5")
+        screen = app.screen
+        saves = screen.query_one("#tr-saves")
+        await until(pilot, lambda: len(saves.items) == 3, "the checkpoint list")
+        rows = [screen._save_row(ev, 44).plain for ev in saves.items]
+        assert rows[0].startswith("epoch 3 ") and rows[0].endswith(" 364 KB")
+        assert rows[1].startswith("step 119 ") and rows[1].endswith(" 2.3 MB")
+        assert rows[2].startswith("final ") and rows[2].endswith(" 144 MB")
+        assert not any("e0" in r.split()[0] or " 0 MB" in r for r in rows)
+
+        await pilot.press("c")  # the final LoRA
+        await pilot.pause()
+        final = str(run / "mira.safetensors")
+        assert copied == [final]
+        notice = list(app._notifications)[-1]
+        assert notice.message.startswith(final + "\n")  # shown whole, to select by hand
+        assert "set-clipboard on" in notice.message
+        saves.focus()
+        saves.cursor = 0
+        await pilot.press("c")  # the highlighted checkpoint
+        await pilot.pause()
+        assert copied[-1] == str(run / "mira-000003.safetensors")
+
+
+async def test_r_refuses_a_superseded_attempt(jobenv, small_dataset, tmp_path):
+    # rows as an older lorabake left them: a resume made a second job in the same folder
+    run = tmp_path / "runs" / "mira-2"
+    (run / "state").mkdir(parents=True)
+    (run / "state" / "step").write_text("93\n")
+    (run / "events.jsonl").write_text(json.dumps({"type": "start", "t": 1.0,
+                                                  "total_steps": 200}) + "\n")
+    with Registry() as reg:
+        first = reg.add(kind="lorabake", name="mira", status="stopped", run_dir=str(run),
+                        created=1.0, started=1.0, ended=2.0, exit_code=3)
+        later = reg.add(kind="lorabake", name="mira", status="stopped", run_dir=str(run),
+                        resume=True, resume_of=first.id, created=3.0, started=3.0, ended=4.0)
+    app = make_attached_app(small_dataset, first.id, images="none", save_settings=False)
+    app.settings.notify_on_finish = False
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.job and screen.job.id == first.id, "the old attempt")
+        await pilot.press("r")
+        notice = await until(pilot, lambda: [n for n in app._notifications
+                                             if n.title == "Not resumed"], "the refusal")
+        assert f"{first.id} cannot be resumed" in notice[-1].message
+        assert f"resume {later.id} instead" in notice[-1].message
+    with Registry() as reg:
+        assert [j.status for j in reg.jobs()] == ["stopped", "stopped"]
 
 
 async def test_sample_images_show_as_thumbnails(jobenv, small_dataset, tmp_path):

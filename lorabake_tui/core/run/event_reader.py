@@ -1,6 +1,6 @@
 """The one reader of events.jsonl: forwards from a byte offset in bounded chunks (the
 dashboard, `jobs attach`, tests and benchmarks), and backwards from the end for the last
-event of a kind (`jobs list`, a job's outcome).
+event of a kind (`jobs list`, a job's outcome, whether a run has finished).
 
 The file is appended to while it is read, and a trainer killed mid-write and then resumed
 leaves a torn line in it: a line without its newline is left for the next read, and a line
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .events import EventType, is_lora_save
+from .events import EndStatus, EventType, is_lora_save
 
 CHUNK_BYTES = 1 << 20  # parsed per read: bounds memory, and lets a UI thread run between reads
 _BLOCK = 64 << 10  # read per step when searching backwards
@@ -133,3 +133,15 @@ def last_event(path: Path | str, type_: str | None = None, *,
 def last_lora_save(path: Path | str) -> dict[str, Any] | None:
     """The last save event of a LoRA file (not of a state)."""
     return last_event(path, EventType.SAVE, where=is_lora_save)
+
+
+def finished_end(path: Path | str) -> dict[str, Any] | None:
+    """The `done` end event of a run that finished, None while it has not: nothing resumes a
+    finished run (the trainer, `lorabake train` and the job control all ask here). The whole
+    file is searched, so a finished run that was wrongly trained on afterwards still counts."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    return last_event(path, EventType.END, where=lambda ev: ev.get("status") == EndStatus.DONE,
+                      max_bytes=size + 1)

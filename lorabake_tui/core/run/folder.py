@@ -44,12 +44,34 @@ def step_lora_name(output_name: str, step: int) -> str:
     return f"{output_name}-step{step:0{_STEP_DIGITS}d}{LORA_SUFFIX}"
 
 
-def epoch_of_lora(output_name: str, filename: str) -> int | None:
-    """The epoch in an epoch_lora_name() of this run, else None (the final or a step file,
-    or another run's file)."""
-    m = re.fullmatch(rf"{re.escape(output_name)}-(\d{{{_EPOCH_DIGITS}}}){re.escape(LORA_SUFFIX)}",
-                     filename)
+def _lora_number(output_name: str | None, filename: str, tag: str, digits: int) -> int | None:
+    name = ".+" if output_name is None else re.escape(output_name)
+    m = re.fullmatch(rf"{name}-{tag}(\d{{{digits}}}){re.escape(LORA_SUFFIX)}", filename)
     return int(m.group(1)) if m else None
+
+
+def epoch_of_lora(output_name: str | None, filename: str) -> int | None:
+    """The epoch in an epoch_lora_name() of this run, else None (the final or a step file,
+    or another run's file). `output_name` None: any run's, by the name's ending alone."""
+    return _lora_number(output_name, filename, "", _EPOCH_DIGITS)
+
+
+def step_of_lora(output_name: str | None, filename: str) -> int | None:
+    """The step in a step_lora_name() of this run, else None; `output_name` as above."""
+    return _lora_number(output_name, filename, "step", _STEP_DIGITS)
+
+
+def lora_kind(output_name: str | None, filename: str) -> tuple[str, int | None]:
+    """Which LoRA file of a run `filename` is: ("epoch", N), ("step", N), ("final", None)
+    for final_lora_name(), else ("other", None). Without `output_name`, a file that is
+    neither an epoch nor a step file is taken as the final one."""
+    if (epoch := epoch_of_lora(output_name, filename)) is not None:
+        return "epoch", epoch
+    if (step := step_of_lora(output_name, filename)) is not None:
+        return "step", step
+    final = filename.endswith(LORA_SUFFIX) if output_name is None else \
+        filename == final_lora_name(output_name)
+    return ("final", None) if final else ("other", None)
 
 
 def sample_name(output_name: str, epoch: int, index: int) -> str:

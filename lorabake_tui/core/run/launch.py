@@ -19,7 +19,7 @@ DESCRIPTION = ("Train a SD 1.5 LoRA/LoCon from a lorabake config. SIGTERM or Ctr
 CONFIG_HELP = "the training config (TOML)"
 RUN_DIR_HELP = "where this run writes (default: OUTPUT_DIR/OUTPUT_NAME-YYYYmmdd-HHMMSS)"
 RESUME_HELP = (f"continue a stopped or crashed run from its saved state, with its own config "
-               f"(RUN_DIR/{CONFIG_SNAPSHOT})")
+               f"(RUN_DIR/{CONFIG_SNAPSHOT}); a run that finished is refused (exit 2)")
 
 
 def trainer_parser(prog: str, *, lead: str = "") -> argparse.ArgumentParser:

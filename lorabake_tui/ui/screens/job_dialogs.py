@@ -18,34 +18,41 @@ from textual.widgets import Button, Log, Static
 from ...core.run.folder import LOG_FILES, STDOUT_LOG, TRAIN_LOG
 from ...jobs.logs import tail_lines
 from ...jobs.store import Job
+from ..palette import theme_style
 
 FORCE_TIMEOUT_S = 10.0
 LOG_VIEW_LINES = 5000
 _ERROR_WORDS = ("error", "traceback", "exception", "out of memory", "nan", "killed")
 
 
-def line_style(line: str) -> str | None:
-    """How a log line stands out: errors red, warnings yellow, saves green."""
+def line_role(line: str) -> tuple[str, bool] | None:
+    """How a log line stands out, as (palette role, bold): errors, warnings, saves."""
     low = line.lower()
     if any(w in low for w in _ERROR_WORDS if w != "nan") or " nan" in low or "=nan" in low:
-        return "bold red"
+        return "error", True
     if "warning" in low or "warn:" in low:
-        return "yellow"
+        return "warning", False
     if "saved" in low:
-        return "green"
+        return "success", False
     return None
 
 
 class LogHighlighter(Highlighter):
+    """Colours whole lines by line_role(), in the theme of the log's app (asked when a line
+    is drawn, so that it follows the theme)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
     def highlight(self, text: Text) -> None:
-        style = line_style(text.plain)
-        if style:
-            text.stylize(style)
+        role = line_role(text.plain)
+        if role:
+            text.stylize(theme_style(self.log.app, role[0], bold=role[1]))
 
 
 def highlighted_log(**kwargs) -> Log:
     log = Log(highlight=True, **kwargs)
-    log.highlighter = LogHighlighter()
+    log.highlighter = LogHighlighter(log)
     return log
 
 

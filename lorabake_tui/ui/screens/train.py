@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -31,8 +32,9 @@ from ...core.run.events import STATE_SAVE, EventType, is_lora_save
 from ...jobs import control
 from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
-from ...jobs.notify import duration
+from ...jobs.notify import checkpoint_label, duration, human_size
 from ...jobs.store import RESUMABLE, Job, Registry
+from ..palette import theme_style
 from ..widgets.gpu import GpuMeter
 from ..widgets.plot import LinePlot, Series
 from ..widgets.sample_strip import SampleStrip
@@ -50,9 +52,12 @@ POLL_S = 0.5  # the selected job's new events
 JOBS_S = 2.0  # the job list, from the registry
 LOG_LINES = 200
 ALERTS = 4
-STATUS_STYLE = {"queued": "cyan", "running": "bold green", "stopping": "bold yellow",
-                "done": "green", "stopped": "yellow", "failed": "bold red",
-                "crashed": "bold red"}
+CLIPBOARD_S = 20.0  # the copied path stays up long enough to select it by hand
+# status -> (palette role, bold)
+STATUS_ROLE = {"queued": ("accent", False), "running": ("success", True),
+               "stopping": ("warning", True), "done": ("success", False),
+               "stopped": ("warning", False), "failed": ("error", True),
+               "crashed": ("error", True)}
 STATUS_MARK = {"queued": "…", "running": "▶", "stopping": "■", "done": "✓", "stopped": "‖",
                "failed": "✗", "crashed": "✗"}
 EMPTY_HELP = """\
@@ -313,9 +318,16 @@ class TrainScreen(StageScreen):
         queued = sum(1 for r in rows if r.job.status == "queued")
         return f"Jobs: {running} running, {queued} queued, {len(rows)} in all"
 
+    def _style(self, role: str | None = None, *, bold: bool = False) -> Style:
+        return theme_style(self.app, role, bold=bold)
+
+    def _status_style(self, status: str) -> Style:
+        role, bold = STATUS_ROLE.get(status, (None, False))
+        return self._style(role, bold=bold)
+
     def _job_row(self, row: JobRow, width: int) -> Text:
         job = row.job
-        style = STATUS_STYLE.get(job.status, "")
+        style = self._status_style(job.status)
         text = Text(f"{STATUS_MARK.get(job.status, '?')} ", style=style)
         text.append(f"{job.id} ", style="bold")
         text.append(f"{job.status:<8} ", style=style)
@@ -330,6 +342,8 @@ class TrainScreen(StageScreen):
             if (eta := eta_left(step, job)) is not None:
                 right += f" {duration(eta)}"
         name = job.name + (" (kohya)" if job.kind == "kohya" else "")
+        if job.attempt > 1:
+            right += f" try {job.attempt}"  # resumed: its attempt ("attempt N" in the head)
         room = max(width - text.cell_len - len(right) - 1, 4)
         text.append(name[:room].ljust(room))
         text.append(" " + right, style="dim")
@@ -417,7 +431,11 @@ class TrainScreen(StageScreen):
         if job is None or job.finished:
             return False
         if job.status == "queued":
-            return view.steps_since_start > 0 or EventType.START in view.latest
+            # a start written after it was queued (a resumed job's history has its earlier
+            # attempts' starts: those are older than the end of its last attempt)
+            start = view.latest.get(EventType.START)
+            since = job.attempts[-1].ended if job.attempts else None
+            return start is not None and (start.get("t") or 0) >= (since or job.created)
         end = view.latest.get(EventType.END)
         return end is not None and (end.get("t") or 0) >= (job.started or 0) - 1
 
@@ -427,18 +445,26 @@ class TrainScreen(StageScreen):
         head = self.query_one("#tr-head", Static)
         if job is None:
             return
-        waiting = job.status == "queued"  # no run dir yet: nothing to chart
+        # a first attempt still queued has no run dir yet: nothing to chart (a queued resume
+        # shows the history of its earlier attempts)
+        waiting = job.status == "queued" and not job.attempts
         self._show("#tr-charts", not waiting)
         self._show("#tr-bottom", not waiting)
-        style = STATUS_STYLE.get(job.status, "")
+        muted = self._style("muted")
         t = Text()
         t.append(f"{job.id} ", style="bold")
         t.append(f"{job.name} ", style="bold")
-        t.append(f"{STATUS_MARK.get(job.status, '')} {job.status}", style=style)
-        t.append(f"   GPU {job.gpus or 'default'}", style="dim")
+        t.append(f"{STATUS_MARK.get(job.status, '')} {job.status}",
+                 style=self._status_style(job.status))
+        if job.attempts:
+            t.append(f"   attempt {job.attempt}", style="bold")
+            earlier = ", ".join(a.status for a in job.attempts[-3:])
+            t.append(f" (earlier: {'…, ' if len(job.attempts) > 3 else ''}{earlier})",
+                     style=muted)
+        t.append(f"   GPU {job.gpus or 'default'}", style=muted)
         if job.resume_of:
-            t.append(f"   resumes {job.resume_of}", style="dim")
-        t.append(f"   {job.run_dir}\n", style="dim")
+            t.append(f"   resumes {job.resume_of}", style=muted)
+        t.append(f"   {job.run_dir}\n", style=muted)
         row = next((r for r in self.rows if r.job.id == job.id), None)
         if view is not None:
             step, latest = view.last_step, view.latest
@@ -449,24 +475,26 @@ class TrainScreen(StageScreen):
         if job.status == "queued":
             pos = row.queue_pos if row else None
             t.append(f"#{pos or '?'} in the queue: starts when GPU {job.gpus or 'default'} "
-                     "is free (K and J move it, d removes it)", style="cyan")
+                     "is free (K and J move it, d removes it)", style=self._style("accent"))
         elif view is None and step is None:
-            t.append("reading its history …", style="dim")
+            t.append("reading its history …", style=muted)
         elif step and job.active and view is not None and not view.steps_since_start:
-            t.append(f"starting: resumes after step {step.get('step')}", style="yellow")
+            t.append(f"starting: resumes after step {step.get('step')}",
+                     style=self._style("warning"))
         elif step:
             self._progress(t, job, latest, step)
             if view is None:
-                t.append("\nreading its history for the charts …", style="dim")
+                t.append("\nreading its history for the charts …", style=muted)
         elif job.active:
-            t.append("starting: loading the model and caching latents …", style="yellow")
+            t.append("starting: loading the model and caching latents …",
+                     style=self._style("warning"))
         else:
-            t.append("no steps were recorded", style="dim")
+            t.append("no steps were recorded", style=muted)
         if job.finished and job.last_message:
             lines = job.last_message.splitlines()
-            t.append("\n" + lines[0], style=STATUS_STYLE.get(job.status, ""))
+            t.append("\n" + lines[0], style=self._status_style(job.status))
             for line in lines[1:3]:
-                t.append("\n  " + line, style="dim")
+                t.append("\n  " + line, style=muted)
         # a layout pass re-renders the whole screen: only when the header's height changes
         # (its lines never wrap: train.tcss)
         rows = t.plain.count("\n") + 1
@@ -478,7 +506,8 @@ class TrainScreen(StageScreen):
         frac = fraction(step) or 0.0
         width = max(10, min(60, self.query_one("#tr-head").size.width - 70))
         filled = round(frac * width)
-        t.append("█" * filled, style="green" if job.status != "failed" else "red")
+        t.append("█" * filled, style=self._style("error" if job.status == "failed"
+                                                  else "success"))
         t.append("░" * (width - filled), style="dim")
         t.append(f" step {n}/{total or '?'}", style="bold")
         t.append(f" {frac:.0%}")
@@ -488,17 +517,18 @@ class TrainScreen(StageScreen):
             t.append(f"   epoch {step['epoch']}" + (f"/{epochs}" if epochs else ""),
                      style="bold")
         t.append("\n")
-        parts: list[tuple[str, str]] = []
+        parts: list[tuple[str, str | Style]] = []
         if job.active:
             if (v := _num(step.get("it_per_s"), ".2f")) is not None:
                 parts.append((f"{v} it/s", "bold"))
             if (v := _num(step.get("samples_per_s"), ".2f")) is not None:
                 parts.append((f"{v} samples/s", ""))
             if (eta := eta_left(step, job)) is not None:
-                parts.append((f"ETA {duration(eta)}", "bold cyan"))
+                parts.append((f"ETA {duration(eta)}", self._style("accent", bold=True)))
         if job.started:
             parts.append((f"{'elapsed' if job.active else 'took'} "
-                          f"{duration((job.ended or time.time()) - job.started)}", "dim"))
+                          f"{duration((job.ended or time.time()) - job.started)}",
+                          self._style("muted")))
         if (v := _num(step.get("loss"), ".4f")) is not None:
             parts.append((f"loss {v}", ""))
         if (v := _num(step.get("avg_loss"), ".4f")) is not None:
@@ -510,31 +540,31 @@ class TrainScreen(StageScreen):
             parts.append((f"VRAM {v} GB peak", ""))
         for i, (text, style) in enumerate(parts):
             if i:
-                t.append(" · ", style="dim")
+                t.append(" · ", style=self._style("muted"))
             t.append(text, style=style)
 
     def _draw_charts(self, view: HistoryView) -> None:
         x = view.steps
         self.query_one("#tr-loss", LinePlot).set_data(
-            x, [Series(view.loss, "grey50", "loss"), Series(view.avg_loss, "$primary", "avg")])
+            x, [Series(view.loss, "$muted", "loss"), Series(view.avg_loss, "$primary", "avg")])
         colors = ("$accent", "$secondary", "$warning", "$success")
         lrs = [Series(a, colors[i % len(colors)], f"group {i + 1}" if len(view.lrs) > 1 else "")
                for i, a in enumerate(view.lrs)]
         self.query_one("#tr-lr", LinePlot).set_data(x, lrs)
 
     def _save_row(self, ev: dict, width: int) -> Text:
-        text = Text()
-        epoch, step = ev.get("epoch"), ev.get("step")
-        text.append(f"e{epoch:<3}" if isinstance(epoch, int) else "    ", style="bold")
-        text.append(f"{step:>6} " if isinstance(step, int) else "       ", style="dim")
+        start = self.view.latest.get(EventType.START) if self.view is not None else None
+        name_of_run = (start or {}).get("output_name")
+        label = checkpoint_label(ev, name_of_run if isinstance(name_of_run, str) else None)
+        text = Text(f"{label:<11} ", style="bold")
         size = ev.get("bytes")
-        size_text = f" {size / 1e6:.0f} MB" if isinstance(size, int) else ""
+        size_text = f" {human_size(size)}" if isinstance(size, int) else ""
         name = Path(str(ev.get("path", "?"))).name
         room = max(width - text.cell_len - len(size_text), 8)
         if len(name) > room:  # keep the end: the epoch/step number is there
             name = "…" + name[-(room - 1):]
         text.append(name.ljust(room))
-        text.append(size_text, style="dim")
+        text.append(size_text, style=self._style("muted"))
         return text
 
     def _draw_saves(self, view: HistoryView, old: HistoryView | None) -> None:
@@ -563,9 +593,10 @@ class TrainScreen(StageScreen):
             error = ev.get("type") == EventType.ERROR
             stamp = time.strftime("%H:%M:%S", time.localtime(ev["t"])) \
                 if isinstance(ev.get("t"), (int, float)) and ev["t"] > 0 else ""
-            t.append("✗ " if error else "! ", style="bold red" if error else "bold yellow")
-            t.append(f"{stamp} ", style="dim")
-            t.append(str(ev.get("message", "")), style="red" if error else "yellow")
+            role = "error" if error else "warning"
+            t.append("✗ " if error else "! ", style=self._style(role, bold=True))
+            t.append(f"{stamp} ", style=self._style("muted"))
+            t.append(str(ev.get("message", "")), style=self._style(role))
         box.update(t)
 
     def _draw_samples(self, view: HistoryView, old: HistoryView | None) -> None:
@@ -673,14 +704,19 @@ class TrainScreen(StageScreen):
         job = self._need_job()
         if job is None:
             return
+        if job.status == "done":
+            self.notify(f"{job.id} finished (done): nothing to resume (a queues the config "
+                        "as a new run)",
+                        title="Not resumed", severity="warning")
+            return
         if job.status not in RESUMABLE:
             self.notify(f"{job.id} is {job.status}: only stopped, failed or crashed jobs "
-                        "resume", severity="warning")
+                        "resume", title="Not resumed", severity="warning")
             return
 
         def after(new: Job) -> None:
             self._want = new.id
-            self.notify(f"{new.id} continues {job.id} from its saved state"
+            self.notify(f"{new.id}: attempt {new.attempt} continues from its saved state"
                         + (" as soon as its GPU is free" if new.status == "queued" else ""),
                         title="Resuming")
             self.refresh_jobs()
@@ -732,8 +768,11 @@ class TrainScreen(StageScreen):
             self.notify("no LoRA saved yet", severity="warning")
             return
         path = str(ev["path"])
+        # OSC 52: the terminal (through SSH and tmux, if they let it) puts it on its clipboard.
+        # Nobody answers whether it did, so the path is shown to be selected by hand too.
         self.app.copy_to_clipboard(path)
-        self.notify(path, title="Copied to the clipboard")
+        self.notify(f"{path}\n(not on your clipboard? inside tmux: set -g set-clipboard on)",
+                    title="Sent to the terminal's clipboard", timeout=CLIPBOARD_S, markup=False)
 
     def action_open_log(self) -> None:
         job = self._need_job()

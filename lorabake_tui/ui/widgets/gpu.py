@@ -15,6 +15,8 @@ from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
+from ..palette import theme_style
+
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used,memory.total",
               "--format=csv,noheader,nounits"]
 COMMAND_ENV = "LORABAKE_NVIDIA_SMI"
@@ -59,8 +61,9 @@ def _bar(fraction: float, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def gpu_text(stats: list[GpuStat], mine: frozenset[int] | None = None) -> Text:
-    """`GPU0 ███░ 97% 18.2/24.0 GB`; the selected job's GPUs in bold."""
+def gpu_text(stats: list[GpuStat], mine: frozenset[int] | None = None, *, app=None) -> Text:
+    """`GPU0 ███░ 97% 18.2/24.0 GB`; the selected job's GPUs in bold; colours from `app`'s
+    theme (ui/palette.py)."""
     text = Text()
     for s in stats:
         if text:
@@ -68,12 +71,13 @@ def gpu_text(stats: list[GpuStat], mine: frozenset[int] | None = None) -> Text:
         strong = mine is not None and s.index in mine
         text.append(f"GPU{s.index} ", style="bold" if strong else "dim")
         if s.util is not None:
-            color = "green" if s.util >= 70 else "yellow" if s.util >= 20 else "red"
-            text.append(_bar(s.util / 100), style=color)
+            role = "success" if s.util >= 70 else "warning" if s.util >= 20 else "error"
+            text.append(_bar(s.util / 100), style=theme_style(app, role))
             text.append(f" {s.util:3.0f}% ")
         if s.used_mb is not None and s.total_mb:
             text.append(f"{s.used_mb / 1024:.1f}/{s.total_mb / 1024:.1f} GB",
-                        style="bold red" if s.used_mb / s.total_mb > 0.95 else "")
+                        style=theme_style(app, "error", bold=True)
+                        if s.used_mb / s.total_mb > 0.95 else "")
     return text
 
 
@@ -134,4 +138,4 @@ class GpuMeter(Static):
     def _draw(self) -> None:
         if self.stats:
             # always one line: no screen-wide layout pass
-            self.update(gpu_text(self.stats, self.mine), layout=False)
+            self.update(gpu_text(self.stats, self.mine, app=self.app), layout=False)

@@ -11,11 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.color import Color, ColorParseError
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
+
+from ..palette import theme_color
 
 # braille dot bits by (column, row) inside a cell
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
@@ -25,7 +26,7 @@ LABEL_WIDTH = 8
 @dataclass(frozen=True, slots=True)
 class Series:
     values: Sequence[float]
-    style: str  # a Rich style or colour; "$name" takes a theme variable (e.g. "$primary")
+    style: str  # a Rich style or colour; "$role" takes the theme's (ui/palette.py: "$muted")
     label: str = ""
 
 
@@ -107,12 +108,8 @@ class LinePlot(Widget):
     # ---- drawing ----------------------------------------------------------------------
     def _color(self, style: str) -> str:
         if style.startswith("$"):
-            value = self.app.theme_variables.get(style[1:], "")
-            try:
-                Color.parse(value)
-            except ColorParseError:
-                return "default"  # a variable with alpha or "auto": not a plain colour
-            return value
+            # a palette role or theme variable; "auto" colours have no fixed value
+            return theme_color(self.app, style[1:]) or "default"
         return style
 
     def render_line(self, y: int) -> Strip:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorabake_tui.core.run.event_reader import (
+    finished_end,
     last_event,
     last_lora_save,
     read_all_events,
@@ -211,6 +212,28 @@ def test_last_event_copes_with_a_file_without_newline(tmp_path):
     assert last_event(path) is None
     path.write_text('{"type": "end", "status": "done", "message": "x"}\n' + "x" * 70_000)
     assert last_event(path, "end")["status"] == "done"
+
+
+def test_finished_end_finds_a_done_end_however_far_back(tmp_path):
+    path = tmp_path / EVENTS_FILE
+    assert finished_end(path) is None  # no file: not finished
+    with EventWriter(tmp_path) as ev:
+        ev.emit(EventType.START, total_steps=60)
+        ev.emit(EventType.END, status=EndStatus.STOPPED, message="stopped", exit_code=3)
+        assert finished_end(path) is None  # stopped is not finished
+        ev.emit(EventType.START, total_steps=60, resumed=True, step=12)
+        ev.emit(EventType.END, status=EndStatus.DONE, message="done", exit_code=0)
+        assert finished_end(path)["message"] == "done"
+        # a finished run that was (wrongly) trained on afterwards is still finished, even
+        # with megabytes of later events after its done
+        ev.emit(EventType.START, total_steps=60, resumed=True, step=12)
+    with path.open("a") as fh:
+        fh.writelines(json.dumps({"type": "step", "t": 1.0, **step(n)}) + "\n"
+                      for n in range(13, 60_000))
+        fh.write(json.dumps({"type": "end", "t": 2.0, "status": "stopped",
+                             "message": "stopped"}) + "\n")
+    assert path.stat().st_size > 4 << 20  # beyond last_event's usual reach
+    assert finished_end(path)["status"] == "done"
 
 
 # ---- the schema and its documentation ------------------------------------------------------

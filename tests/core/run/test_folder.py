@@ -12,9 +12,11 @@ from lorabake_tui.core.run.folder import (
     epoch_lora_name,
     epoch_of_lora,
     final_lora_name,
+    lora_kind,
     rank_checksum_name,
     sample_name,
     step_lora_name,
+    step_of_lora,
 )
 
 README = Path(__file__).resolve().parents[3] / "README.md"
@@ -41,6 +43,21 @@ def test_lora_and_sample_names():
                   epoch_lora_name("mira2", 3), epoch_lora_name("mi.a", 3), "mira-3.safetensors"):
         assert epoch_of_lora("mira", other) is None
     assert epoch_of_lora("mi.a", epoch_lora_name("mi.a", 3)) == 3  # the name is literal
+
+
+def test_which_lora_a_file_is():
+    assert step_of_lora("mira", step_lora_name("mira", 119)) == 119
+    assert step_of_lora("mira", epoch_lora_name("mira", 3)) is None
+    assert step_of_lora("mira", step_lora_name("mira2", 3)) is None
+    for name in ("mira", None):  # None: any run's file, by the ending alone
+        assert lora_kind(name, epoch_lora_name("mira", 3)) == ("epoch", 3)
+        assert lora_kind(name, step_lora_name("mira", 119)) == ("step", 119)
+        assert lora_kind(name, final_lora_name("mira")) == ("final", None)
+        assert lora_kind(name, "notes.txt") == ("other", None)
+    assert lora_kind("mira", final_lora_name("other")) == ("other", None)
+    assert lora_kind(None, "my-lora-step00000012.safetensors") == ("step", 12)
+    # an output name that itself ends like an epoch file is read right when it is known
+    assert lora_kind("mira-000001", final_lora_name("mira-000001")) == ("final", None)
 
 
 def test_holds_run_and_has_state(tmp_path):

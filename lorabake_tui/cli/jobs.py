@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core.base.errors import LorabakeError
 from ..core.run.events import EventType
 from ..core.run.folder import STDOUT_LOG, TRAIN_LOG
-from .common import print_json
+from .common import Parser, print_json
 
 DESCRIPTION = """\
 Training jobs: each runs detached (closing the terminal or an SSH drop never stops it).
@@ -35,7 +35,7 @@ LIST_WIDTH = 100
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lorabake jobs", description=DESCRIPTION, epilog=EPILOG,
+    p = Parser(prog="lorabake jobs", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 

@@ -168,15 +168,16 @@ class TrainScreen(StageScreen):
     TITLE_TEXT = "Train"
     CSS_PATH = "train.tcss"
     BINDINGS = [
-        Binding("a", "queue", "Queue config", id="train.queue"),
+        Binding("a", "queue", "Queue", id="train.queue"),
         Binding("A", "start_now", "Start now", id="train.start"),
         Binding("x", "stop", "Stop", id="train.stop"),
         Binding("r", "resume", "Resume", id="train.resume"),
         Binding("c", "copy_path", "Copy path", id="train.copy"),
         Binding("l", "open_log", "Log", id="train.log"),
-        Binding("delete,d", "remove", "Remove", id="train.remove"),
-        Binding("K,shift+up", "move(-1)", "Move up", id="train.up"),
-        Binding("J,shift+down", "move(1)", "Move down", id="train.down"),
+        # in ? help, not the footer: it keeps to 80 columns
+        Binding("delete,d", "remove", "Remove", id="train.remove", show=False),
+        Binding("K,shift+up", "move(-1)", "Move up", id="train.up", show=False),
+        Binding("J,shift+down", "move(1)", "Move down", id="train.down", show=False),
         Binding("f5", "refresh", "Refresh", id="train.refresh", show=False),
     ]
 

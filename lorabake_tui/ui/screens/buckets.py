@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Checkbox, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from ...core.base.errors import LorabakeError
 from ...core.base.journal import ConflictError
@@ -25,6 +25,7 @@ from ...core.config.schema import TrainingSettings
 from ...core.dataset.scan import Dataset
 from ...core.project.plan import TrainingPlan
 from ..history import run_history
+from ..widgets.checkbox import Checkbox
 from ..widgets.crop_preview import CropPreview
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen

@@ -25,6 +25,7 @@ from ...core.config.presets import DEFAULT_PRESET, list_presets, new_config, pre
 from ...core.dataset.scan import Dataset
 from ...core.project.check import CheckResult
 from ...core.project.project import ConfigFile
+from ..palette import theme_style
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
 
@@ -202,7 +203,7 @@ class ConfigScreen(StageScreen):
 
     def _finding_row(self, f: Finding, width: int) -> Text:
         text = Text("✗ " if f.is_error else "! ",
-                    style="bold red" if f.is_error else "bold yellow")
+                    style=theme_style(self.app, "error" if f.is_error else "warning", bold=True))
         text.append(f"{f.line or '-':>4} ", style="dim")
         text.append(f.message)
         return text
@@ -211,7 +212,7 @@ class ConfigScreen(StageScreen):
         out = Text()
         dirty = self._editor_text() != self.saved_text
         out.append("unsaved changes (ctrl+s)\n" if dirty else "saved\n",
-                   style="bold yellow" if dirty else "dim")
+                   style=theme_style(self.app, "warning", bold=True) if dirty else "dim")
         plan = self.result.plan if self.result is not None else None
         if plan is None or plan.report is None:
             if self.result is not None and self.result.doc is not None:
@@ -230,7 +231,7 @@ class ConfigScreen(StageScreen):
         out.append(f" steps over {g.epochs} epochs")
         if plan.total_steps < plan.uncut_steps:  # the trainer stops there
             out.append(" · general.max_steps stops it at ")
-            out.append(f"{plan.total_steps}", style="bold yellow")
+            out.append(f"{plan.total_steps}", style=theme_style(self.app, "warning", bold=True))
             out.append(f" (in epoch {plan.epochs})")
         if plan.warmup_steps:
             out.append(f" · {plan.warmup_steps} warmup steps")
@@ -246,10 +247,15 @@ class ConfigScreen(StageScreen):
         text = Text(f"Differences from {preset}: {len(rows)}\n", style="bold")
         for key, old, new in rows[:30]:
             text.append(f"  {key}: ", style="bold")
-            text.append(f"{old!r}", style="red")
+            text.append(f"{old!r}", style=theme_style(self.app, "error"))
             text.append(" → ")
-            text.append(f"{new!r}\n", style="green")
+            text.append(f"{new!r}\n", style=theme_style(self.app, "success"))
         view.update(text)
+
+    def recolour(self) -> None:
+        if self.result is not None:
+            self._summary()
+            self._diff()
 
     # ---- actions ------------------------------------------------------------------------
     @on(Select.Changed, "#cfg-preset")

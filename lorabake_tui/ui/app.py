@@ -19,7 +19,7 @@ from .screens.help import HelpScreen, describe_bindings
 from .screens.recover import RecoverScreen
 from .screens.tags import TagsScreen
 from .screens.train import TrainScreen
-from .themes import THEME_VARIABLE_DEFAULTS, discover_themes
+from .themes import discover_themes, theme_variable_defaults
 from .widgets.stagebar import STAGES
 
 JOB_POLL_S = 5.0  # how often the app looks for jobs that ended (the Train screen: more often)
@@ -50,7 +50,7 @@ class LorabakeApp(App[int]):
         super().__init__()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
-        return dict(THEME_VARIABLE_DEFAULTS)
+        return theme_variable_defaults(self.current_theme)
 
     def on_mount(self) -> None:
         themes, errors = discover_themes()

@@ -1,14 +1,22 @@
-"""Colours for text the UI draws itself (Rich `Text` rows, summaries, charts), taken from the
-current theme's variables, so both shipped themes (and the user's) are legible everywhere.
+"""Colours for text the UI draws itself (Rich `Text` rows, summaries, table cells), taken from
+the current theme's variables, so both shipped themes (and the user's) are legible everywhere.
 
-Stylesheets (.tcss) use `$error`, `$warning`, ... directly; code that builds Rich text asks
-here: `theme_style(app, "error", bold=True)`. The roles are Textual's theme variables
-(`error`, `warning`, `success`, `accent`, `primary`, `secondary`, `text-muted`, ...) plus the
-ones lorabake's themes add (`share-bar`). Nothing in `ui/` names a colour itself: a test
-refuses colour names and hex values outside the themes.
+Three ways to colour, all by the theme's variables; nothing in `ui/` names a colour itself (a
+test, tests/ui/test_colours.py, refuses colour names and hex values outside the themes):
+- stylesheets (.tcss, DEFAULT_CSS): `$error`, `$text-warning`, ...;
+- Textual content: markup `[bold $text-error]...[/]` or `Content.assemble((text, "$text-error"))`;
+  it is resolved when drawn, so it follows a theme change by itself (text made once: tiles);
+- Rich text (VirtualList rows, DataTable cells, summaries): `theme_style(app, "error",
+  bold=True)`. The roles are Textual's theme variables (`error`, `warning`, `success`, `accent`,
+  `primary`, `secondary`, `text-muted`, ...) plus the ones lorabake's themes add (`share-bar`).
+  A Rich style holds the colour it was made with, so whatever holds such text draws it again
+  when the theme changes: a VirtualList on its style update, a stage screen in `recolour()`
+  (`on_theme_change`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.style import Style
 
@@ -37,8 +45,9 @@ def theme_color(app, role: str) -> str | None:
         return None
     try:
         color = Color.parse(value)
-        if color.a < 1:
-            color = Color.parse(variables.get("background", "#000000")) + color
+        background = variables.get("background")
+        if color.a < 1 and background:
+            color = Color.parse(background) + color
     except ColorParseError:
         return None  # "auto" colours depend on what is underneath: no fixed value
     return color.hex[:7]
@@ -50,3 +59,9 @@ def theme_style(app, role: str | None = None, *, bold: bool = False, dim: bool =
     color = theme_color(app, role) if role else None
     return Style(color=color, bold=bold or None, dim=dim or None, reverse=reverse or None,
                  italic=italic or None)
+
+
+def on_theme_change(node, redraw: Callable[[], object]) -> None:
+    """Call `redraw()` each time the app's theme changes, while `node` is mounted (text made
+    with `theme_style` holds the old theme's colours until it is drawn again)."""
+    node.app.theme_changed_signal.subscribe(node, lambda _theme: redraw())

@@ -11,8 +11,14 @@ from textual.theme import Theme
 from ..core.base.user_settings import config_dir
 
 THEME_FIELDS = {f.name for f in fields(Theme)}
-# Extra CSS variables our stylesheets use; a theme may override them.
-THEME_VARIABLE_DEFAULTS = {"share-bar": "#E8A33D"}
+# Extra CSS variables our stylesheets use -> the theme colour that stands in for one a theme
+# does not set (a fixed colour would clash with some theme's background).
+THEME_VARIABLE_FALLBACKS = {"share-bar": "primary"}
+
+
+def theme_variable_defaults(theme: Theme) -> dict[str, str]:
+    """The extra variables' values for `theme` where it does not set them itself."""
+    return {name: getattr(theme, field) for name, field in THEME_VARIABLE_FALLBACKS.items()}
 
 
 def bundled_theme_dirs() -> list[Path]:

@@ -8,6 +8,7 @@ import pytest
 from textual.widgets import Input, Static
 
 from lorabake_tui.ui.app import make_app
+from lorabake_tui.ui.palette import theme_style
 from lorabake_tui.ui.widgets.virtual_list import VirtualList
 
 from ..support.helpers import make_concept, settle
@@ -37,10 +38,11 @@ async def test_token_counts_and_over_long_highlight(project):
         assert screen.token_settings.max_length == 75
         images = screen.query_one("#image-list", VirtualList)
         rows = {rec.image_rel: screen._image_row(rec, 140) for rec in images.items}
+        over = str(theme_style(app, "error", bold=True))  # the theme's error colour, bold
         assert "  6 tok" in rows["10_a/img_000.png"].plain
-        assert "bold red" not in styles(rows["10_a/img_000.png"])
+        assert over not in styles(rows["10_a/img_000.png"])
         assert "  141 tok" in rows["10_a/img_001.png"].plain
-        assert "bold red" in styles(rows["10_a/img_001.png"])
+        assert over in styles(rows["10_a/img_001.png"])
 
         await pilot.press("slash", *"tokens>75", "escape")
         await pilot.pause(0.3)

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Checkbox, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from ...core.base.errors import LorabakeError
 from ...core.base.journal import ConflictError
@@ -25,6 +25,8 @@ from ...core.config.schema import TrainingSettings
 from ...core.dataset.scan import Dataset
 from ...core.project.plan import TrainingPlan
 from ..history import run_history
+from ..palette import theme_style
+from ..widgets.checkbox import Checkbox
 from ..widgets.crop_preview import CropPreview
 from ..widgets.virtual_list import VirtualList
 from .stage import StageScreen
@@ -193,13 +195,13 @@ class BucketsScreen(StageScreen):
         try:
             self.settings = self.read_fields()
         except LorabakeError as exc:
-            summary.update(Text(str(exc), style="bold red"))
+            summary.update(Text(str(exc), style=theme_style(self.app, "error", bold=True)))
             return
         self.plan = plan = self.project.plan(self.settings, self.dataset)
         text = Text()
         changed = self.changes()
         if changed:
-            text.append("what-if: ", style="bold yellow")
+            text.append("what-if: ", style=theme_style(self.app, "warning", bold=True))
             text.append(", ".join(f"{n} {setting_value(self.base, n)} → {v}"
                                   for n, v in changed.items()))
             text.append(" · enter or ctrl+s writes training.toml\n", style="dim")
@@ -208,7 +210,7 @@ class BucketsScreen(StageScreen):
         report = plan.report
         if report is None:
             text.append(plan.findings[0].message if plan.findings else "no plan",
-                        style="bold red")
+                        style=theme_style(self.app, "error", bold=True))
             summary.update(text)
             self.query_one("#bk-histogram", VirtualList).set_items([])
             return
@@ -222,17 +224,21 @@ class BucketsScreen(StageScreen):
         text.append(f"{plan.uncut_steps}", style="bold")
         text.append(f" steps over {g.epochs} epochs")
         if plan.total_steps < plan.uncut_steps:
-            text.append(f" (max_steps stops it at {plan.total_steps})", style="yellow")
+            text.append(f" (max_steps stops it at {plan.total_steps})",
+                        style=theme_style(self.app, "warning"))
         text.append(f" · {len(rows)} buckets · {len(report.images)} images · mean "
                     f"aspect-ratio error {report.mean_ar_error:.4f}")
         summary.update(text)
         warn = Text()
         for w in report.warnings()[:4]:
-            warn.append(f"! {w}\n", style="yellow")
+            warn.append(f"! {w}\n", style=theme_style(self.app, "warning"))
         if plan.left_out:
             warn.append(f"{len(plan.left_out)} image(s) kohya will not see: "
                         f"{plan.left_out[0]}", style="dim")
         self.query_one("#bk-warnings", Static).update(warn)
+
+    def recolour(self) -> None:
+        self.recompute()
 
     # ---- lists --------------------------------------------------------------------------
     def _bucket_row(self, row, width: int) -> Text:
@@ -241,7 +247,7 @@ class BucketsScreen(StageScreen):
                    default=1)
         bar = "█" * max(1, round((width - 30) * s / most)) if width > 32 else ""
         text = Text(f"{w:>4}×{h:<4} {n:5d} {s:6d} ", style="bold")
-        text.append(bar, style="cyan")
+        text.append(bar, style=theme_style(self.app, "bar"))
         return text
 
     def _image_row(self, img: BucketImage, width: int) -> Text:
@@ -252,7 +258,8 @@ class BucketsScreen(StageScreen):
             text.append(f" → {a.resized[0]}×{a.resized[1]}", style="dim")
         up = a.upscale(img.size)
         if up > 1.01:
-            text.append(f"  ↑{up:.1f}x", style="yellow" if up > 2 else "dim")
+            text.append(f"  ↑{up:.1f}x",
+                        style=theme_style(self.app, "warning") if up > 2 else "dim")
         return text
 
     @on(VirtualList.Highlighted, "#bk-histogram")

@@ -19,6 +19,7 @@ from ...core.dataset.problems import Severity
 from ...core.dataset.scan import Concept, Dataset, ScanCancelled
 from ...core.dataset.steps import epoch_summary
 from ..history import run_history
+from ..palette import theme_style
 from ..widgets.thumbstrip import ThumbStrip
 from .balance_dialog import BalanceDialog
 from .repeats_dialog import RepeatsDialog
@@ -124,7 +125,8 @@ class ConceptsScreen(StageScreen):
 
     def _scan_failed(self, message: str) -> None:
         self.query_one("#scan-progress", ProgressBar).display = False
-        self.query_one("#summary", Static).update(Text(message, style="bold red"))
+        self.query_one("#summary", Static).update(
+            Text(message, style=theme_style(self.app, "error", bold=True)))
         self.notify(message, title="Scan failed", severity="error", timeout=10)
 
     # ---- display ------------------------------------------------------------------------
@@ -143,22 +145,29 @@ class ConceptsScreen(StageScreen):
             warnings = c.problems - errors
             probs = Text()
             if errors:
-                probs.append(f"{errors}✗ ", style="bold red")
+                probs.append(f"{errors}✗ ", style=theme_style(self.app, "error", bold=True))
             if warnings:
-                probs.append(f"{warnings}!", style="yellow")
-            repeats = Text("none", style="bold red") if c.repeats is None else (
-                Text(str(c.repeats), style="bold red") if c.repeats < 1 else str(c.repeats))
+                probs.append(f"{warnings}!", style=theme_style(self.app, "warning"))
+            bad = theme_style(self.app, "error", bold=True)
+            repeats = Text("none", style=bad) if c.repeats is None else (
+                Text(str(c.repeats), style=bad) if c.repeats < 1 else str(c.repeats))
             share = c.samples / (reg_total if c.is_reg else train_total)
             table.add_row(
                 ("reg/" if c.is_reg else "") + c.folder, str(c.image_count), repeats,
                 str(c.samples), share_bar(share) if c.samples else Text("skipped", style="dim"),
-                Text(str(c.captions_missing), style="yellow") if c.captions_missing else "0",
+                Text(str(c.captions_missing), style=theme_style(self.app, "warning"))
+                if c.captions_missing else "0",
                 probs, key=concept_key(c))
         if ds.concepts:
             table.move_cursor(row=min(max(old_row, 0), len(ds.concepts) - 1))
         self._show_summary(ds)
         self._show_problems(ds)
         self._show_thumbs()
+
+    def recolour(self) -> None:
+        ds = self.project.dataset
+        if ds is not None:
+            self.show_dataset(ds, self.project.dataset_generation)
 
     def _show_summary(self, ds: Dataset) -> None:
         s = epoch_summary([(c.image_count, c.repeats) for c in ds.train_concepts],
@@ -174,7 +183,7 @@ class ConceptsScreen(StageScreen):
         warnings = balance_warnings([(c.folder, c.image_count) for c in ds.train_concepts
                                      if c.samples], s)
         for w in warnings:
-            text.append(f"\n! {w}", style="yellow")
+            text.append(f"\n! {w}", style=theme_style(self.app, "warning"))
         pending = self.project.journal.can_undo()
         if pending is not None:
             text.append(f"\nlast change: {pending.label} (u to undo)", style="dim")
@@ -185,8 +194,9 @@ class ConceptsScreen(StageScreen):
         table.clear()
         ordered = sorted(ds.problems, key=lambda p: (p.severity is not Severity.ERROR, p.path))
         for n, p in enumerate(ordered):
-            sev = Text("✗", style="bold red") if p.severity is Severity.ERROR else Text(
-                "!", style="bold yellow")
+            error = p.severity is Severity.ERROR
+            sev = Text("✗" if error else "!",
+                       style=theme_style(self.app, "error" if error else "warning", bold=True))
             table.add_row(sev, p.path, f"{p.message}. {p.hint}", key=f"p{n}")
         errors = sum(1 for p in ds.problems if p.severity is Severity.ERROR)
         table.border_title = (f"Problems: {errors} error(s), {len(ds.problems) - errors} "

@@ -214,7 +214,7 @@ class ConfigScreen(StageScreen):
 
     def _finding_row(self, f: Finding, width: int) -> Text:
         text = Text("✗ " if f.is_error else "! ",
-                    style="bold red" if f.is_error else "bold yellow")
+                    style=theme_style(self.app, "error" if f.is_error else "warning", bold=True))
         text.append(f"{f.line or '-':>4} ", style="dim")
         text.append(f.message)
         return text
@@ -246,7 +246,7 @@ class ConfigScreen(StageScreen):
         out.append(f" steps over {g.epochs} epochs")
         if plan.total_steps < plan.uncut_steps:  # the trainer stops there
             out.append(" · general.max_steps stops it at ")
-            out.append(f"{plan.total_steps}", style="bold yellow")
+            out.append(f"{plan.total_steps}", style=theme_style(self.app, "warning", bold=True))
             out.append(f" (in epoch {plan.epochs})")
         if plan.warmup_steps:
             out.append(f" · {plan.warmup_steps} warmup steps")
@@ -262,10 +262,15 @@ class ConfigScreen(StageScreen):
         text = Text(f"Differences from {preset}: {len(rows)}\n", style="bold")
         for key, old, new in rows[:30]:
             text.append(f"  {key}: ", style="bold")
-            text.append(f"{old!r}", style="red")
+            text.append(f"{old!r}", style=theme_style(self.app, "error"))
             text.append(" → ")
-            text.append(f"{new!r}\n", style="green")
+            text.append(f"{new!r}\n", style=theme_style(self.app, "success"))
         view.update(text)
+
+    def recolour(self) -> None:
+        if self.result is not None:
+            self._summary()
+            self._diff()
 
     # ---- actions ------------------------------------------------------------------------
     @on(Select.Changed, "#cfg-preset")

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from ..palette import on_theme_change
 from ..widgets.stagebar import StageBar
 
 SHORT, TINY = 34, 27  # rows: below them, secondary panels shrink, then give way
@@ -40,6 +41,13 @@ class StageScreen(Screen):
     def compose_body(self) -> ComposeResult:
         yield Static("")
 
+    def on_mount(self) -> None:
+        on_theme_change(self, self.recolour)
+
     def on_screen_resume(self) -> None:
         self.app.sub_title = f"{self.app.project.name} · {self.TITLE_TEXT}"
+
+    def recolour(self) -> None:
+        """Draw again the Rich text (summaries, table cells) this screen made in the theme's
+        colours: the theme changed. Lists (VirtualList) redraw their rows themselves."""
 

@@ -3,39 +3,41 @@ image, and the tags that set each concept apart (the overlap reasoning behind tr
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ...core.captions.tagstats import TagStats
 
 
-def stats_text(stats: TagStats) -> Text:
-    t = Text()
-    t.append(f"{stats.images} images, {stats.captioned} with tags, "
-             f"{len(stats.frequencies)} distinct tags\n", style="bold")
+def stats_text(stats: TagStats) -> Content:
+    # Content styles name the theme's variables, so the text follows a theme change
+    warning = "$text-warning"
+    t: list[str | tuple[str, str]] = []
+    t.append((f"{stats.images} images, {stats.captioned} with tags, "
+              f"{len(stats.frequencies)} distinct tags\n", "bold"))
     if stats.outliers:
-        t.append("\nOutliers (failed tagger output?)\n", style="bold yellow")
+        t.append(("\nOutliers (failed tagger output?)\n", f"bold {warning}"))
         for o in stats.outliers[:20]:
             t.append(f"  {o.rel}: {o.reason}\n")
     if stats.missing:
-        t.append(f"\n{len(stats.missing)} image(s) without a caption\n", style="yellow")
+        t.append((f"\n{len(stats.missing)} image(s) without a caption\n", warning))
     if stats.empty:
-        t.append(f"{len(stats.empty)} empty caption(s)\n", style="yellow")
+        t.append((f"{len(stats.empty)} empty caption(s)\n", warning))
     if stats.singletons:
-        t.append(f"\n{len(stats.singletons)} tag(s) on a single image\n", style="bold")
-        t.append("  " + ", ".join(stats.singletons[:40])
-                 + (" …" if len(stats.singletons) > 40 else "") + "\n", style="dim")
-    t.append("\nTags that set each concept apart (share here / elsewhere)\n", style="bold")
+        t.append((f"\n{len(stats.singletons)} tag(s) on a single image\n", "bold"))
+        t.append(("  " + ", ".join(stats.singletons[:40])
+                  + (" …" if len(stats.singletons) > 40 else "") + "\n", "dim"))
+    t.append(("\nTags that set each concept apart (share here / elsewhere)\n", "bold"))
     for c in stats.concepts:
-        t.append(f"  {c.folder} ({c.images}): ", style="bold")
-        t.append(", ".join(f"{tag} {a:.0%}/{b:.0%}" for tag, a, b in c.distinctive)
-                 or "nothing stands out", style="" if c.distinctive else "dim")
+        t.append((f"  {c.folder} ({c.images}): ", "bold"))
+        t.append((", ".join(f"{tag} {a:.0%}/{b:.0%}" for tag, a, b in c.distinctive)
+                  or "nothing stands out", "" if c.distinctive else "dim"))
         t.append("\n")
-    return t
+    return Content.assemble(*t)
 
 
 class StatsDialog(ModalScreen[None]):

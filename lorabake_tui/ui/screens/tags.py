@@ -161,13 +161,14 @@ class TagsScreen(StageScreen):
         name = rec.image_rel
         text = Text(name, style="bold")
         if not rec.editable:
-            text.append(f"  {rec.error}", style="red")
+            text.append(f"  {rec.error}", style=theme_style(self.app, "error"))
         elif not rec.exists:
-            text.append("  (no caption)", style="yellow")
+            text.append("  (no caption)", style=theme_style(self.app, "warning"))
         else:
             n = token_counter().count(rec.tags, self.token_settings.rules)
             over = n > self.token_settings.max_length
-            text.append(f"  {n} tok", style="bold red" if over else "dim cyan")
+            text.append(f"  {n} tok", style=theme_style(self.app, "error", bold=True) if over
+                        else theme_style(self.app, "secondary"))
             text.append("  " + ", ".join(rec.tags), style="dim")
         return text
 
@@ -218,15 +219,18 @@ class TagsScreen(StageScreen):
         try:
             flt = parse_filter(text) if text.strip() else None
         except FilterError as exc:
-            caret = Text(" " * exc.position + "^", style="bold red")
-            status.update(Text.assemble(Text(str(exc.message), style="red"),
-                                        f" (column {exc.column})\n", caret))
+            caret = Text(" " * exc.position + "^", style=theme_style(self.app, "error", bold=True))
+            message = Text(str(exc.message), style=theme_style(self.app, "error"))
+            status.update(Text.assemble(message, f" (column {exc.column})\n", caret))
             return
         self.filter = flt
         self.matching = matching_records(self.store, flt, None, self.token_settings.rules)
         status.update(Text(f"{len(self.matching)} image(s) match" if flt else
                            "all images (type a filter to narrow)", style="dim"))
         self.refresh_lists()
+
+    def recolour(self) -> None:
+        self.apply_filter()  # the filter's status, then the lists and the detail pane
 
     @on(VirtualList.Selected, "#tag-list")
     def _tag_chosen(self, event: VirtualList.Selected) -> None:
@@ -256,7 +260,7 @@ class TagsScreen(StageScreen):
             if i < len(rec.tags) - 1:
                 text.append(", ")
         if rec.error:
-            text.append(f"\n{rec.error}", style="red")
+            text.append(f"\n{rec.error}", style=theme_style(self.app, "error"))
         elif rec.tags:
             text.append_text(self._token_line(rec))
         view.update(text)
@@ -267,17 +271,20 @@ class TagsScreen(StageScreen):
     def _token_line(self, rec: CaptionRecord) -> Text:
         ts = self.token_settings
         t = token_counter().analyse(rec.tags, ts.max_length, ts.rules)
-        line = Text(f"\n{t.total} / {ts.max_length} tokens", style="bold red" if t.is_over
-                    else "dim")
+        error = theme_style(self.app, "error")
+        line = Text(f"\n{t.total} / {ts.max_length} tokens",
+                    style=theme_style(self.app, "error", bold=True) if t.is_over else "dim")
         if t.is_over:
-            line.append(f": {t.over} cut ({', '.join(t.cut_tags)})", style="red")
+            line.append(f": {t.over} cut ({', '.join(t.cut_tags)})", style=error)
             if t.shuffled:
                 line.append(f"; shuffled, about {t.cut_mean:.1f} tag(s) cut per step",
-                            style="red")
+                            style=error)
         if t.kept_over:
-            line.append(f"\nthe kept tags alone take {t.kept_total} tokens", style="bold red")
+            line.append(f"\nthe kept tags alone take {t.kept_total} tokens",
+                        style=theme_style(self.app, "error", bold=True))
         for tag, b in t.split_tags:
-            line.append(f"\n{tag} crosses the {b}-token chunk boundary", style="yellow")
+            line.append(f"\n{tag} crosses the {b}-token chunk boundary",
+                        style=theme_style(self.app, "warning"))
         return line
 
     # ---- actions ------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import HorizontalScroll, Vertical
+from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
@@ -19,15 +19,16 @@ from ..images import image_widget_class
 LOW_RES = 512  # below the training resolution on either side: upscaled, and it shows
 
 
-def tile_label(item: ImageItem) -> Text:
-    text = Text(item.path.name, overflow="ellipsis", no_wrap=True)
+def tile_label(item: ImageItem) -> Content:
+    # Content styles name the theme's variables, so a tile follows a theme change
+    parts: list[str | tuple[str, str]] = [item.path.name]
     if item.width and item.height:
-        text.append(f"\n{item.width}×{item.height}", style="dim")
+        parts.append((f"\n{item.width}×{item.height}", "dim"))
         if min(item.width, item.height) < LOW_RES:
-            text.append(" low-res", style="bold yellow")
+            parts.append((" low-res", "bold $text-warning"))
     elif not item.readable:
-        text.append("\nunreadable", style="bold red")
-    return text
+        parts.append(("\nunreadable", "bold $text-error"))
+    return Content.assemble(*parts)
 
 
 class Tile(Vertical):
@@ -35,7 +36,7 @@ class Tile(Vertical):
     Tile { width: 20; height: 100%; margin-right: 1; }
     Tile > .thumb { width: 20; height: 1fr; }
     Tile > .placeholder { content-align: center middle; background: $panel; color: $text-muted; }
-    Tile > .label { height: 2; }
+    Tile > .label { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, item: ImageItem, image, widget_cls) -> None:

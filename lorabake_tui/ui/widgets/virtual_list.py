@@ -58,6 +58,15 @@ class VirtualList(ScrollView, can_focus=True):
         self.render_row = render_row
         self._lines: dict[tuple[int, int, bool], Strip] = {}
 
+    def notify_style_update(self) -> None:
+        # new styles (a theme change among them): the cached rows hold the old colours
+        super().notify_style_update()
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._lines.clear()
+        self.refresh()
+
     # ---- data ---------------------------------------------------------------------------
     def set_items(self, items: Sequence[Any], *, keep_cursor: bool = True) -> None:
         self.items = items
@@ -86,6 +95,8 @@ class VirtualList(ScrollView, can_focus=True):
         if line is None:
             text = self.render_row(self.items[index], width)
             text.truncate(width, overflow="ellipsis", pad=True)
+            if text.style:  # Text.render drops the base style of a text with no spans
+                text.stylize_before(text.style)
             segments = list(text.render(self.app.console))
             base = self.rich_style
             if selected:
@@ -102,12 +113,10 @@ class VirtualList(ScrollView, can_focus=True):
         self._lines.clear()
 
     def on_focus(self) -> None:
-        self._lines.clear()
-        self.refresh()
+        self._redraw()
 
     def on_blur(self) -> None:
-        self._lines.clear()
-        self.refresh()
+        self._redraw()
 
     # ---- moving -------------------------------------------------------------------------
     def watch_cursor(self, old: int, new: int) -> None:

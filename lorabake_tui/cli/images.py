@@ -22,6 +22,8 @@ SHOWN = 10  # plan rows printed when not a dry run
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..core.images.imageops import DEFAULT_BACKGROUND  # Pillow: only for this command
+
     p = Parser(
         prog="lorabake images",
         description="Image tools over the training concept folders. Changing actions print "
@@ -41,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="worker processes (default: one per CPU)")
         if name in CHANGING:
             a.add_argument("--dry-run", action="store_true", help="print the plan only")
-            a.add_argument("--background", default="white", metavar="COLOUR",
+            a.add_argument("--background", default=DEFAULT_BACKGROUND, metavar="COLOUR",
                            help="transparency is composited on it, padding uses it "
-                                "(default white; #rrggbb works)")
+                                f"(default {DEFAULT_BACKGROUND}; #rrggbb works)")
         return a
 
     a = action("convert", "convert webp/avif/gif/jpg/jpeg/bmp to png (an animated gif: one "

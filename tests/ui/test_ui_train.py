@@ -341,7 +341,7 @@ async def test_attach_opens_on_the_job_and_a_queues_the_config_once_there_is_one
         await pilot.press("question_mark")  # every key of the screen, with its description
         await pilot.pause()
         keys = dict(app.screen.keys)
-        assert keys.get("a") == "Queue config" and keys.get("A") == "Start now"
+        assert keys.get("a") == "Queue" and keys.get("A") == "Start now"
         assert {"Stop", "Resume", "Copy path", "Log", "Remove", "Move up"} <= set(keys.values())
 
 

@@ -24,6 +24,8 @@ from ..base.errors import LorabakeError
 
 RGB = tuple[int, int, int]
 WHITE: RGB = (255, 255, 255)
+# what padding and flattened transparency default to, as the user types it (CLI and dialog)
+DEFAULT_BACKGROUND = "white"
 ResizeMode = Literal["fit", "cover", "stretch"]
 RESIZE_MODES: tuple[str, ...] = ("fit", "cover", "stretch")
 PNG_COMPRESS_LEVEL = 6

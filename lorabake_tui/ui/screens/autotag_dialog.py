@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
@@ -32,6 +32,7 @@ from ...core.tagger.autotag import (
     wants,
 )
 from ..palette import theme_style
+from ..widgets.checkbox import Checkbox
 from .plan_dialog import PlanDialog
 
 ALL = "*"

@@ -23,7 +23,7 @@ from ...core.dataset.imagetools import (
     find_lowres,
     plan_images,
 )
-from ...core.images.imageops import parse_color, parse_size
+from ...core.images.imageops import DEFAULT_BACKGROUND, parse_color, parse_size
 from ..palette import theme_style
 from .plan_dialog import PlanDialog
 
@@ -63,7 +63,7 @@ class ImageToolDialog(PlanDialog[bool]):
                 yield Input("512", id="opt-min-side", restrict=r"[0-9]*")
             with Vertical(classes="opt"):
                 yield Label("Background")
-                yield Input("white", id="opt-background")
+                yield Input(DEFAULT_BACKGROUND, id="opt-background")
         yield Label("ONNX upscaler model (optional; else Lanczos)")
         yield Input("", placeholder="/path/to/RealESRGAN_x4.onnx", id="opt-model")
 
@@ -83,7 +83,8 @@ class ImageToolDialog(PlanDialog[bool]):
     def options(self) -> ImageOptions:
         try:
             size = parse_size(self.query_one("#opt-size", Input).value)
-            background = parse_color(self.query_one("#opt-background", Input).value or "white")
+            typed = self.query_one("#opt-background", Input).value
+            background = parse_color(typed or DEFAULT_BACKGROUND)
         except ValueError as exc:
             raise LorabakeError(str(exc)) from None
         min_side = int(self.query_one("#opt-min-side", Input).value or "512")

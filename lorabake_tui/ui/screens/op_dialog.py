@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ...core.base.errors import LorabakeError
@@ -18,6 +18,7 @@ from ...core.captions.store import CaptionPlan, CaptionRecord, CaptionStore
 from ...core.captions.tagop_specs import OpSpec, build_op, preset_choices
 from ...core.captions.tags import tag_key
 from ..palette import theme_style
+from ..widgets.checkbox import Checkbox
 from .plan_dialog import PlanDialog
 
 SAMPLES = 6

@@ -63,12 +63,13 @@ STATUS_MARK = {"queued": "…", "running": "▶", "stopping": "■", "done": "�
 EMPTY_HELP = """\
 [b]No training jobs yet.[/b]
 
-[b]a[/b]  queue this project's config (.lorabake/training.toml, made in Config: 4, ctrl+s):
-   it starts as soon as its GPU is free, right away when nothing else runs there
-[b]A[/b]  start it now, even beside another job on the same GPU
+[b]a[/b]  queue this project's config (.lorabake/training.toml, made in Config: 4, ctrl+s): \
+it starts as soon as its GPU is free, right away when nothing else runs there.
+[b]A[/b]  start it now, even beside another job on the same GPU.
 
-Jobs run detached: quit the workbench or lose the SSH connection and they go on;
-open it again (or `lorabake jobs attach ID`) and the dashboard shows the whole run.
+Jobs run detached: quit the workbench or lose the SSH connection and they go on. Open it \
+again (or `lorabake jobs attach ID`) and the dashboard shows the whole run.
+
 From a shell: `lorabake jobs start CONFIG`, `lorabake jobs list`."""
 
 

@@ -67,6 +67,25 @@ async def test_every_stage_reachable_by_keys(small_dataset):
         await pilot.press("escape")
 
 
+async def test_help_lists_the_stage_keys_first_and_fits_80x24(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, 3)
+        await pilot.press("2", "question_mark")
+        await pilot.pause()
+        help_ = app.screen
+        assert isinstance(help_, HelpScreen)
+        sections = dict(help_.groups)
+        assert [name for name, _ in help_.groups][:2] == ["This stage", "Everywhere"]
+        stage = dict((what, keys) for keys, what in sections["This stage"])
+        # the Tags keys, those hidden from the footer too; Textual's tab/copy are not "stage"
+        assert stage["Undo"] == "u ^z" and "Redo" in stage and "Filter" in stage
+        assert "Focus Next" not in stage
+        assert dict((w, k) for k, w in sections["Everywhere"])["Quit"] in ("^q q", "q ^q")
+        box = help_.query_one("VerticalScroll").region
+        assert box.x >= 0 and box.right <= 80 and box.bottom <= 24
+
+
 async def test_concepts_table_shows_counts_and_problems(small_dataset):
     (small_dataset / "10_outfit_b" / "img_000.txt").unlink()
     app = make_app(small_dataset, images="none", save_settings=False)

@@ -214,3 +214,22 @@ async def test_balance_starts_on_the_presets_and_enter_applies(ds):
         await pilot.press("enter")
         await settle(pilot, 2)
         assert box["result"] is not None and box["result"].target == 1000
+
+
+@pytest.mark.parametrize("make", ["replace", "image_tools", "repeats"])
+async def test_at_80x24_a_dialog_shows_its_buttons_without_scrolling(ds, make):
+    app = make_app(ds, images="none", save_settings=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        scan = scan_dataset(ds)
+        dialog = {"replace": lambda: op_dialog(ds, "replace", {"old": "silver hair"}),
+                  "image_tools": lambda: ImageToolDialog(ds, ".txt"),
+                  "repeats": lambda: RepeatsDialog(scan, scan.concepts[0], 8)}[make]()
+        await open_dialog(pilot, dialog)
+        await settle(pilot, 3)
+        frame = dialog.query_one("#dialog")
+        apply_ = dialog.query_one("#apply")
+        assert frame.region.bottom <= 24
+        # compact fields: the Apply button lies inside the frame as first drawn
+        assert frame.scroll_y == 0 and apply_.region.bottom <= frame.region.bottom
+        assert all(w.compact for w in dialog.query("Input, Select, Button"))

@@ -20,37 +20,59 @@ WORKFLOW = """\
 """
 
 
-def describe_bindings(screen: Screen) -> list[tuple[str, str]]:
-    """(key, description) for every shown binding active on `screen`, app ones included."""
-    rows: list[tuple[str, str]] = []
-    seen: set[str] = set()
+# where a binding is defined -> the heading it is listed under, in this order
+SECTIONS = ("This stage", "Everywhere", "In the focused list or field")
+
+
+# Textual's own screen keys (tab, shift+tab, copy) are defined on every screen: not the stage's
+SCREEN_BASICS = {b.action for b in Screen.BINDINGS if isinstance(b, Binding)}
+
+
+def describe_bindings(screen: Screen) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every binding with a description active on `screen`, grouped by where it is defined:
+    the stage's own first, then the app's, then the focused widget's (cursor keys and such).
+    A key hidden from the footer to save room is still listed here; an action bound to more
+    than one key is one row naming them all."""
+    groups: dict[str, dict[str, list[str]]] = {name: {} for name in SECTIONS}
     for _key, active in screen.active_bindings.items():
         b = active.binding
-        if not b.description or b.description in seen and not b.show:
+        if not b.description:
             continue
-        seen.add(b.description)
-        rows.append((screen.app.get_key_display(b), b.description))
-    return rows
+        if active.node is screen and b.action not in SCREEN_BASICS:
+            section = SECTIONS[0]
+        elif active.node is screen or active.node is screen.app:
+            section = SECTIONS[1]
+        else:
+            section = SECTIONS[2]
+        keys = groups[section].setdefault(b.description, [])
+        shown = screen.app.get_key_display(b)
+        if shown not in keys:
+            keys.append(shown)
+    return [(name, [(" ".join(keys), what) for what, keys in rows.items()])
+            for name, rows in groups.items() if rows]
 
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90; max-height: 90%; height: auto;
-        border: thick $primary; background: $surface; padding: 1 2; }
+    HelpScreen > VerticalScroll { width: 90; max-width: 100%; max-height: 100%; height: auto;
+        border: thick $primary; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", show=True)]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, groups: list[tuple[str, list[tuple[str, str]]]]) -> None:
         super().__init__()
-        self.keys = keys
+        self.groups = groups
+        self.keys = [row for _, rows in groups for row in rows]
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]Keys on this screen[/b]"]
-        # a key such as "[" or a description with brackets must not be read as markup
-        lines += [f"  [b]{escape(f'{k:>10}')}[/b]  {escape(d)}" for k, d in self.keys]
+        lines: list[str] = []
+        for heading, rows in self.groups:
+            lines += ["" if lines else "", f"[b]{heading}[/b]"]
+            # a key such as "[" or a description with brackets must not be read as markup
+            lines += [f"  [b]{escape(f'{k:>10}')}[/b]  {escape(d)}" for k, d in rows]
         with VerticalScroll():
-            yield Static("\n".join(lines), id="help-keys")
+            yield Static("\n".join(lines[1:]), id="help-keys")
             yield Static("\n" + WORKFLOW, id="help-workflow")
 
     def action_dismiss(self) -> None:  # type: ignore[override]

@@ -8,6 +8,9 @@ its live preview, a progress bar for long work, Apply/Cancel, and one set of key
 - Esc cancels; while the work runs it stops the work instead.
 - ctrl+r applies too (the key the image tools and auto-tag always offered).
 
+On a short terminal (below 27 rows) the fields and buttons draw compact, one row each, so the
+whole dialog, buttons included, fits 80x24 without scrolling.
+
 Subclasses compose their fields and preview, say which field gets the first focus (the one
 the user is most likely to type), and implement `apply()`.
 """
@@ -24,10 +27,12 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, ProgressBar, Static
 
+from .sizes import TINY, SizeClasses
+
 T = TypeVar("T")
 
 
-class PlanDialog(ModalScreen[T], Generic[T]):
+class PlanDialog(SizeClasses, ModalScreen[T], Generic[T]):
     CSS_PATH = "dialogs.tcss"
     DIALOG_CLASSES = "wide"  # "" for a narrow dialog
     APPLY_LABEL = "Apply"
@@ -94,6 +99,11 @@ class PlanDialog(ModalScreen[T], Generic[T]):
 
     def ready(self) -> None:
         """After the first focus: compute the first preview."""
+
+    def set_size_classes(self, width: int, height: int) -> None:
+        super().set_size_classes(width, height)
+        for widget in self.query("Input, Select, Button, Checkbox"):
+            widget.compact = height < TINY
 
     # ---- keys -------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -16,6 +16,7 @@ from ...core.config.file import ConfigDoc, set_value_in_text
 from ...core.config.schema import SECTIONS, SETTINGS, Setting
 from ...core.config.validate import toml_literal
 from ..widgets.virtual_list import VirtualList
+from .sizes import TINY, SizeClasses
 
 
 def rows() -> list[Setting | str]:
@@ -53,7 +54,7 @@ def parse_value(st: Setting, text: str):
     return text
 
 
-class SettingsDialog(ModalScreen[str | None]):
+class SettingsDialog(SizeClasses, ModalScreen[str | None]):
     """Returns the new TOML text, or None when nothing changed."""
 
     CSS_PATH = "dialogs.tcss"
@@ -70,6 +71,11 @@ class SettingsDialog(ModalScreen[str | None]):
             yield Static(id="set-help")
             yield Input(id="set-value", placeholder="new value, enter to set")
             yield Select([], id="set-choice", allow_blank=True)
+
+    def set_size_classes(self, width: int, height: int) -> None:
+        super().set_size_classes(width, height)
+        for widget in self.query("Input, Select"):
+            widget.compact = height < TINY
 
     def on_mount(self) -> None:
         self.query_one("#set-list", VirtualList).set_items(rows())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
 from ..core.base.user_settings import Settings
@@ -20,9 +23,18 @@ from .screens.recover import RecoverScreen
 from .screens.tags import TagsScreen
 from .screens.train import TrainScreen
 from .themes import discover_themes, theme_variable_defaults
-from .widgets.stagebar import STAGES
+from .widgets.stagebar import STAGES, StageBar
 
 JOB_POLL_S = 5.0  # how often the app looks for jobs that ended (the Train screen: more often)
+NOTICES_KEPT = 100
+
+
+class StageNotice(Message, bubble=False):
+    """An information notice on its way to the stage bar (posted: notify is thread-safe)."""
+
+    def __init__(self, notification: Notification) -> None:
+        super().__init__()
+        self.notification = notification
 
 
 class LorabakeApp(App[int]):
@@ -47,7 +59,30 @@ class LorabakeApp(App[int]):
         self._save_settings = save_settings
         self._wanted_theme = theme or self.settings.theme
         self._job_watcher: FinishWatcher | None = None
+        self.notices: deque[Notification] = deque(maxlen=NOTICES_KEPT)  # every one, newest last
         super().__init__()
+
+    # ---- notices --------------------------------------------------------------------------
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Information goes to the stage bar, where it covers no panel; a warning or an error
+        is a toast (Textual's), to be read. Every notice is kept in `notices`."""
+        notification = Notification(message, title, severity,
+                                    self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+                                    markup=markup)
+        self.notices.append(notification)
+        self.post_message(StageNotice(notification) if severity == "information"
+                          else Notify(notification))
+
+    def on_stage_notice(self, event: StageNotice) -> None:
+        note = event.notification
+        bar = next((s.query_one(StageBar) for s in reversed(self.screen_stack)
+                    if s.query(StageBar)), None)
+        if bar is None:  # no stage yet (the recovery prompt): a toast after all
+            self.post_message(Notify(note))
+            return
+        bar.show_notice(f"{note.title}: {note.message}" if note.title else note.message,
+                        note.timeout)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return theme_variable_defaults(self.current_theme)

@@ -86,6 +86,40 @@ async def test_help_lists_the_stage_keys_first_and_fits_80x24(small_dataset):
         assert box.x >= 0 and box.right <= 80 and box.bottom <= 24
 
 
+async def test_information_goes_to_the_stage_bar_and_errors_to_a_toast(small_dataset):
+    from lorabake_tui.ui.widgets.stagebar import StageBar
+
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, 3)
+        bar = app.screen.query_one(StageBar)
+        app.notify("undid: tags: remove 'smile'\n(12 captions)", timeout=30)
+        await pilot.pause()
+        await pilot.pause()
+        assert bar.notice == "undid: tags: remove 'smile' · (12 captions)"
+        line = str(bar.render())
+        # the other stages shrink to their digits so the notice has the row; no toast
+        assert line.startswith(" 1 Concepts   2  3  4  5 ") and "undid" in line
+        assert not list(app._notifications)  # what Textual draws as toasts
+        app.notify("could not save", severity="error")
+        await pilot.pause()
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == ["could not save"]
+        assert [n.message for n in app.notices][-2:] == [
+            "undid: tags: remove 'smile'\n(12 captions)", "could not save"]
+        long = "/very/long/output/folder/" * 4 + "mira-000008.safetensors"
+        app.notify(long, title="Sent to the terminal's clipboard")
+        await pilot.pause()
+        await pilot.pause()
+        line = str(bar.render())
+        # cut in the middle to fit 80 columns: what happened, and the file's name
+        assert len(line) <= 78 and "…" in line
+        assert "Sent to" in line and line.endswith("folder/mira-000008.safetensors")
+        bar._clear_notice()
+        await pilot.pause()
+        assert "? help" in str(bar.render())
+
+
 async def test_concepts_table_shows_counts_and_problems(small_dataset):
     (small_dataset / "10_outfit_b" / "img_000.txt").unlink()
     app = make_app(small_dataset, images="none", save_settings=False)
@@ -219,7 +253,7 @@ async def test_user_themes_load_and_broken_ones_are_reported(small_dataset):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.theme == "mine"
-        assert any("unknown theme keys colour" in n.message for n in app._notifications)
+        assert any("unknown theme keys colour" in n.message for n in app.notices)
 
 
 @pytest.mark.parametrize("bad", ["missing", "file"])
@@ -233,7 +267,7 @@ async def test_scan_failure_is_shown_not_raised(tmp_path, bad):
             root.write_text("not a folder")
         await pilot.press("f5")
         await settle(pilot, 3)
-        assert any("gone" in n.message for n in app._notifications)
+        assert any("gone" in n.message for n in app.notices)
 
 
 async def test_user_keymap_remaps_a_binding(small_dataset):

@@ -143,12 +143,12 @@ async def test_queue_watch_stop_resume_copy_and_bell(jobenv, small_dataset, monk
         await pilot.press("c")
         await pilot.pause()
         assert app.clipboard == str(Path(resumed.run_dir) / "fake.safetensors")
-        assert any(app.clipboard in n.message for n in app._notifications)
+        assert any(app.clipboard in n.message for n in app.notices)
 
         # a finished job does not resume: said at once, nothing is started
         await pilot.press("r")
         await pilot.pause()
-        assert "finished (done): nothing to resume" in list(app._notifications)[-1].message
+        assert "finished (done): nothing to resume" in list(app.notices)[-1].message
         assert screen.job.attempt == 2 and screen.job.status == "done"
 
 
@@ -243,9 +243,11 @@ async def test_checkpoints_read_as_epoch_step_final_with_sizes_and_c_copies(
         await pilot.pause()
         final = str(run / "mira.safetensors")
         assert copied == [final]
-        notice = list(app._notifications)[-1]
-        assert notice.message.startswith(final + "\n")  # shown whole, to select by hand
-        assert "set-clipboard on" in notice.message
+        notice = list(app.notices)[-1]
+        assert notice.message == final  # shown whole, last, to select by hand
+        assert "set-clipboard on" in notice.title
+        bar = app.screen.query_one("#stagebar")
+        await until(pilot, lambda: bar.notice.endswith(final), "the notice in the stage bar")
         saves.focus()
         saves.cursor = 0
         await pilot.press("c")  # the highlighted checkpoint
@@ -271,7 +273,7 @@ async def test_r_refuses_a_superseded_attempt(jobenv, small_dataset, tmp_path):
         screen = app.screen
         await until(pilot, lambda: screen.job and screen.job.id == first.id, "the old attempt")
         await pilot.press("r")
-        notice = await until(pilot, lambda: [n for n in app._notifications
+        notice = await until(pilot, lambda: [n for n in app.notices
                                              if n.title == "Not resumed"], "the refusal")
         assert f"{first.id} cannot be resumed" in notice[-1].message
         assert f"resume {later.id} instead" in notice[-1].message
@@ -327,7 +329,7 @@ async def test_attach_opens_on_the_job_and_a_queues_the_config_once_there_is_one
         assert screen.job.id == "j-0001" and screen.job.name == "old"
         await pilot.press("a")  # the project has no training config yet
         await pilot.pause()
-        assert "no training config" in list(app._notifications)[-1].message
+        assert "no training config" in list(app.notices)[-1].message
         with Registry() as reg:
             assert len(reg.jobs()) == 2  # nothing was queued
         cfg = write_config(small_dataset, steps=3, delay=0.01)
@@ -429,4 +431,4 @@ async def test_a_job_that_ends_rings_on_any_screen(jobenv, small_dataset, monkey
         await settle(pilot, 2)  # the Concepts screen; Train is never opened
         await until(pilot, lambda: bells, "the bell for the job that ended", timeout=30)
         assert app.current_mode == "concepts"
-        assert any(job.id in n.message or "mira" in n.message for n in app._notifications)
+        assert any(job.id in n.message or "mira" in n.message for n in app.notices)

@@ -773,8 +773,9 @@ class TrainScreen(StageScreen):
         # OSC 52: the terminal (through SSH and tmux, if they let it) puts it on its clipboard.
         # Nobody answers whether it did, so the path is shown to be selected by hand too.
         self.app.copy_to_clipboard(path)
-        self.notify(f"{path}\n(not on your clipboard? inside tmux: set -g set-clipboard on)",
-                    title="Sent to the terminal's clipboard", timeout=CLIPBOARD_S, markup=False)
+        # the path last: a notice cut short keeps its start and its end
+        self.notify(path, title="Sent to the terminal's clipboard (tmux: set -g set-clipboard on)",
+                    timeout=CLIPBOARD_S, markup=False)
 
     def action_open_log(self) -> None:
         job = self._need_job()

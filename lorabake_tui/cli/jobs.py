@@ -28,7 +28,8 @@ examples:
   lorabake jobs start training.toml --gpus 0      start now on GPU 0
   lorabake jobs start other.toml --queue          run when the default GPU is free
   lorabake jobs attach j-0003                     the dashboard on it (quit leaves it running)
-  lorabake jobs stop 3 && lorabake jobs resume 3  stop (state is saved), continue later
+  lorabake jobs stop 3 --wait && lorabake jobs resume 3
+                                                 stop (state is saved), then continue
   lorabake jobs follow kohya.log --pid 4242       watch a kohya sd-scripts run"""
 
 LIST_WIDTH = 100
@@ -52,10 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stop", help="stop a job (it saves its state; resume continues it)")
     s.add_argument("id")
+    s.add_argument("--wait", action="store_true",
+                   help="return once it has stopped (exit 1 if still stopping after "
+                        "--timeout seconds), so `resume` can follow")
     s.add_argument("--force", action="store_true",
                    help="kill it if it has not stopped after --timeout seconds")
     s.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                   help="seconds to wait before killing (with --force; default 60)")
+                   help="seconds to wait (with --wait or --force; default 60)")
 
     s = sub.add_parser("resume", help="continue a stopped, failed or crashed job: its next "
                        "attempt, same id and run dir (a finished run is refused)")
@@ -199,7 +203,12 @@ def cmd_stop(args, reg) -> int:
     if args.force:
         print(f"stopping; killing it if still running after {args.timeout:g} s ...",
               file=sys.stderr)
-    job = stop(args.id, force=args.force, timeout=args.timeout, reg=reg)
+    job = stop(args.id, force=args.force, wait=args.wait, timeout=args.timeout, reg=reg)
+    if job.status == "stopping" and args.wait:
+        print(f"{job.id}: still stopping after {args.timeout:g} s (it finishes its step and "
+              f"saves its state); `lorabake jobs stop {job.id} --force` kills it",
+              file=sys.stderr)
+        return 1
     if job.status == "stopping":
         print(f"{job.id}: asked to stop; it finishes its step and saves its state "
               f"(`lorabake jobs list` shows when it has)")

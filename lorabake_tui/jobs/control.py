@@ -139,11 +139,12 @@ def submit_text(text: str, *, base_dir: Path | str, source: str = "", name: str 
         return reg.get(job.id)
 
 
-def stop(ref: str, *, force: bool = False, timeout: float = STOP_TIMEOUT_S,
+def stop(ref: str, *, force: bool = False, wait: bool = False, timeout: float = STOP_TIMEOUT_S,
          reg: Registry | None = None) -> Job:
     """Ask a running job to stop: SIGTERM to its runner, which passes it to the trainer (it
-    finishes the step, saves state, exits 3; the job ends `stopped`). With `force`, wait up
-    to `timeout` seconds, then SIGKILL its whole process group (the job ends `crashed`)."""
+    finishes the step, saves state, exits 3; the job ends `stopped`). With `wait`, return once
+    it has ended, or after `timeout` seconds still `stopping`. With `force`, wait up to
+    `timeout` seconds, then SIGKILL its whole process group (the job ends `crashed`)."""
     with _registry(reg) as reg:
         job = reg.get(ref)
         if job.status == "queued":
@@ -169,6 +170,8 @@ def stop(ref: str, *, force: bool = False, timeout: float = STOP_TIMEOUT_S,
         reg.transition(job.id, ACTIVE, status="stopping", stop_requested=time.time())
         if force:
             _kill_after(reg, job, timeout)
+        elif wait:
+            _wait_ended(reg, job, timeout)
         return reg.get(job.id)
 
 
@@ -176,14 +179,21 @@ def _alive(job: Job) -> bool:
     return is_alive(job.pid, job.pid_ctime) or is_alive(job.child_pid, job.child_ctime)
 
 
-def _kill_after(reg: Registry, job: Job, timeout: float) -> None:
+def _wait_ended(reg: Registry, job: Job, timeout: float) -> bool:
+    """True once `job` is no longer active (its processes gone), False after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = reg.get(job.id)
         if not job.active or not _alive(job):
             reg.reconcile()
-            return
+            return True
         time.sleep(0.2)
+    return False
+
+
+def _kill_after(reg: Registry, job: Job, timeout: float) -> None:
+    if _wait_ended(reg, job, timeout):
+        return
     job = reg.get(job.id)
     if job.kind == "kohya":
         send(job.pid, signal.SIGKILL)

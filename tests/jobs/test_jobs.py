@@ -191,6 +191,32 @@ def test_stop_saves_state_and_resume_continues(jobenv, tmp_path):
     assert list(history.steps) == list(range(1, 61))
 
 
+def test_stop_wait_then_resume_as_the_help_shows(jobenv, tmp_path, capsys):
+    # `lorabake jobs stop ID --wait && lorabake jobs resume ID`: stop returns once the job
+    # has saved its state and ended, so the resume that follows is accepted
+    job = control.submit(make_config(tmp_path, steps=40, delay=0.05))
+    wait_step(job, 3)
+    assert cli_main(["jobs", "stop", job.id, "--wait", "--timeout", "20"]) == 0
+    assert job_now(job.id).status == "stopped"
+    assert f"{job.id}: stopped" in capsys.readouterr().out
+    assert cli_main(["jobs", "resume", job.id]) == 0
+    assert job_now(job.id).attempt == 2
+    wait_status(job.id, "done")
+
+
+def test_stop_wait_gives_up_after_the_timeout(jobenv, tmp_path, capsys):
+    stubborn = tmp_path / "stubborn.py"
+    ready = tmp_path / "ready"
+    stubborn.write_text("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)"
+                        f"\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    job = control.submit(make_config(tmp_path), trainer_cmd=[sys.executable, str(stubborn)])
+    wait_for(ready.exists, 10, "the trainer to ignore SIGTERM")
+    wait_for(lambda: job_now(job.id).child_pid, 10, "the trainer's pid")
+    assert cli_main(["jobs", "stop", job.id, "--wait", "--timeout", "0.5"]) == 1
+    assert "still stopping after 0.5 s" in capsys.readouterr().err
+    assert job_now(job.id).status == "stopping"  # nothing killed without --force
+
+
 def test_a_queued_resume_and_a_third_attempt(jobenv, tmp_path, capsys):
     # each attempt holds at its own step until it is stopped: 4, then 8; the third finishes
     job = control.submit(make_config(tmp_path, steps=12, delay=0.02, hold_at=[4, 8]))

@@ -40,8 +40,11 @@ def run(argv: list[str], which: str) -> int:
     elif entry is None:
         print(f"nothing to {which}")
     else:
+        from ..core.base.sessions import describe_origin
+
         verb = {"undo": "undid", "redo": "redid", "rollback": "rolled back interrupted"}[kind]
-        print(f"{verb}: {entry.label}")
+        who = describe_origin(entry.origin)
+        print(f"{verb}: {entry.label}" + (f" (a change made by {who})" if who else ""))
     if entry is not None and entry.conflicts:
         for c in entry.conflicts:
             print(f"  left alone: {c}", file=sys.stderr)

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
+from ..core.base.sessions import Sessions
 from ..core.base.user_settings import Settings
 from ..core.project.project import Project
 from ..jobs.notify import FinishWatcher, finish_notice
@@ -60,6 +61,7 @@ class LorabakeApp(App[int]):
         self._wanted_theme = theme or self.settings.theme
         self._job_watcher: FinishWatcher | None = None
         self.notices: deque[Notification] = deque(maxlen=NOTICES_KEPT)  # every one, newest last
+        self.sessions = Sessions(project.root)
         super().__init__()
 
     # ---- notices --------------------------------------------------------------------------
@@ -102,11 +104,28 @@ class LorabakeApp(App[int]):
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         self.sub_title = self.project.name
+        self._open_session()
         pending = self.project.journal.interrupted()
         if pending is not None:
             self.push_screen(RecoverScreen(pending))
         # a training job that ends rings the bell whatever screen is open
         self.set_interval(JOB_POLL_S, self._poll_jobs)
+
+    # ---- other workbenches on this dataset ---------------------------------------------
+    def _open_session(self) -> None:
+        try:
+            others = self.sessions.open()
+        except OSError:  # a dataset we cannot write to: no undo history to share either
+            return
+        if others:
+            who = "; ".join(s.describe() for s in others)
+            self.notify(f"{len(others)} other workbench(es) have this dataset open ({who}). "
+                        "You share one undo history: u here can take back a change made "
+                        "there (it says so when it does).",
+                        title="Dataset open elsewhere", severity="warning", timeout=20)
+
+    def on_unmount(self) -> None:
+        self.sessions.close()
 
     # ---- jobs that end ------------------------------------------------------------------
     def _poll_jobs(self) -> None:

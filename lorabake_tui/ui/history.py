@@ -6,6 +6,7 @@ from textual.widget import Widget
 
 from ..core.base.errors import LorabakeError
 from ..core.base.journal import Entry, Journal
+from ..core.base.sessions import describe_origin
 
 
 def run_history(widget: Widget, journal: Journal, which: str) -> Entry | None:
@@ -26,5 +27,11 @@ def run_history(widget: Widget, journal: Journal, which: str) -> Entry | None:
         widget.notify("\n".join(entry.conflicts[:5]), title=f"{which}: some files left alone",
                       severity="warning", timeout=15)
     else:
-        widget.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
+        who = describe_origin(entry.origin)
+        if who:  # the shared history took back someone else's change: say so, and longer
+            widget.notify(f"{entry.label}: a change made by {who}",
+                          title="Undid" if which == "undo" else "Redid", severity="warning",
+                          timeout=12)
+        else:
+            widget.notify(f"{'Undid' if which == 'undo' else 'Redid'}: {entry.label}")
     return entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -262,7 +263,7 @@ async def test_scan_failure_is_shown_not_raised(tmp_path, bad):
     root.mkdir()
     app = make_app(root, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:
-        root.rmdir()
+        shutil.rmtree(root)  # with the workbench's session file in .lorabake/sessions
         if bad == "file":
             root.write_text("not a folder")
         await pilot.press("f5")

@@ -32,6 +32,7 @@ from .atomic import (
 )
 from .errors import LorabakeError
 from .project_files import ProjectFiles
+from .sessions import current_origin
 
 # Entry states. "applying", "undoing" and "redoing" only survive a crash.
 APPLYING, DONE, UNDOING, UNDONE, REDOING, ROLLED_BACK = (
@@ -118,19 +119,21 @@ class Entry:
     conflicts: list[str] = field(default_factory=list)  # left alone by the last undo/rollback
     skipped: list[str] = field(default_factory=list)  # not applied: changed on disk since read
     blob_index: dict[str, tuple[int, int]] = field(default_factory=dict)
+    origin: str | None = None  # who made it (sessions.current_origin); older entries: None
 
     def to_json(self) -> dict:
         return {"id": self.id, "op": self.op, "label": self.label, "state": self.state,
                 "created": self.created, "changes": [c.to_json() for c in self.changes],
                 "conflicts": self.conflicts, "skipped": self.skipped,
-                "blobs": {k: list(v) for k, v in self.blob_index.items()}}
+                "blobs": {k: list(v) for k, v in self.blob_index.items()},
+                "origin": self.origin}
 
     @classmethod
     def from_json(cls, d: dict) -> Entry:
         return cls(d["id"], d["op"], d["label"], d["state"], d["created"],
                    [_change_from_json(c) for c in d["changes"]], list(d.get("conflicts", [])),
                    list(d.get("skipped", [])),
-                   {k: (v[0], v[1]) for k, v in d.get("blobs", {}).items()})
+                   {k: (v[0], v[1]) for k, v in d.get("blobs", {}).items()}, d.get("origin"))
 
     @property
     def tmp_tag(self) -> str:
@@ -252,7 +255,7 @@ class Journal:
             self._discard_redo()
             entry = Entry(self._next_id(), op, label, APPLYING,
                           datetime.now(UTC).isoformat(timespec="seconds"), todo,
-                          skipped=problems)
+                          skipped=problems, origin=current_origin())
             self._save_blobs(entry, cs.blobs)
             self._save(entry)
             self._save_state(entry)

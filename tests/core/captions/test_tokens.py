@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 
@@ -151,16 +150,17 @@ def test_chunk_boundary_split_flagged():
     assert TokenCounter().analyse(WORDS[:40], 225).split_tags == []  # 74 is a comma
 
 
-def test_ten_thousand_captions_in_about_a_second():
+def test_many_random_captions_share_one_cache_and_agree_with_a_fresh_counter():
+    # the speed of this is bench/bench_tokens.py's; here: the cache never changes an answer
     rng = random.Random(0)
-    vocab = WORDS + [f"tag{i}_{rng.choice(WORDS)}" for i in range(1500)]
-    caps = [[rng.choice(vocab) for _ in range(rng.randint(5, 35))] for _ in range(10_000)]
-    c = TokenCounter()
-    start = time.perf_counter()
-    results = [c.analyse(tags, 75, SHUFFLE_KEEP1) for tags in caps]
-    elapsed = time.perf_counter() - start
-    assert any(r.is_over for r in results)
-    assert elapsed < 3.0, elapsed  # about 1 s here; slack for a loaded test machine
+    vocab = WORDS + [f"tag{i}_{rng.choice(WORDS)}" for i in range(300)]
+    caps = [[rng.choice(vocab) for _ in range(rng.randint(5, 35))] for _ in range(2_000)]
+    shared = TokenCounter()
+    results = [shared.analyse(tags, 75, SHUFFLE_KEEP1) for tags in caps]
+    assert any(r.is_over for r in results) and not all(r.is_over for r in results)
+    for n in rng.sample(range(len(caps)), 50):
+        fresh = TokenCounter().analyse(caps[n], 75, SHUFFLE_KEEP1)
+        assert (fresh.is_over, fresh.split_tags) == (results[n].is_over, results[n].split_tags)
 
 
 # ---- filter -----------------------------------------------------------------------------

@@ -151,6 +151,20 @@ async def test_overview_lists_outliers_and_distinctive_tags(tagged):
         assert isinstance(app.screen, TagsScreen)
 
 
+async def test_overview_title_shows_a_scope_with_brackets_as_text(tagged):
+    from lorabake_tui.core.captions.tagstats import tag_stats
+    from lorabake_tui.ui.screens.stats_dialog import StatsDialog
+
+    app = make_app(tagged, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_tags(pilot)
+        scope = "images matching 'x[b]' [/] [red"  # a filter the user typed
+        app.push_screen(StatsDialog(tag_stats(screen.store, screen.store.records), scope))
+        await settle(pilot)
+        title = str(app.screen.query_one(".title", Static).render())
+        assert title == f"Overview of {scope}"
+
+
 async def test_down_from_the_search_box_goes_to_the_list(tagged):
     app = make_app(tagged, images="none", save_settings=False)
     async with app.run_test(size=SIZE) as pilot:

@@ -50,7 +50,9 @@ class StatsDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="wide"):
-            yield Static(f"[b]Overview[/b] of {self.scope}", classes="title")
+            # the scope holds the user's filter text: "[" in it is text, not markup
+            yield Static(Content.from_markup("[b]Overview[/b] of $scope", scope=self.scope),
+                         classes="title")
             yield Static(stats_text(self.stats))
             yield Static("[b]esc[/b] close", classes="keys")
 

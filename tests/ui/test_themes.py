@@ -135,9 +135,15 @@ async def test_the_stage_screens_draw_their_text_again_in_the_new_theme(small_da
         assert dark == theme_color(app, "error").lower()
         await pilot.press("3")
         await settle(pilot)
-        assert isinstance(app.screen, BucketsScreen)
+        buckets = app.screen
+        assert isinstance(buckets, BucketsScreen)
+        images = buckets.query_one("#bk-images", VirtualList)
+        images.focus()
+        await pilot.press("down", "down")
+        assert images.cursor == 2
         app.theme = "lorabake-light"
         await settle(pilot)
+        assert images.cursor == 2  # redrawn in the new colours, not recomputed from the top
         await pilot.press("1")
         await settle(pilot)
         assert repeats_colour() == theme_color(app, "error").lower() != dark  # while away

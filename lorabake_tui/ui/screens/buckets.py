@@ -198,6 +198,18 @@ class BucketsScreen(StageScreen):
             summary.update(Text(str(exc), style=theme_style(self.app, "error", bold=True)))
             return
         self.plan = plan = self.project.plan(self.settings, self.dataset)
+        if plan.report is not None:
+            hist = self.query_one("#bk-histogram", VirtualList)
+            hist.set_items(bucket_histogram(plan.report))
+        else:
+            self.query_one("#bk-histogram", VirtualList).set_items([])
+        self.draw_summary()
+
+    def draw_summary(self) -> None:
+        """The summary and warnings of the current plan, in the theme's colours."""
+        plan, summary = self.plan, self.query_one("#bk-summary", Static)
+        if plan is None:
+            return
         text = Text()
         changed = self.changes()
         if changed:
@@ -212,11 +224,9 @@ class BucketsScreen(StageScreen):
             text.append(plan.findings[0].message if plan.findings else "no plan",
                         style=theme_style(self.app, "error", bold=True))
             summary.update(text)
-            self.query_one("#bk-histogram", VirtualList).set_items([])
             return
-        rows = bucket_histogram(report)
         hist = self.query_one("#bk-histogram", VirtualList)
-        hist.set_items(rows)
+        rows = hist.items
         hist.border_title = f"Buckets: {len(rows)} · size · images · samples (with repeats)"
         g = self.settings.general
         text.append(f"{plan.batches_per_epoch}", style="bold")
@@ -238,7 +248,8 @@ class BucketsScreen(StageScreen):
         self.query_one("#bk-warnings", Static).update(warn)
 
     def recolour(self) -> None:
-        self.recompute()
+        # the lists recolour themselves; redrawing only the text keeps the cursors where they are
+        self.draw_summary()
 
     # ---- lists --------------------------------------------------------------------------
     def _bucket_row(self, row, width: int) -> Text:

@@ -19,7 +19,8 @@ JSON_HELP = """\
 --json prints one object:
   buckets [{resolution [w, h], images, samples}], images [{path, size, bucket, resized,
   error}], batches_per_epoch, mean_ar_error, epochs, total_steps, warnings [str],
-  left_out [str], summary {samples_per_epoch, train_samples, reg_samples, batches_per_epoch,
+  left_out [str], errors [str] (what the trainer would stop on), summary
+  {samples_per_epoch, train_samples, reg_samples, batches_per_epoch,
   steps_per_epoch, epochs, total_steps, warmup_steps, buckets, images},
   settings {resolution, min, max, step, no_upscale, enable, batch_size, epochs},
   config (the training.toml read, or null), what_if {key: {config, now}},
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
         data = report.to_json()
         data.update({"epochs": plan.epochs, "total_steps": plan.total_steps,
                      "warnings": report.warnings(), "left_out": plan.left_out,
+                     "errors": [f.message for f in plan.findings if f.is_error],
                      "summary": plan.summary(),
                      "settings": {"resolution": s.buckets.resolution, "min": s.buckets.min,
                                   "max": s.buckets.max, "step": s.buckets.step,
@@ -140,10 +142,14 @@ def main(argv: list[str]) -> int:
         if plan.total_steps < plan.uncut_steps else ""
     print(f"\n{plan.batches_per_epoch} batches per epoch, {plan.uncut_steps} steps over "
           f"{s.general.epochs} epochs{cut}; mean aspect-ratio error {report.mean_ar_error:.4f}")
+    for f in plan.findings:
+        if f.is_error:  # e.g. an image too large to open: the trainer refuses to start
+            print(f"  error: {f.message}")
     for w in report.warnings():
         print(f"  warning: {w}")
     if plan.left_out:
-        print(f"  {len(plan.left_out)} image(s) kohya will not see, e.g. {plan.left_out[0]}")
+        print(f"  {len(plan.left_out)} image(s) left out (kohya skips or stops on them), "
+              f"e.g. {plan.left_out[0]}")
     if recommendation is not None:
         counts = recommendation.counts()
         print(f"\nrecommended {len(recommendation.buckets)} bucket(s), mean crop "

@@ -2,7 +2,9 @@
 
 Everything here comes from the core's training plan (scan, subsets, repeats, kohya's bucket
 math) and caption parsing, so the trainer sees exactly what the Config and Buckets screens
-show.
+show. An image over the core's pixel limit is refused with the scan's words: the plan leaves
+it out with an error, and each image's header is checked again before its pixels are decoded
+(a file replaced since the scan must not be decoded blind).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import numpy as np
 from ..core.base.errors import LorabakeError
 from ..core.buckets.assign import BucketReport
 from ..core.captions.caption_file import CaptionDecodeError, parse_caption
+from ..core.images.imageinfo import ImageReadError, read_image_header
 from ..core.images.imageops import ImageDecodeError, decode_image, to_rgb
+from ..core.images.limits import (
+    MAX_PIXELS,
+    PIXEL_LIMIT_HINT,
+    over_pixel_limit,
+    pixel_limit_message,
+)
 from ..core.project.plan import TrainingPlan
 
 
@@ -96,6 +105,9 @@ def load_train_data(plan: TrainingPlan) -> TrainData:
     Buckets screen counted."""
     if plan.report is None or plan.buckets is None:
         raise LorabakeError("the training plan has errors", "`lorabake config check` lists them")
+    errors = [f for f in plan.findings if f.is_error]
+    if errors:  # e.g. images over the pixel limit: the run would stop on them later
+        raise LorabakeError(errors[0].message, "`lorabake config check` lists them")
     samples = [Sample(key=("reg/" if i.is_reg else "") + i.key, path=i.image.path,
                       caption=_read_caption(i.image.caption_path, i.concept.name),
                       folder=i.concept.folder, is_reg=i.is_reg, repeats=i.repeats,
@@ -137,7 +149,15 @@ def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = 
     from the stored size (the scan warns about such images; the image tools make them
     upright)."""
     try:
-        image = to_rgb(decode_image(sample.path.read_bytes(), upright=False))
+        header = read_image_header(sample.path)
+    except ImageReadError as exc:
+        raise LorabakeError(f"{sample.path}: {exc}", "fix or remove the image") from None
+    if over_pixel_limit(header.width, header.height):
+        raise LorabakeError(f"{sample.key}: {pixel_limit_message(header.width, header.height)}",
+                            PIXEL_LIMIT_HINT)
+    try:
+        image = to_rgb(decode_image(sample.path.read_bytes(), upright=False,
+                                    max_pixels=MAX_PIXELS))
     except (OSError, ImageDecodeError) as exc:
         raise LorabakeError(f"{sample.path}: {exc}", "fix or remove the image") from None
     from ..core.images.imageops import cover_size

@@ -1,10 +1,16 @@
 """Balancing repeats so every concept gets about the same samples per epoch (the guide's
-"Repetitions and Epochs": repeats = ceil(target / images)), and applying it as folder renames."""
+"Repetitions and Epochs": repeats = ceil(target / images)), and applying it as folder renames.
+
+A concept folder that is a symbolic link is never renamed, and neither is a folder a link
+points at: the rename would leave the link pointing nowhere. Both are conflicts of the plan,
+checked again on disk just before anything is renamed."""
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..base.errors import LorabakeError
 from ..base.journal import Entry, Journal, Rename
@@ -150,6 +156,8 @@ def _conflicts(dataset: Dataset, rows: list[PlanRow]) -> list[str]:
     seen: dict[str, str] = {}
     moving = {r.folder for r in rows if r.renames}
     existing = {c.folder for c in dataset.train_concepts}
+    links = {c.folder: c.link for c in dataset.train_concepts if c.link is not None}
+    out += _link_conflicts(dataset.root, [r.folder for r in rows if r.renames], links)
     for r in rows:
         if r.new_folder in seen and seen[r.new_folder] != r.folder:
             out.append(f"{seen[r.new_folder]} and {r.folder} would both become {r.new_folder}: "
@@ -169,5 +177,41 @@ def apply_plan(dataset: Dataset, plan: BalancePlan, *, op: str = "balance",
     renames = [Rename(r.folder, r.new_folder) for r in plan.renames]
     if not renames:
         return None
+    # the folders as they are now: a link made since the scan is refused all the same
+    now = _link_conflicts(dataset.root, [r.src for r in renames], _links_on_disk(dataset.root))
+    if now:
+        raise LorabakeError(now[0], "nothing was renamed")
     label = label or f"balance to {plan.target} samples per concept ({len(renames)} folders)"
     return Journal(dataset.root).apply(op, label, renames)
+
+
+def _link_conflicts(root: Path, renaming: list[str], links: dict[str, Path]) -> list[str]:
+    """Why each of `renaming` must not be renamed: it is a link, or a link points at it.
+    `links`: the root's folders that are links -> their real targets."""
+    out: list[str] = []
+    targets: dict[Path, str] = {}
+    for name, target in links.items():
+        targets.setdefault(target, name)
+    real_root = root.resolve()
+    for folder in renaming:
+        if folder in links:
+            out.append(f"{folder} is a link to {_shown(links[folder], real_root)}: lorabake "
+                       "will not rename it (rename the link yourself, or make it a real "
+                       "folder)")
+        elif (alias := targets.get(real_root / folder)) is not None:
+            out.append(f"{folder} is where the link {alias} points: renaming it would leave "
+                       f"{alias} pointing nowhere (remove the link first)")
+    return out
+
+
+def _shown(target: Path, root: Path) -> str:
+    return target.name if target.parent == root else str(target)
+
+
+def _links_on_disk(root: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.is_symlink() and not entry.name.startswith("."):
+                out[entry.name] = Path(os.path.realpath(entry.path))
+    return out

@@ -2,11 +2,21 @@
 
 A scan reads directory listings, image headers and caption bytes; it never decodes pixels and
 never writes. Problems are collected, not raised, so one bad file never hides the others.
+
+Only regular files are read. A FIFO, socket or device named like an image or caption is never
+opened (opening a FIFO blocks until someone writes to it): it is a problem and left out. Links
+are followed as kohya follows them (its is_dir and glob do), each with one stat that fails on a
+loop; the scan reads the root and the concept folders and never goes deeper, so a link to a
+parent folder cannot make it recurse. A dangling or looping link is a problem and left out. A
+concept folder that is a link trains as kohya trains it, with the link's own repeats, and is
+reported: folder renames (balance, set repeats) refuse to touch it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,6 +24,7 @@ from pathlib import Path
 
 from ..base.errors import LorabakeError
 from ..images.imageinfo import ImageReadError, read_image_header
+from ..images.limits import PIXEL_LIMIT_HINT, over_pixel_limit, pixel_limit_message
 from ..images.media import DEFAULT_CAPTION_EXT, UNREADABLE_BY_KOHYA_EXTS, image_ext
 from .folders import parse_folder_name
 from .problems import Problem, Severity
@@ -27,6 +38,13 @@ class CaptionState(StrEnum):
     NOT_UTF8 = "not-utf8"
 
 
+class LinkPlace(StrEnum):
+    """Where a file that is a symbolic link really is, seen from the dataset root."""
+
+    INSIDE = "inside"
+    OUTSIDE = "outside"
+
+
 @dataclass(slots=True)
 class ImageItem:
     folder: Path
@@ -38,6 +56,13 @@ class ImageItem:
     readable: bool = True
     caption_name: str | None = None
     caption: CaptionState = CaptionState.MISSING
+    caption_link: LinkPlace | None = None  # the caption is a link: to a file inside the root?
+
+    @property
+    def over_pixel_limit(self) -> bool:
+        """Too many pixels for Pillow to open, so kohya (and the trainer) would stop on it."""
+        return self.width is not None and self.height is not None and \
+            over_pixel_limit(self.width, self.height)
 
     # Paths are built on demand: a scan of 10k images should not pay for 20k Path objects.
     @property
@@ -58,6 +83,11 @@ class Concept:
     is_reg: bool
     images: list[ImageItem] = field(default_factory=list, repr=False)  # 10k in a repr: no
     problems: int = 0
+    link: Path | None = None  # the folder is a symbolic link to this (real) folder
+
+    @property
+    def is_link(self) -> bool:
+        return self.link is not None
 
     @property
     def image_count(self) -> int:
@@ -108,6 +138,7 @@ class Dataset:
                     "images": c.image_count,
                     "captions_missing": c.captions_missing,
                     "is_reg": c.is_reg,
+                    "link": str(c.link) if c.link is not None else None,
                 }
                 for c in self.concepts
             ],
@@ -135,10 +166,19 @@ def scan_dataset(
     reg = _check_root(Path(reg_root), "regularization") if reg_root else None
     problems: list[Problem] = []
     jobs: list[tuple[Path, Path, bool]] = []  # (folder, base for relative paths, is_reg)
+    links: dict[Path, Path] = {}  # concept folder that is a link -> the real folder
+    real: dict[Path, str] = {}  # real path of a concept folder that is no link -> its name
     for base, is_reg in ((root, False), (reg, True)):
         if base is None:
             continue
-        sub_dirs, loose = _list_root(base)
+        listing = _list_folder(base)
+        if listing.error is not None:
+            raise LorabakeError(f"cannot list {base}: {listing.error}",
+                                "check the folder's permissions")
+        for name, what in sorted(listing.odd.items()):
+            problems.append(_odd_problem(_rel(base / name, root), what, None, is_image=False))
+        sub_dirs = sorted(listing.subdirs)
+        loose = sorted(n for n in listing.names if image_ext(n))
         if loose:
             problems.append(_root_images_problem(base, root, loose, is_reg))
         if not sub_dirs and not loose:
@@ -146,10 +186,16 @@ def scan_dataset(
                 Severity.WARNING, _rel(base, root), "no concept folders here",
                 "create folders named N_name (e.g. 10_mychar) holding the images",
                 "no-concepts"))
-        jobs.extend((d, root, is_reg) for d in sub_dirs)
+        for name in sub_dirs:
+            folder = base / name
+            if name in listing.links:
+                links[folder] = Path(listing.links[name])
+            else:
+                real[folder] = name
+            jobs.append((folder, root, is_reg))
 
-    listings = [(_list_concept(folder), folder, base, is_reg) for folder, base, is_reg in jobs]
-    total = sum(sum(1 for n in names if image_ext(n)) for (names, _), *_ in listings)
+    listings = [(_list_folder(folder), folder, base, is_reg) for folder, base, is_reg in jobs]
+    total = sum(sum(1 for n in lst.names if image_ext(n)) for lst, *_ in listings)
     seen = 0
 
     def tick() -> None:
@@ -162,8 +208,12 @@ def scan_dataset(
                 progress(seen, total)
 
     concepts: list[Concept] = []
-    for (names, subdirs), folder, base, is_reg in listings:
-        concept, found = _scan_concept(folder, base, is_reg, caption_ext, names, subdirs, tick)
+    for listing, folder, base, is_reg in listings:
+        concept, found = _scan_concept(folder, base, is_reg, caption_ext, listing, tick)
+        if folder in links:
+            concept.link = links[folder]
+            found.insert(0, _link_problem(concept, base, real))
+            concept.problems += 1
         concepts.append(concept)
         problems.extend(found)
     if progress is not None:
@@ -180,19 +230,78 @@ def _check_root(path: Path, what: str) -> Path:
     return path.resolve()
 
 
-def _list_root(base: Path) -> tuple[list[Path], list[str]]:
-    dirs: list[Path] = []
-    loose: list[str] = []
-    with os.scandir(base) as it:
-        for entry in it:
-            if entry.name.startswith("."):
-                continue  # .lorabake and friends; kohya's glob skips dotfiles too
-            if entry.is_dir():
-                dirs.append(Path(entry.path))
-            elif image_ext(entry.name):
-                loose.append(entry.name)
-    dirs.sort(key=lambda p: p.name)
-    return dirs, sorted(loose)
+@dataclass(slots=True)
+class _Listing:
+    """One folder's entries by what they are, dotfiles skipped (.lorabake and friends;
+    kohya's glob skips them too)."""
+
+    names: set[str] = field(default_factory=set)  # regular files, or links leading to one
+    subdirs: list[str] = field(default_factory=list)  # folders, or links leading to one
+    odd: dict[str, str] = field(default_factory=dict)  # name -> what it is instead
+    links: dict[str, str] = field(default_factory=dict)  # name of a link -> its real path
+    error: str | None = None  # the folder itself could not be listed
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _list_folder(folder: Path) -> _Listing:
+    out = _Listing()
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if not entry.name.startswith("."):
+                    _sort_entry(entry, out)
+    except OSError as exc:
+        out.error = exc.strerror or str(exc)
+    return out
+
+
+def _sort_entry(entry: os.DirEntry, out: _Listing) -> None:
+    """File, folder or something never to open. A plain file or folder costs no system
+    call (the listing's file type says so); a link costs one stat, a special file one lstat.
+    A link is followed once by stat, which fails on a loop (ELOOP) instead of recursing."""
+    name = entry.name
+    try:
+        if entry.is_symlink():
+            try:
+                mode = os.stat(entry.path).st_mode
+            except FileNotFoundError:
+                out.odd[name] = f"a link to {_readlink(entry.path)}, which does not exist"
+                return
+            except OSError as exc:
+                out.odd[name] = ("a link loop" if exc.errno == errno.ELOOP else
+                                 f"a link that cannot be followed ({exc.strerror})") + \
+                    f" ({name} -> {_readlink(entry.path)})"
+                return
+            out.links[name] = os.path.realpath(entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            out.names.add(name)
+            return
+        elif entry.is_dir(follow_symlinks=False):
+            out.subdirs.append(name)
+            return
+        else:
+            mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError as exc:
+        out.odd[name] = f"cannot be read ({exc.strerror})"
+        return
+    if stat.S_ISREG(mode):
+        out.names.add(name)
+    elif stat.S_ISDIR(mode):
+        out.subdirs.append(name)
+    else:
+        what = next((w for test, w in _SPECIAL if test(mode)), "a special file")
+        out.odd[name] = f"not a regular file ({what})"
+        out.links.pop(name, None)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -210,32 +319,56 @@ def _root_images_problem(base: Path, root: Path, loose: list[str], is_reg: bool)
         "move them into a concept folder such as 10_name (N = repeats)", "root-images")
 
 
-def _list_concept(folder: Path) -> tuple[set[str], list[str]]:
-    """(file names, sub-folder names) of one concept folder, dotfiles skipped."""
-    names: set[str] = set()
-    subdirs: list[str] = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                subdirs.append(entry.name)
-            else:
-                names.add(entry.name)
-    return names, subdirs
+def _odd_problem(rel: str, what: str, concept: str | None, *, is_image: bool) -> Problem:
+    """A name lorabake never opens: a special file, or a link that leads nowhere."""
+    if what.startswith("not a regular file"):
+        code, hint = "not-regular", "remove or rename it"
+    elif what.startswith("a link"):
+        code = "link-loop" if what.startswith("a link loop") else "dangling-link"
+        hint = "remove the link, or point it at a real file"
+    else:
+        code, hint = "unreadable-entry", "check its permissions"
+    # kohya globs an image name whatever it is, then hangs (FIFO) or crashes on it; any
+    # other name it never opens
+    severity = Severity.ERROR if is_image else Severity.WARNING
+    return Problem(severity, rel, f"{what}: skipped", hint, code, concept=concept)
+
+
+def _link_problem(concept: Concept, root: Path, real: dict[Path, str]) -> Problem:
+    """A concept folder that is a link: kohya follows it (is_dir and glob do), so its images
+    train with the link's repeats; lorabake's renames would break it or its target."""
+    target = concept.link
+    twin = real.get(target) if target is not None else None
+    if twin is not None:
+        message = (f"{concept.folder} is a link to {twin}: kohya would train those images "
+                   "twice; lorabake will not rename it")
+        hint = "remove the link unless you mean to train them twice"
+    else:
+        message = f"{concept.folder} is a link to {target}: lorabake will not rename it"
+        hint = "to change its repeats, rename the link yourself or make it a real folder"
+    return Problem(Severity.WARNING, _rel(concept.path, root), message, hint, "linked-folder",
+                   concept=concept.folder)
 
 
 def _scan_concept(folder: Path, root: Path, is_reg: bool, caption_ext: str,
-                  names: set[str], subdirs: list[str], tick: Callable[[], None]
+                  listing: _Listing, tick: Callable[[], None]
                   ) -> tuple[Concept, list[Problem]]:
     parsed = parse_folder_name(folder.name)
     concept = Concept(folder.name, folder, parsed.name, parsed.repeats, is_reg)
     rel_folder = _rel(folder, root)
     problems: list[Problem] = []
+    names, subdirs = listing.names, listing.subdirs
 
     def add(sev: Severity, path: str, msg: str, hint: str, code: str) -> None:
         problems.append(Problem(sev, path, msg, hint, code, concept=folder.name))
 
+    if listing.error is not None:
+        add(Severity.ERROR, rel_folder, f"cannot list the folder ({listing.error})",
+            "check its permissions (kohya stops on it too)", "unreadable-folder")
+    for name, what in sorted(listing.odd.items()):
+        problems.append(_odd_problem(f"{rel_folder}/{name}", what, folder.name,
+                                     is_image=image_ext(name) is not None))
+    root_prefix = str(root) + os.sep
     images = sorted((n, e) for n in names if (e := image_ext(n)))
     by_stem: dict[str, list[str]] = {}
     base = str(folder) + os.sep  # plain strings in the hot loop: Path costs add up at 10k
@@ -255,6 +388,10 @@ def _scan_concept(folder: Path, root: Path, is_reg: bool, caption_ext: str,
         if cap_name in names:
             item.caption_name = cap_name
             item.caption = _check_caption(base + cap_name, f"{rel_folder}/{cap_name}", add)
+            target = listing.links.get(cap_name)
+            if target is not None:
+                item.caption_link = _caption_link(target, root_prefix, f"{rel_folder}/"
+                                                  f"{cap_name}", add)
         concept.images.append(item)
 
     for stem, group in by_stem.items():
@@ -304,6 +441,11 @@ def _read_header(item: ImageItem, path: str, rel_folder: str, add) -> None:
             "replace or delete the file", "bad-image")
         return
     item.width, item.height = header.width, header.height
+    if over_pixel_limit(header.width, header.height):
+        # kept readable, with its size: the image tools and the plan decide what to do
+        add(Severity.ERROR, f"{rel_folder}/{item.name}",
+            pixel_limit_message(header.width, header.height), PIXEL_LIMIT_HINT,
+            "too-many-pixels")
     if header.orientation != 1:
         o = item.orientation = header.orientation
         add(Severity.WARNING, f"{rel_folder}/{item.name}",
@@ -322,15 +464,31 @@ _STORED = {2: "mirrored", 3: "upside down", 4: "upside down and mirrored",
            8: "sideways"}
 
 
+# O_NONBLOCK: a file swapped for a FIFO after the listing must not hang the scan in open()
+_CAPTION_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
 def _read_all(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _CAPTION_FLAGS)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         chunks = []
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _caption_link(target: str, root_prefix: str, rel: str, add) -> LinkPlace:
+    """A caption that is a link: edits can follow one into the dataset, never out of it."""
+    if target.startswith(root_prefix):
+        return LinkPlace.INSIDE
+    add(Severity.WARNING, rel, f"caption is a link to {target}, outside the dataset",
+        "lorabake does not edit files outside the dataset: copy it here to edit its tags",
+        "caption-link-outside")
+    return LinkPlace.OUTSIDE
 
 
 def _check_caption(path: str, rel: str, add) -> CaptionState:

@@ -15,6 +15,9 @@ only when the VP8X flags say there is one): only IFD0 is read, a few dozen bytes
 or damaged EXIF block is orientation 1; it never makes the image unreadable (kohya ignores
 EXIF and reads the pixels as stored). XMP ``tiff:Orientation`` is not read, and formats left
 to Pillow report 1.
+
+The size is reported whatever it is: judging it against the pixel limit (core/images/limits)
+is the caller's business. Nothing here decodes pixels, so a decompression bomb costs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -456,9 +460,15 @@ def _read_with_pillow(path: os.PathLike | str, reason: str) -> ImageHeader:
     except ImportError as exc:
         raise ImageReadError(reason) from exc
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            fmt = (image.format or "unknown").lower()
+        # Pillow warns about (and above twice its limit refuses) big images as it opens them;
+        # the size alone decodes nothing, and the caller judges it against limits.MAX_PIXELS
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                fmt = (image.format or "unknown").lower()
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"too many pixels for Pillow to open ({exc})") from exc
     except Exception as exc:  # Pillow raises many exception types for non-images
         raise ImageReadError(reason) from exc
     # Orientation 1: what these formats need is up to Pillow (its TIFF reader, for one, turns

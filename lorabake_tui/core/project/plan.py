@@ -26,6 +26,7 @@ from ..config.schema import Subset, TrainingSettings
 from ..dataset.balance import MAIN_CONCEPT_LIMIT, OPTIMIZER_TARGETS, target_name
 from ..dataset.scan import CaptionState, Concept, Dataset, ImageItem
 from ..dataset.steps import reg_repeats, run_steps
+from ..images.limits import PIXEL_LIMIT_HINT, pixel_limit_message
 from ..images.media import KOHYA_IMAGE_EXTS
 
 BUCKET_KEYS = {"resolution": "buckets.resolution", "min": "buckets.min", "max": "buckets.max",
@@ -145,12 +146,16 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
         return TrainingPlan(s, None, findings=[Finding(ERROR, key, None, f"{key}: {exc}")],
                             processes=processes)
     concepts = _concepts(s, dataset, findings)
-    images, left_out = _images(concepts)
+    images, left_out, too_big = _images(concepts)
+    if too_big:
+        findings.append(Finding(
+            ERROR, "data.train_dir", None, f"{len(too_big)} image(s) too large to open, e.g. "
+            f"{too_big[0]}: kohya and the trainer stop on them. {PIXEL_LIMIT_HINT}"))
     planned_folders = {(pc.concept.folder, pc.concept.is_reg) for pc in concepts}
     for c in dataset.concepts:
         if (c.folder, c.is_reg) not in planned_folders:
-            why = "folder skipped by kohya (no repeat prefix)" if not c.repeats or \
-                c.repeats < 1 else "folder not in data.subsets"
+            why = skip_reason(c.repeats) if c.repeats is None or c.repeats < 1 \
+                else "folder not in data.subsets"
             left_out += [f"{c.folder}/{im.name}: {why}" for im in c.images]
     report = assign_all([(key, size, repeats) for key, _, _, repeats, size in images], buckets)
     planned: list[PlannedImage] = []
@@ -200,10 +205,11 @@ def _concepts(s: TrainingSettings, dataset: Dataset, findings: list[Finding]
         for c in matches:
             repeats = sub.repeats if sub.repeats is not None else c.repeats
             if repeats is None or repeats < 1:
+                why = "no repeat prefix, so kohya skips it" if repeats is None \
+                    else skip_reason(repeats)
                 findings.append(Finding(
-                    ERROR, sub.key, None, f"{sub.key}: the folder {c.folder} has no repeat "
-                    f"prefix, so kohya skips it: rename it N_{c.name} (Concepts screen) or "
-                    "set repeats in the subset"))
+                    ERROR, sub.key, None, f"{sub.key}: the folder {c.folder} has {why}: "
+                    f"rename it N_{c.name} (Concepts screen) or set repeats in the subset"))
                 continue
             if sub.repeats is not None and c.repeats is not None and sub.repeats != c.repeats:
                 findings.append(Finding(
@@ -221,11 +227,22 @@ def _concepts(s: TrainingSettings, dataset: Dataset, findings: list[Finding]
     return out
 
 
-def _images(concepts: list[PlannedConcept]) -> tuple[list[_Candidate], list[str]]:
-    """The images kohya would train, with their repeats, and those it would skip."""
+def skip_reason(repeats: int | None) -> str:
+    """Why kohya skips a folder with these repeats (None: the prefix is not a number). kohya
+    reads "0_x" and "-1_x" as 0 and -1 repeats, and skips them for being below 1."""
+    if repeats is None:
+        return "folder skipped by kohya (no repeat prefix)"
+    return f"repeats {repeats}: kohya skips folders with fewer than 1 repeat"
+
+
+def _images(concepts: list[PlannedConcept]
+            ) -> tuple[list[_Candidate], list[str], list[str]]:
+    """The images kohya would train, with their repeats; those it would skip; and those it
+    would stop on for their size (also in the second list: they get no bucket)."""
     train: list[_Candidate] = []
     reg: list[_Candidate] = []
     left_out: list[str] = []
+    too_big: list[str] = []
     for pc in concepts:
         c = pc.concept
         for im in c.images:
@@ -234,6 +251,9 @@ def _images(concepts: list[PlannedConcept]) -> tuple[list[_Candidate], list[str]
                 left_out.append(f"{key}: kohya cannot read {im.ext}")
             elif not im.readable or im.width is None or im.height is None:
                 left_out.append(f"{key}: unreadable image")
+            elif im.over_pixel_limit:
+                too_big.append(f"{key}: {pixel_limit_message(im.width, im.height)}")
+                left_out.append(too_big[-1])
             else:
                 (reg if c.is_reg else train).append(
                     (key, c, im, pc.repeats, (im.width, im.height)))
@@ -241,7 +261,7 @@ def _images(concepts: list[PlannedConcept]) -> tuple[list[_Candidate], list[str]
         per = reg_repeats(sum(e[3] for e in train), [e[3] for e in reg])
         train += [(key, c, im, r, size) for (key, c, im, _, size), r
                   in zip(reg, per, strict=True) if r]
-    return train, left_out
+    return train, left_out, too_big
 
 
 def _check(plan: TrainingPlan, dataset: Dataset) -> None:

@@ -67,9 +67,6 @@ def test_buckets_finish_beside_fifos(fifos):
                                                          "10_c/img_001.png"]
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="core/captions/store.py opens each caption with open(); a FIFO "
-                          "blocks it: it must stat first and skip what is not a regular file")
 def test_tags_stats_finish_beside_fifos(fifos):
     r = lorabake("tags", fifos, "stats", "--json", cwd=fifos.parent, timeout=10)
     assert r.returncode == 0, r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -116,9 +117,19 @@ class CaptionStore:
         path = self.root / rec.rel
         rec.error = None
         try:
-            st = os.stat(path)
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            # non-blocking, then checked: a FIFO named like a caption must not hang the read
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    rec.exists, rec.error = True, "not a regular file: left alone"
+                    rec.text, rec.raw, rec.stat = None, None, None
+                    rec.set_tags([])
+                    return
+                with open(fd, "rb", closefd=False) as fh:
+                    raw = fh.read()
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             rec.exists, rec.text, rec.raw, rec.stat = False, None, None, None
             rec.set_tags([])

@@ -219,7 +219,14 @@ def sd15_config_dir() -> Path:
         raise BaseModelError(f"cannot write the model config cache {root}: {e.strerror}",
                              "make it writable or point XDG_CACHE_HOME somewhere writable") from e
     try:
-        shutil.copytree(SD15_CONFIG_DATA, tmp, dirs_exist_ok=True)
+        # copyfile, not copytree: the package's own modes (read-only where it is installed
+        # so) must not follow into the cache
+        for src in sorted(SD15_CONFIG_DATA.rglob("*")):
+            dst = tmp / src.relative_to(SD15_CONFIG_DATA)
+            if src.is_dir():
+                dst.mkdir(exist_ok=True)
+            else:
+                shutil.copyfile(src, dst)
         clip_tokenizer().write_hf_files(tmp / "tokenizer")
         try:
             os.rename(tmp, final)

@@ -34,7 +34,8 @@ def gpu_set(gpus: str) -> frozenset[str]:
 
 def try_lock(sdir: Path) -> int | None:
     """The supervisor lock's fd if we got it, else None (another supervisor holds it)."""
-    fd = os.open(lock_path(sdir), os.O_RDWR | os.O_CREAT, 0o600)
+    # the umask's mode, as for every file lorabake makes (the state dir itself is 0700)
+    fd = os.open(lock_path(sdir), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -1,9 +1,10 @@
 """Loading the SD1.5 base model to train on, fully offline.
 
 Three sources: a built-in tiny random model (tests, demos, CPU smoke runs), a diffusers folder,
-and the single-file checkpoints people actually download (.safetensors, or .ckpt loaded with
-weights_only). Single files are converted with configs shipped in the package, so diffusers
-never goes looking for them on the Hub.
+and the single-file .safetensors checkpoints people actually download. Single files are
+converted with configs shipped in the package, so diffusers never goes looking for them on the
+Hub. Pickle checkpoints (.ckpt, .pt, .pth, .bin) are refused with `config check`'s words
+(core/config/checkpoints.py): loading one can run any code in it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 import logging
 import os
 import pickle
+import secrets
 import shutil
-import tempfile
 import warnings
-import zipfile
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.captions.clip_tokenizer import BPE_FILE, MODEL_MAX_LENGTH, clip_tokenizer
+from lorabake_tui.core.config.checkpoints import DIFFUSERS_WEIGHTS, pickle_in, pickle_refusal
 from lorabake_tui.trainer.metadata import autov2_hash, legacy_hash
 
 BUILTIN_PREFIX = "builtin:"
@@ -74,7 +75,6 @@ TINY_TEXT_ENCODER = {
 _UNET = "model.diffusion_model."
 _VAE = "first_stage_model."
 _TE = "cond_stage_model.transformer."
-_CKPT_SUFFIXES = {".ckpt", ".pt", ".pth"}
 
 
 class BaseModelError(LorabakeError):
@@ -96,7 +96,7 @@ class BaseModel:
 
 def load_base_model(spec: str, *, dtype: torch.dtype = torch.float32,
                     base_dir: Path | None = None, config_dir: Path | None = None) -> BaseModel:
-    """`builtin:tiny-sd15`, a diffusers folder, or a single-file .safetensors/.ckpt."""
+    """`builtin:tiny-sd15`, a diffusers folder, or a single-file .safetensors."""
     spec = str(spec).strip()
     if spec.startswith(BUILTIN_PREFIX):
         if spec == BUILTIN_RANDOM_SD15:
@@ -112,6 +112,8 @@ def load_base_model(spec: str, *, dtype: torch.dtype = torch.float32,
     path = Path(spec).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
+    if (pickled := pickle_in(path)) is not None:  # by name even when missing, as the check
+        raise BaseModelError(*pickle_refusal(pickled))
     if not path.exists():
         raise BaseModelError(f"base model {path} does not exist",
                              "check general.base_model: the path is resolved against the "
@@ -210,12 +212,21 @@ def sd15_config_dir() -> Path:
         return final
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".sd15-config-", dir=root))
+        # not mkdtemp: its 0700 would stay on the renamed folder; this one gets the umask's mode
+        tmp = root / f".sd15-config-{secrets.token_hex(8)}"
+        tmp.mkdir()
     except OSError as e:
         raise BaseModelError(f"cannot write the model config cache {root}: {e.strerror}",
                              "make it writable or point XDG_CACHE_HOME somewhere writable") from e
     try:
-        shutil.copytree(SD15_CONFIG_DATA, tmp, dirs_exist_ok=True)
+        # copyfile, not copytree: the package's own modes (read-only where it is installed
+        # so) must not follow into the cache
+        for src in sorted(SD15_CONFIG_DATA.rglob("*")):
+            dst = tmp / src.relative_to(SD15_CONFIG_DATA)
+            if src.is_dir():
+                dst.mkdir(exist_ok=True)
+            else:
+                shutil.copyfile(src, dst)
         clip_tokenizer().write_hf_files(tmp / "tokenizer")
         try:
             os.rename(tmp, final)
@@ -231,9 +242,10 @@ def sd15_config_dir() -> Path:
 # --- diffusers folder -----------------------------------------------------------------------
 
 def _variant(sub: Path) -> str | None:
-    """diffusers wants variant="fp16" when a folder only has *.fp16.* weights."""
-    names = {p.name for p in sub.glob("*")} if sub.is_dir() else set()
-    plain = any(n.endswith((".safetensors", ".bin")) and ".fp16." not in n for n in names)
+    """diffusers wants variant="fp16" when a folder only has *.fp16.* weights (safetensors
+    only: pickled weights are never loaded)."""
+    names = {p.name for p in sub.glob("*.safetensors")} if sub.is_dir() else set()
+    plain = any(".fp16." not in n for n in names)
     fp16 = any(".fp16." in n for n in names)
     return "fp16" if fp16 and not plain else None
 
@@ -244,20 +256,22 @@ def _from_diffusers_folder(folder: Path, dtype: torch.dtype) -> BaseModel:
                              "(no model_index.json)",
                              "point general.base_model at the diffusers folder itself or at a "
                              ".safetensors checkpoint")
-    for sub in ("unet", "vae", "text_encoder"):
+    for sub in DIFFUSERS_WEIGHTS:
         if not (folder / sub).is_dir():
             raise BaseModelError(f"diffusers model {folder} has no {sub}/ subfolder",
                                  "use a complete SD1.5 diffusers folder")
     _check_folder_kind(folder)
+    # use_safetensors: a folder with both never falls back to its pickled copies
     try:
         unet = UNet2DConditionModel.from_pretrained(
             folder, subfolder="unet", local_files_only=True, torch_dtype=dtype,
-            variant=_variant(folder / "unet"))
+            variant=_variant(folder / "unet"), use_safetensors=True)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True,
-                                            torch_dtype=dtype, variant=_variant(folder / "vae"))
+                                            torch_dtype=dtype, variant=_variant(folder / "vae"),
+                                            use_safetensors=True)
         text_encoder = CLIPTextModel.from_pretrained(
             folder, subfolder="text_encoder", local_files_only=True, dtype=dtype,
-            variant=_variant(folder / "text_encoder"))
+            variant=_variant(folder / "text_encoder"), use_safetensors=True)
         tok_dir = folder / "tokenizer"
         tokenizer = _load_tokenizer(tok_dir) if tok_dir.is_dir() else shipped_tokenizer()
         noise_scheduler = _noise_scheduler(folder)
@@ -359,36 +373,8 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             raise BaseModelError(f"{path} is not a readable .safetensors file "
                                  f"({_first_line(e)})",
                                  "the file is corrupt or truncated: download it again") from e
-    if suffix in _CKPT_SUFFIXES:
-        raw = _torch_load(path)
-        # Lightning checkpoints nest the weights under "state_dict"
-        while isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
-            raw = raw["state_dict"]
-        if not isinstance(raw, Mapping):
-            raise BaseModelError(f"{path} holds no state dict", "use an SD1.5 checkpoint")
-        keys = [k for k in raw if isinstance(k, str)]
-        _check_keys(path, keys)
-        return {k: raw[k] for k in keys if k.startswith(wanted) and torch.is_tensor(raw[k])}
     raise BaseModelError(f"{path} is not a checkpoint lorabake can read",
-                         "use a .safetensors (or .ckpt) SD1.5 checkpoint or a diffusers folder")
-
-
-def _torch_load(path: Path):
-    # weights_only: a .ckpt is a pickle, and pickles can run code
-    mmap = zipfile.is_zipfile(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        # torch reports both refused classes and plain garbage as UnpicklingError
-        if "Unsupported global" in str(e):
-            raise BaseModelError(f"{path} contains Python objects that cannot be loaded safely",
-                                 "convert it to .safetensors with a tool you trust, or download "
-                                 "the .safetensors version") from e
-        raise BaseModelError(f"{path} is not a readable checkpoint",
-                             "the file is corrupt or truncated: download it again") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise BaseModelError(f"{path} is not a readable checkpoint ({_first_line(e)})",
-                             "the file is corrupt or truncated: download it again") from e
+                         "use a .safetensors SD1.5 checkpoint or a diffusers folder")
 
 
 def _check_keys(path: Path, keys: Iterable[str]) -> None:

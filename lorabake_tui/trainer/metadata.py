@@ -38,6 +38,18 @@ def autov2_hash(path: Path) -> str:
     return h.hexdigest()[:10]
 
 
+def sorted_keys(value: Any) -> Any:
+    """`value` with the keys of every dict in it sorted: tables built from a folder listing or
+    a set of tags (ss_tag_frequency, ss_dataset_dirs) then serialize the same on every run.
+    kohya keeps first-seen order, which follows the listing; its readers (A1111, ComfyUI,
+    model sites) parse the JSON, so the order is free to choose."""
+    if isinstance(value, Mapping):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(v) for v in value]
+    return value
+
+
 def stringify(meta: Mapping[str, Any]) -> dict[str, str]:
     """safetensors metadata must be str -> str: JSON for structures, str() for the rest."""
     out = {}
@@ -95,7 +107,7 @@ def training_metadata(*, session_id: str, started_at: float, finished_at: float 
         "ss_sd_model_name": sd_model_name,
         "ss_sd_model_hash": sd_model_hash,
         "ss_new_sd_model_hash": new_sd_model_hash,
-        "ss_dataset_dirs": dataset_dirs,
+        "ss_dataset_dirs": sorted_keys(dataset_dirs),
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": "stable-diffusion-v1/lora",
         "modelspec.implementation": "diffusers",
@@ -103,7 +115,7 @@ def training_metadata(*, session_id: str, started_at: float, finished_at: float 
         "modelspec.resolution": f"{resolution[0]}x{resolution[1]}",
     }
     if tag_frequency is not None:
-        meta["ss_tag_frequency"] = tag_frequency
+        meta["ss_tag_frequency"] = sorted_keys(tag_frequency)
     if bucket_info is not None:
         meta["ss_bucket_info"] = bucket_info
     return stringify(meta)

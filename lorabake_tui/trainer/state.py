@@ -3,7 +3,9 @@ fp32, optimizer, scheduler, grad scaler, RNG states and where in which epoch the
 
 A save is written to a fresh folder and swapped in by renames, so a crash or a full disk in
 the middle leaves the previous state whole: `state/` is always a complete save, and
-`state.old/` (only during the swap) is the one before it.
+`state.old/` (only during the swap) is the one before it. The folder and its files get the
+umask's modes, like everything else in the run folder (mkdtemp and safetensors' save_file
+would make them private).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..core.run.folder import STATE_DIR, STATE_OLD_DIR, STATE_TMP_PREFIX
 
@@ -54,15 +56,23 @@ def _save_torch(obj, path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def save_state(run_dir: Path, progress: Progress, *, adapters: dict[str, dict], optimizer,
                scheduler, scaler=None) -> Path:
     run_dir = Path(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=STATE_TMP_PREFIX, dir=run_dir))
+    tmp = run_dir / f"{STATE_TMP_PREFIX}{secrets.token_hex(8)}"
+    tmp.mkdir()
     try:
         for name, tensors in adapters.items():
             if tensors:
-                save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()},
-                          str(tmp / f"adapter_{name}.safetensors"))
+                _write(tmp / f"adapter_{name}.safetensors",
+                       save({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}))
         _save_torch(optimizer.state_dict(), tmp / "optimizer.pt")
         _save_torch(scheduler.state_dict(), tmp / "scheduler.pt")
         if scaler is not None:
@@ -78,9 +88,6 @@ def save_state(run_dir: Path, progress: Progress, *, adapters: dict[str, dict], 
             json.dump(asdict(progress), fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
-        for f in tmp.iterdir():  # safetensors' writer does not fsync
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
         _fsync_dir(tmp)
         state, old = run_dir / STATE_DIR, run_dir / STATE_OLD_DIR
         if state.exists():

@@ -161,7 +161,7 @@ def test_diffusers_folder_round_trip(tiny, tmp_path, no_network):
 
 # --- single file -----------------------------------------------------------------------------
 
-def test_single_file_safetensors_and_ckpt(tiny, tmp_path, no_network):
+def test_single_file_safetensors(tiny, tmp_path, no_network):
     cfg = _tiny_config_dir(tiny, tmp_path / "cfg")
     ckpt = write_ldm_safetensors(tmp_path / "tiny.safetensors", tiny.unet, tiny.vae,
                                  tiny.text_encoder)
@@ -173,33 +173,15 @@ def test_single_file_safetensors_and_ckpt(tiny, tmp_path, no_network):
     assert loaded.autov2 == hashlib.sha256(data).hexdigest()[:10]
     assert loaded.legacy_hash == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
 
-    # the same weights as a Lightning-style .ckpt, read with weights_only
-    pt = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": ldm_state_dict(tiny.unet, tiny.vae, tiny.text_encoder),
-                "global_step": 10}, pt)
-    from_ckpt = load_base_model(str(pt), config_dir=cfg)
-    _assert_close(want, _outputs(from_ckpt))
-    assert from_ckpt.vae_id == loaded.vae_id  # same VAE weights, same id
+    again = load_base_model(str(ckpt), config_dir=cfg)
+    assert again.vae_id == loaded.vae_id  # same VAE weights, same id
 
     with torch.no_grad():
-        from_ckpt.vae.decoder.conv_out.bias.add_(1)
-    write_ldm_safetensors(tmp_path / "other.safetensors", tiny.unet, from_ckpt.vae,
+        again.vae.decoder.conv_out.bias.add_(1)
+    write_ldm_safetensors(tmp_path / "other.safetensors", tiny.unet, again.vae,
                           tiny.text_encoder)
     other = load_base_model(str(tmp_path / "other.safetensors"), config_dir=cfg)
     assert other.vae_id != loaded.vae_id
-
-
-class _Callback:
-    """Stands in for the Lightning objects old .ckpt files pickle."""
-
-
-def test_ckpt_with_pickled_objects_is_refused(tmp_path):
-    ckpt = tmp_path / "unsafe.ckpt"
-    torch.save({"state_dict": {"model.diffusion_model.x": torch.zeros(1)},
-                "callbacks": _Callback()}, ckpt)
-    with pytest.raises(BaseModelError) as err:
-        load_base_model(str(ckpt))
-    assert str(ckpt) in str(err.value) and ".safetensors" in err.value.hint
 
 
 @pytest.mark.parametrize(("drop", "what"), [
@@ -300,7 +282,6 @@ def _vae_only(path: Path) -> Path:
     (lambda p: _truncated(p / "cut.safetensors"), "not a readable"),
     (lambda p: _sdxl_like(p / "xl.safetensors"), "SDXL"),
     (lambda p: _vae_only(p / "vae.safetensors"), "not an SD1.5 checkpoint"),
-    (lambda p: _random_bytes(p / "junk.ckpt"), "not a readable"),
     (lambda p: _random_bytes(p / "model.gguf"), "not a checkpoint"),
 ])
 def test_bad_files_name_the_file_and_the_fix(tmp_path, make, needle, no_network):

@@ -17,10 +17,11 @@ import shutil
 from pathlib import Path
 
 from ..run.folder import RunFolder
+from .checkpoints import has_pickle_suffix, pickle_finding, pickle_in
 from .file import ConfigDoc
 from .findings import ERROR, WARNING, Finding, ordered
 from .schema import BUILTIN_MODELS, BUILTIN_PREFIX, TRAINABLE_NETWORKS, TrainingSettings
-from .validate import PICKLE_SUFFIXES, read_settings
+from .validate import read_settings
 
 MAX_HEADER = 100 << 20  # safetensors headers are JSON of a few MB at most
 
@@ -116,8 +117,10 @@ def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:
                 f"{base} (there is {', '.join(BUILTIN_MODELS)})")
     elif base:
         path = Path(base)
-        if path.suffix.lower() in PICKLE_SUFFIXES:
+        if has_pickle_suffix(base):
             pass  # refused with its value (validate.py)
+        elif (pickled := pickle_in(path)) is not None:  # a renamed pickle, a .bin diffusers part
+            add(ERROR, "general.base_model", pickle_finding(pickled))
         elif not path.exists():
             add(ERROR, "general.base_model", f"general.base_model: {written or base} does not "
                 "exist: give the path of your SD 1.5 .safetensors or diffusers folder")

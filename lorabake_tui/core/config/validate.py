@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from ..dataset.folders import parse_folder_name
+from .checkpoints import has_pickle_suffix, pickle_finding
 from .file import ConfigDoc
 from .findings import ERROR, Finding
 from .schema import (
@@ -35,8 +36,6 @@ from .schema import (
     TrainingSettings,
 )
 
-# checkpoint formats that are Python pickles: loading one can run any code
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
                "str": "text in quotes", "path": "a path in quotes", "list": "a list [...]"}
 
@@ -155,9 +154,8 @@ def _extra_problem(st: Setting, value: Any) -> str | None:
             not value.startswith(".") or len(value) < 2 or "/" in value or "\\" in value):
         return (f"data.caption_extension must be an extension with its dot (found "
                 f"{describe(value)}): write caption_extension = \".txt\"")
-    if st.name == "general.base_model" and value.lower().endswith(PICKLE_SUFFIXES):
-        return (f"general.base_model: a {Path(value).suffix} file is a pickle that can run "
-                "code: convert it to .safetensors first (or use a diffusers folder)")
+    if st.name == "general.base_model" and has_pickle_suffix(value):
+        return pickle_finding(Path(value.strip()).name)
     if st.name == "saving.output_name" and ("/" in value or "\\" in value
                                             or value.strip() in (".", "..")):
         return (f"saving.output_name is a file name, not a path (found {describe(value)}): "

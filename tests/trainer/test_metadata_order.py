@@ -1,0 +1,82 @@
+"""A LoRA's ss_* metadata does not depend on the order the dataset was listed in, nor on
+Python's string hashing: two builds from the same dataset give byte-identical JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from lorabake_tui.trainer.data import TrainData, load_train_data
+from lorabake_tui.trainer.metadata import training_metadata
+
+from ..support.helpers import make_concept
+from ..support.paths import REPO
+from ..support.plans import plan_of
+
+CAPTIONS = ["mira, 1girl, red hair, smile, outdoors", "1girl, mira, blue sky, smile",
+            "solo, mira, red hair, night, city lights", "mira, Smile, hat, red hair"]
+
+
+def make_tagged_dataset(root: Path) -> Path:
+    for folder, n in (("10_mira", 4), ("3_mira_hat", 3), ("1_misc", 2)):
+        d = make_concept(root, folder, n, caption=None)
+        for i in range(n):
+            (d / f"img_{i:03d}.txt").write_text(CAPTIONS[(i + n) % len(CAPTIONS)] + "\n")
+    return root
+
+
+def metadata_json(data: TrainData) -> str:
+    meta = training_metadata(
+        session_id="s", started_at=1.0, finished_at=2.0, output_name="mira", comment="",
+        steps=10, epoch=1, epochs=1, max_steps=10, learning_rate=1e-4, unet_lr=1e-4,
+        te_lr=1e-4, scheduler="constant", network_module="networks.lora", network_dim=4,
+        network_alpha=2.0, network_dropout=0.0, network_args={}, clip_skip=2,
+        min_snr_gamma=0.0, noise_offset=0.0, optimizer="AdamW", resolution=(512, 512),
+        num_train_images=data.num_train_images, batches_per_epoch=data.batches_per_epoch,
+        sd_model_name="m", sd_model_hash="", new_sd_model_hash="",
+        dataset_dirs=data.dataset_dirs(), tag_frequency=data.tag_frequency(),
+        bucket_info=data.bucket_info())
+    return json.dumps(meta, ensure_ascii=False)
+
+
+def test_shuffled_listing_orders_give_byte_identical_metadata(tmp_path):
+    data = load_train_data(plan_of(make_tagged_dataset(tmp_path)))
+    first = metadata_json(data)
+    for seed in range(6):
+        samples = list(data.samples)
+        random.Random(seed).shuffle(samples)
+        assert metadata_json(dataclasses.replace(data, samples=samples)) == first
+    meta = json.loads(first)
+    freq = json.loads(meta["ss_tag_frequency"])
+    assert list(freq) == sorted(freq) == ["10_mira", "1_misc", "3_mira_hat"]
+    assert all(list(tags) == sorted(tags) for tags in freq.values())
+    assert freq["10_mira"]["mira"] == 4 and freq["3_mira_hat"]["red hair"] == 2
+    assert list(json.loads(meta["ss_dataset_dirs"])) == ["10_mira", "1_misc", "3_mira_hat"]
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from lorabake_tui.trainer.data import load_train_data
+from tests.support.plans import plan_of
+from tests.trainer.test_metadata_order import metadata_json
+print(metadata_json(load_train_data(plan_of(Path(sys.argv[1])))))
+"""
+
+
+def test_two_processes_with_different_string_hashing_write_the_same_metadata(tmp_path):
+    """What two identical runs are: the tags of a caption are a set, whose order follows
+    PYTHONHASHSEED (random per process unless set)."""
+    root = make_tagged_dataset(tmp_path)
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
+        proc = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
+        outs.add(proc.stdout)
+    assert len(outs) == 1

@@ -85,6 +85,14 @@ def main(argv: list[str]) -> int:
         if out.exists():
             raise LorabakeError(f"{out} exists", "choose another -o, or delete it first")
         from ..core.base.atomic import atomic_write_text
+        from ..core.base.project_files import STATE_DIRNAME
+
+        if not out.parent.is_dir():
+            if out.parent.name == STATE_DIRNAME and out.parent.parent.is_dir():
+                out.parent.mkdir()  # the project's own config: its state folder may not exist
+            else:
+                raise LorabakeError(f"{out.parent} does not exist",
+                                    "create the folder first, or choose another -o")
 
         atomic_write_text(out, text)
         print(f"wrote {out} (preset {args.preset}); check it with `lorabake config check "

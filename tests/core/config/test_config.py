@@ -191,3 +191,17 @@ def test_cli_new_and_check(tmp_path, model, capsys):
 def test_defaults_cover_every_section():
     d = defaults()
     assert set(d) == {s.section for s in SETTINGS}
+
+
+def test_cli_new_into_the_projects_own_folder_or_a_missing_one(tmp_path, capsys):
+    ds = tmp_path / "ds"
+    make_concept(ds, "10_mira", 2)
+    own = ds / ".lorabake" / "training.toml"  # a fresh dataset has no .lorabake yet
+    assert main(["config", "new", str(ds), "-o", str(own)]) == 0
+    assert own.is_file() and "[general]" in own.read_text()
+    capsys.readouterr()
+    elsewhere = tmp_path / "nope" / "c.toml"
+    assert main(["config", "new", str(ds), "-o", str(elsewhere)]) == 1
+    err = capsys.readouterr().err
+    assert f"{elsewhere.parent} does not exist" in err and "Traceback" not in err
+    assert not elsewhere.parent.exists()

@@ -14,8 +14,9 @@ stays.
 Non-destructive: an image that is changed keeps its original in
 `<root>/.lorabake/originals/<folder>/<name>` (`name~2.ext`, `~3`, ... when a earlier run
 already left one there). Every output is a PNG:
-- a source with another extension (a.webp, a.jpg) is moved there (a journal rename) and
-  a.png is created next to where it was; the caption keeps matching the stem. If a.png (in any
+- a source with another extension (a.webp, a.jpg): a.png is created next to it, then the
+  source is moved there (a journal rename), so a kill at any point leaves the image in its
+  folder in one form or the other; the caption keeps matching the stem. If a.png (in any
   letter case) already exists, or another source of the batch claims it, that source is a
   `conflict`: reported and left alone, never overwritten;
 - a PNG changed in place (pad, resize, upscale, convert --flatten or upright) is copied there
@@ -683,10 +684,12 @@ def _changes(plan: ImagePlan, todo: list[FileAction], outcomes: list[WorkerResul
     if not renames and not writes:
         return None
     cs = ChangeSet()
-    for src_rel, dst_rel in renames:  # all moves first, then one batch of writes
-        cs.rename(src_rel, dst_rel)
+    # every new file first (one batch, one sync), then the moves into the originals: after a
+    # kill at any point each image is still in its folder, as the old file or the new one
     for rel, new, old, sig in writes:
         cs.write(rel, new, old, sig)
+    for src_rel, dst_rel in renames:
+        cs.rename(src_rel, dst_rel)
     return cs
 
 

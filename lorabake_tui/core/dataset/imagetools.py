@@ -33,14 +33,7 @@ reason and skipped; the rest of the batch goes on.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +43,7 @@ from PIL import Image
 from ..base.errors import LorabakeError
 from ..base.journal import ChangeSet, Entry, Journal
 from ..base.project_files import ORIGINALS_REL
+from ..base.workers import CancelFn, ProgressFn, run_tasks
 from ..images.dupes import DEFAULT_THRESHOLD, group_near_duplicates, phash
 from ..images.imageinfo import ImageReadError, read_image_header
 from ..images.imageops import (
@@ -79,9 +73,6 @@ CONVERT_EXTS = frozenset({".webp", ".avif", ".gif", ".jpg", ".jpeg", ".bmp"})
 DEFAULT_MIN_SIDE = 512
 SKIP, CONFLICT, ERROR = "skip", "conflict", "error"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,110 +505,6 @@ def _hash_work(task: _HashTask) -> tuple[str, int | None, str | None]:
         return task.rel, None, f"failed: {type(exc).__name__}: {exc}"
 
 
-def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    return [fn(x) for x in items]
-
-
-def _worker_init() -> None:
-    # ctrl+c goes to the whole process group: the parent decides, workers keep quiet
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _mp_context():
-    """fork (cheapest) for a single-threaded process; a fork of a process with threads (the
-    workbench, a loaded onnxruntime session) may deadlock in the child, so then forkserver
-    where there is one, else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    if ("fork" in methods and threading.active_count() == 1
-            and "onnxruntime" not in sys.modules):
-        return multiprocessing.get_context("fork")
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    _start_mp_helpers(ctx.get_start_method())
-    return ctx
-
-
-def _start_mp_helpers(method: str) -> None:
-    """multiprocessing hands sys.stderr's descriptor to its helper processes (resource
-    tracker, fork server). Inside the workbench Textual has replaced sys.stderr with an object
-    whose fileno() is not a descriptor, and starting them fails ("bad value(s) in
-    fds_to_keep"). Start them with the real stderr; later pools reuse them."""
-    from multiprocessing import forkserver, resource_tracker
-
-    saved = sys.stderr
-    try:
-        try:
-            usable = sys.stderr is not None and sys.stderr.fileno() >= 0
-        except (AttributeError, OSError, ValueError):
-            usable = False
-        if not usable and sys.__stderr__ is not None:
-            sys.stderr = sys.__stderr__
-        resource_tracker.ensure_running()
-        if method == "forkserver":
-            forkserver.ensure_running()
-    finally:
-        sys.stderr = saved
-
-
-class _Cancelled(Exception):
-    pass
-
-
-def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
-              progress: ProgressFn | None = None, cancelled: CancelFn | None = None
-              ) -> list[Any] | None:
-    """`fn` over `items`, results in order; None if `cancelled()` said so (checked between
-    results: nothing more is submitted and what came back is discarded). `workers` > 1 uses
-    a process pool fed in chunks, with a bounded number of chunks in flight."""
-    total = len(items)
-    results: list[Any] = [None] * total
-    done = 0
-    if workers <= 1 or total <= 1:
-        for i, item in enumerate(items):
-            if cancelled is not None and cancelled():
-                return None
-            results[i] = fn(item)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        return results
-    chunk = max(1, min(16, total // (workers * 4)))
-    starts = list(range(0, total, chunk))
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(starts)), mp_context=_mp_context(),
-                               initializer=_worker_init)
-    pending: dict[Any, int] = {}
-    queue = iter(starts)
-
-    def submit(n: int) -> None:
-        for _ in range(n):
-            start = next(queue, None)
-            if start is None:
-                return
-            pending[pool.submit(_run_chunk, fn, items[start:start + chunk])] = start
-
-    try:
-        submit(workers * 2)
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                start = pending.pop(fut)
-                for k, r in enumerate(fut.result()):
-                    results[start + k] = r
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                    if cancelled is not None and cancelled():
-                        raise _Cancelled
-            submit(len(finished))
-    except _Cancelled:
-        return None
-    except BrokenProcessPool as exc:
-        raise LorabakeError("an image worker process died (out of memory, or a decoder "
-                            "crashed)", "nothing was changed; try --workers 1") from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
-
-
 # ---- applying -------------------------------------------------------------------------------
 
 def _label(plan: ImagePlan, n: int) -> str:
@@ -638,7 +525,9 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
                      max_pixels: int | None = None) -> ImageRunResult:
     """Process the plan's images and apply the outcome as one journal entry. Files that fail
     are marked `error` in the plan (with the reason) and left alone. Cancelled: nothing is
-    written. `workers`: None for one per CPU (one for a model upscale, which is threaded)."""
+    written; `cancelled()` is asked until the journal entry starts, which then completes (a
+    kill after that is rolled back by `lorabake undo`). `workers`: None for one per CPU (one
+    for a model upscale, which is threaded)."""
     todo = plan.todo
     result = ImageRunResult(plan)
     if not todo:
@@ -661,6 +550,9 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
         return result
     cs = _changes(plan, todo, outcomes)
     if cs is None:
+        return result
+    if cancelled is not None and cancelled():  # the last moment nothing is written yet
+        result.cancelled = True
         return result
     for folder in {Path(f.original).parent for f in plan.todo if f.original}:
         (plan.root / folder).mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.base.journal import Journal
-from lorabake_tui.core.dataset import imagetools
+from lorabake_tui.core.base.workers import mp_context
 from lorabake_tui.core.dataset.imagetools import (
     ImageOptions,
     apply_image_plan,
@@ -657,7 +657,7 @@ def test_workers_in_a_threaded_process_use_a_safe_start_method(tmp_path):
     t = threading.Thread(target=stop.wait, daemon=True)
     t.start()
     try:
-        assert imagetools._mp_context().get_start_method() != "fork"
+        assert mp_context().get_start_method() != "fork"
         result = run(root, "convert", workers=2)
     finally:
         stop.set()

@@ -1,7 +1,8 @@
 """`lorabake images` as a real process. Stopped while its worker pool is busy: SIGTERM and
 SIGINT end it cleanly (every worker gone, no traceback, 143/130, nothing written); SIGKILL
 leaves no worker behind, the caller's pipes reach EOF and the dataset is whole (an
-interrupted entry is rolled back by `lorabake undo`)."""
+interrupted entry is rolled back by `lorabake undo`). Images over the pixel limit: one line
+each naming the file and the fix, never a raw Python warning."""
 
 from __future__ import annotations
 
@@ -101,3 +102,36 @@ def test_sigkill_leaves_no_worker_and_a_whole_dataset(busy):
         assert main(["undo", str(busy)]) == 0
     assert snapshot(busy) == before
 
+
+# ---- the pixel limit -------------------------------------------------------------------------
+
+# the real command with Pillow's limit at 1000 pixels, so that small images are over it
+LIMITED = ("import sys; from PIL import Image; Image.MAX_IMAGE_PIXELS = 1000; "
+           "from lorabake_tui.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("args", [("convert", "--flatten"), ("resize", "--size", "8x8"),
+                                  ("pad",), ("dupes",)])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_image_over_the_pixel_limit_is_one_line_never_a_warning(tmp_path, args, workers):
+    root = tmp_path / "ds"
+    d = root / "10_a"
+    d.mkdir(parents=True)
+    # Pillow warns from 1000 pixels and refuses from 2000; 20x10 is within the limit
+    Image.new("RGBA", (40, 30), (9, 9, 9, 90)).save(d / "warned.png")
+    Image.new("RGBA", (64, 48), (9, 9, 9, 90)).save(d / "refused.png")
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(d / "warned.webp")
+    Image.new("RGBA", (20, 10), (9, 9, 9, 90)).save(d / "fine.png")
+    p = subprocess.run([sys.executable, "-c", LIMITED, "images", str(root), *args,
+                        "--workers", workers], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                       capture_output=True, text=True, timeout=120)
+    assert "Warning" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.splitlines()
+    for name, size in [("warned.png", "40x30"), ("refused.png", "64x48"),
+                       ("warned.webp", "40x30")]:
+        said = [ln for ln in lines if f"10_a/{name}" in ln]
+        assert len(said) == 1, p.stderr
+        assert f"{size} is" in said[0] and "over the limit of 1,000" in said[0]
+        assert "shrink it in an image editor" in said[0]
+    assert len(lines) == 3, p.stderr
+    assert "10_a/fine.png" not in p.stderr

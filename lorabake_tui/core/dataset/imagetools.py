@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -59,7 +60,9 @@ from ..images.imageops import (
     has_transparency,
     max_side_size,
     min_side_size,
+    over_pixel_limit,
     pad_to_square,
+    pixel_limit,
     resize_image,
     to_rgb,
 )
@@ -240,10 +243,13 @@ def plan_images(root: Path | str, operation: str, options: ImageOptions | None =
         plan.notes.append("no --model given: plain Lanczos upscaling (a super-resolution "
                           "model gives sharper results)")
     claims = _Claims(ds.root)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    for c in concepts:
-        for item in sorted(c.images, key=lambda im: im.name):
-            plan.files.append(_plan_one(plan, c, item, claims, limit))
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    with warnings.catch_warnings():
+        # headers are read here (frames, transparency): a problem is a row, never raw text
+        warnings.simplefilter("ignore")
+        for c in concepts:
+            for item in sorted(c.images, key=lambda im: im.name):
+                plan.files.append(_plan_one(plan, c, item, claims, limit))
     return plan
 
 
@@ -278,16 +284,25 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
     rotated = item.orientation != 1
     upright = f", upright (EXIF orientation {item.orientation})" if rotated else ""
     frames = 1
+    # over the pixel limit: refused from the header, before anything decodes it
+    big = over_pixel_limit(w, h, limit)
     if op == "convert":
         if item.ext == ".png":
+            if not o.flatten and not rotated:
+                fa.reason = "already png"
+                return fa
+            if big is not None:
+                return _refused(fa, big)
             flatten = o.flatten and _png_has_alpha(item.path)
             if not flatten and not rotated:
-                fa.reason = "png without transparency" if o.flatten else "already png"
+                fa.reason = "png without transparency"
                 return fa
             fa.reason = ("png with transparency: flattened onto the background" + upright
                          if flatten else f"png written upright (EXIF orientation "
                                          f"{item.orientation})")
         elif item.ext in CONVERT_EXTS:
+            if big is not None:
+                return _refused(fa, big)
             fa.reason = f"{item.ext[1:]} -> png{upright}"
         else:
             fa.reason = f"{item.ext} is not converted"
@@ -328,7 +343,14 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
         fa.new_size = min_side_size(uw, uh, o.min_side)
         how = "model" if o.model else "lanczos"
         fa.reason = f"{uw}x{uh} -> {fa.new_size[0]}x{fa.new_size[1]} ({how}){upright}"
+    if big is not None:
+        return _refused(fa, big)
     return _name_outputs(fa, op, item, c, claims, frames, plan.caption_ext)
+
+
+def _refused(fa: FileAction, problem: str) -> FileAction:
+    fa.action, fa.error, fa.reason, fa.new_size = ERROR, problem, "over the pixel limit", None
+    return fa
 
 
 def _name_outputs(fa: FileAction, op: str, item: ImageItem, c: Concept, claims: _Claims,
@@ -404,7 +426,7 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
                   max_pixels: int | None = None, upscaler=None) -> list[bytes]:
     """The new PNG(s) for one source image's bytes. Raises ImageDecodeError."""
     o = options
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     if operation == "convert":
         if frame_count(data, max_pixels=limit) > 1:
             return [encode_png(to_rgb(f, o.background))
@@ -541,7 +563,7 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
 
         threads = max(1, default_workers() // workers) if workers > 1 else None
         load_upscaler(model, threads=threads)  # a bad model: one clear error, nothing done
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     tasks = [_Task(f.path, str(plan.root / f.path), plan.operation, plan.options, limit,
                    threads) for f in todo]
     outcomes = run_tasks(_work, tasks, workers=workers, progress=progress, cancelled=cancelled)
@@ -679,19 +701,27 @@ def find_duplicates(root: Path | str, *, threshold: int = DEFAULT_THRESHOLD,
     if not 0 <= threshold <= 64:
         raise LorabakeError("--threshold must be between 0 and 64")
     ds, concepts = _scope(root, concept, caption_ext)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    tasks = [_HashTask(_rel(c, im.name), str(im.path), limit)
-             for c in concepts for im in sorted(c.images, key=lambda im: im.name)]
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    tasks: list[_HashTask] = []
+    refused: list[tuple[str, str]] = []  # over the limit by the header: never decoded
+    for c in concepts:
+        for im in sorted(c.images, key=lambda im: im.name):
+            big = over_pixel_limit(im.width or 0, im.height or 0, limit)
+            if big is None:
+                tasks.append(_HashTask(_rel(c, im.name), str(im.path), limit))
+            else:
+                refused.append((_rel(c, im.name), big))
+    images = len(tasks) + len(refused)
     out = run_tasks(_hash_work, tasks, workers=default_workers() if workers is None else workers,
                     progress=progress, cancelled=cancelled)
     if out is None:
-        return DupeReport([], [], len(tasks), threshold, cancelled=True)
+        return DupeReport([], [], images, threshold, cancelled=True)
     paths = [rel for rel, h, _ in out if h is not None]
     hashes = [h for _, h, _ in out if h is not None]
-    errors = [(rel, err or "unreadable") for rel, h, err in out if h is None]
+    errors = refused + [(rel, err or "unreadable") for rel, h, err in out if h is None]
     groups = [[(paths[m.index], m.distance) for m in g]
               for g in group_near_duplicates(hashes, threshold)]
-    return DupeReport(groups, errors, len(tasks), threshold)
+    return DupeReport(groups, errors, images, threshold)
 
 
 __all__ = [

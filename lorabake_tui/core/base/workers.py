@@ -28,6 +28,7 @@ a write, and the command decides what its exit code is.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -53,21 +54,29 @@ _PR_SET_PDEATHSIG = 1
 
 # ---- in the worker ---------------------------------------------------------------------------
 
-def _set_parent_death_signal() -> bool:
-    """Ask Linux to SIGKILL this process when its parent dies; False where that is not
-    available (another OS, a libc without prctl)."""
+@functools.cache
+def _prctl():
+    """libc's prctl, loaded once; the owner loads it before it forks its workers, so that
+    they inherit it instead of each importing ctypes (milliseconds apiece). None where it
+    is not available (another OS, a libc without prctl)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         import ctypes
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        fn = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                      ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                   ctypes.c_ulong]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where it cannot."""
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
 
 
 def _watch_parent(parent: int) -> None:
@@ -180,6 +189,8 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool whose workers end with this process (see the module docstring)."""
     ctx = mp_context()
     direct = ctx.get_start_method() != "forkserver"
+    if ctx.get_start_method() == "fork":
+        _prctl()
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                initializer=_init_worker, initargs=(os.getpid(), direct))
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -101,6 +102,40 @@ def test_sigkill_leaves_no_worker_and_a_whole_dataset(busy):
     if Journal(busy).interrupted() is not None:
         assert main(["undo", str(busy)]) == 0
     assert snapshot(busy) == before
+
+
+# the real command, sent SIGTERM by itself when the journal moves the first original away
+TERM_WHILE_WRITING = textwrap.dedent("""
+    import os, signal, sys
+    from lorabake_tui.cli.main import main
+    from lorabake_tui.core.base import journal
+
+    real = journal.rename_noreplace
+
+    def rename(src, dst):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real(src, dst)
+
+    journal.rename_noreplace = rename
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_sigterm_while_the_journal_writes_lets_the_entry_complete(tmp_path):
+    root = tmp_path / "ds"
+    d = root / "10_mira"
+    d.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (20 + i, 10), (i, 2, 3)).save(d / f"img_{i}.jpg")
+    p = subprocess.run([sys.executable, "-c", TERM_WHILE_WRITING, "images", str(root),
+                        "convert", "--workers", "1"], env=dict(os.environ,
+                       PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "SIGTERM came while the change was being written; it was completed" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert sorted(x.name for x in d.iterdir()) == [f"img_{i}.png" for i in range(3)]
+    assert Journal(root).interrupted() is None
+    assert Journal(root).entries()[-1].state == "done"
 
 
 # ---- the pixel limit -------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Changing actions (convert, pad, resize, upscale) print their plan (`--dry-run` stops there),
 then process the images in worker processes and apply the result as one journal entry
 (`lorabake undo DIR` takes it back; the originals wait in DIR/.lorabake/originals).
-dupes and lowres only report.
+dupes and lowres only report. SIGINT or SIGTERM while the images are processed ends the
+workers at once and writes nothing (exit 130 or 143); one that comes while the journal
+entry is being written lets it complete (the usual exit code, a note on stderr).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections import Counter
 
 from ..core.base.errors import LorabakeError
+from ..core.base.workers import StopSignals
 from .common import OK, PARTIAL, Parser, print_json
 from .progress import progress_printer
 
@@ -120,13 +123,21 @@ def run_change(args) -> int:
     plan = plan_images(args.dir, args.action, options_from_args(args), concept=args.concept,
                        caption_ext=args.caption_ext)
     result = None
-    if plan.todo and not args.dry_run:
-        result = apply_image_plan(plan, workers=args.workers,
-                                  progress=progress_printer(args.action))
+    with StopSignals() as stop:  # SIGINT/SIGTERM: end the workers, write nothing
+        if plan.todo and not args.dry_run:
+            result = apply_image_plan(plan, workers=args.workers, cancelled=stop,
+                                      progress=progress_printer(args.action))
     applied = result is not None and result.applied
     failed = [f for f in plan.files if f.action in (ERROR, CONFLICT)]
+    if stop() and sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress line
+    if stop() and applied:  # it came while the journal wrote: that finished first
+        print(f"lorabake: {stop.name} came while the change was being written; it was "
+              f"completed (undo with `lorabake undo {args.dir}`)", file=sys.stderr)
     if args.json:
         print_json(plan.to_json(applied))
+        if result is not None and result.cancelled:
+            return stop.exit_code
         if not failed or args.dry_run:
             return OK
         return PARTIAL if applied else ERROR
@@ -157,7 +168,7 @@ def run_change(args) -> int:
         return 0
     if result is not None and result.cancelled:
         print("cancelled: nothing written")
-        return 130
+        return stop.exit_code
     if applied:
         print(f"changed {len(todo)} file(s); originals in .lorabake/originals; "
               f"undo with `lorabake undo {args.dir}`")
@@ -171,9 +182,13 @@ def run_change(args) -> int:
 def run_dupes(args) -> int:
     from ..core.dataset.imagetools import find_duplicates
 
-    report = find_duplicates(args.dir, threshold=args.threshold, concept=args.concept,
-                             caption_ext=args.caption_ext, workers=args.workers,
-                             progress=progress_printer("hashing"))
+    with StopSignals() as stop:
+        report = find_duplicates(args.dir, threshold=args.threshold, concept=args.concept,
+                                 caption_ext=args.caption_ext, workers=args.workers,
+                                 progress=progress_printer("hashing"), cancelled=stop)
+    if report.cancelled:
+        print("cancelled", file=sys.stderr)
+        return stop.exit_code
     if args.json:
         data = {"operation": "dupes", **report.to_json()}
         print_json(data)

@@ -14,8 +14,9 @@ stays.
 Non-destructive: an image that is changed keeps its original in
 `<root>/.lorabake/originals/<folder>/<name>` (`name~2.ext`, `~3`, ... when a earlier run
 already left one there). Every output is a PNG:
-- a source with another extension (a.webp, a.jpg) is moved there (a journal rename) and
-  a.png is created next to where it was; the caption keeps matching the stem. If a.png (in any
+- a source with another extension (a.webp, a.jpg): a.png is created next to it, then the
+  source is moved there (a journal rename), so a kill at any point leaves the image in its
+  folder in one form or the other; the caption keeps matching the stem. If a.png (in any
   letter case) already exists, or another source of the batch claims it, that source is a
   `conflict`: reported and left alone, never overwritten;
 - a PNG changed in place (pad, resize, upscale, convert --flatten or upright) is copied there
@@ -32,14 +33,8 @@ reason and skipped; the rest of the batch goes on.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,6 +44,7 @@ from PIL import Image
 from ..base.errors import LorabakeError
 from ..base.journal import ChangeSet, Entry, Journal
 from ..base.project_files import ORIGINALS_REL
+from ..base.workers import CancelFn, ProgressFn, run_tasks
 from ..images.dupes import DEFAULT_THRESHOLD, group_near_duplicates, phash
 from ..images.imageinfo import ImageReadError, read_image_header
 from ..images.imageops import (
@@ -64,7 +60,9 @@ from ..images.imageops import (
     has_transparency,
     max_side_size,
     min_side_size,
+    over_pixel_limit,
     pad_to_square,
+    pixel_limit,
     resize_image,
     to_rgb,
 )
@@ -78,9 +76,6 @@ CONVERT_EXTS = frozenset({".webp", ".avif", ".gif", ".jpg", ".jpeg", ".bmp"})
 DEFAULT_MIN_SIDE = 512
 SKIP, CONFLICT, ERROR = "skip", "conflict", "error"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +243,13 @@ def plan_images(root: Path | str, operation: str, options: ImageOptions | None =
         plan.notes.append("no --model given: plain Lanczos upscaling (a super-resolution "
                           "model gives sharper results)")
     claims = _Claims(ds.root)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    for c in concepts:
-        for item in sorted(c.images, key=lambda im: im.name):
-            plan.files.append(_plan_one(plan, c, item, claims, limit))
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    with warnings.catch_warnings():
+        # headers are read here (frames, transparency): a problem is a row, never raw text
+        warnings.simplefilter("ignore")
+        for c in concepts:
+            for item in sorted(c.images, key=lambda im: im.name):
+                plan.files.append(_plan_one(plan, c, item, claims, limit))
     return plan
 
 
@@ -286,16 +284,25 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
     rotated = item.orientation != 1
     upright = f", upright (EXIF orientation {item.orientation})" if rotated else ""
     frames = 1
+    # over the pixel limit: refused from the header, before anything decodes it
+    big = over_pixel_limit(w, h, limit)
     if op == "convert":
         if item.ext == ".png":
+            if not o.flatten and not rotated:
+                fa.reason = "already png"
+                return fa
+            if big is not None:
+                return _refused(fa, big)
             flatten = o.flatten and _png_has_alpha(item.path)
             if not flatten and not rotated:
-                fa.reason = "png without transparency" if o.flatten else "already png"
+                fa.reason = "png without transparency"
                 return fa
             fa.reason = ("png with transparency: flattened onto the background" + upright
                          if flatten else f"png written upright (EXIF orientation "
                                          f"{item.orientation})")
         elif item.ext in CONVERT_EXTS:
+            if big is not None:
+                return _refused(fa, big)
             fa.reason = f"{item.ext[1:]} -> png{upright}"
         else:
             fa.reason = f"{item.ext} is not converted"
@@ -336,7 +343,14 @@ def _plan_one(plan: ImagePlan, c: Concept, item: ImageItem, claims: _Claims,
         fa.new_size = min_side_size(uw, uh, o.min_side)
         how = "model" if o.model else "lanczos"
         fa.reason = f"{uw}x{uh} -> {fa.new_size[0]}x{fa.new_size[1]} ({how}){upright}"
+    if big is not None:
+        return _refused(fa, big)
     return _name_outputs(fa, op, item, c, claims, frames, plan.caption_ext)
+
+
+def _refused(fa: FileAction, problem: str) -> FileAction:
+    fa.action, fa.error, fa.reason, fa.new_size = ERROR, problem, "over the pixel limit", None
+    return fa
 
 
 def _name_outputs(fa: FileAction, op: str, item: ImageItem, c: Concept, claims: _Claims,
@@ -412,7 +426,7 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
                   max_pixels: int | None = None, upscaler=None) -> list[bytes]:
     """The new PNG(s) for one source image's bytes. Raises ImageDecodeError."""
     o = options
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     if operation == "convert":
         if frame_count(data, max_pixels=limit) > 1:
             return [encode_png(to_rgb(f, o.background))
@@ -513,110 +527,6 @@ def _hash_work(task: _HashTask) -> tuple[str, int | None, str | None]:
         return task.rel, None, f"failed: {type(exc).__name__}: {exc}"
 
 
-def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    return [fn(x) for x in items]
-
-
-def _worker_init() -> None:
-    # ctrl+c goes to the whole process group: the parent decides, workers keep quiet
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _mp_context():
-    """fork (cheapest) for a single-threaded process; a fork of a process with threads (the
-    workbench, a loaded onnxruntime session) may deadlock in the child, so then forkserver
-    where there is one, else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    if ("fork" in methods and threading.active_count() == 1
-            and "onnxruntime" not in sys.modules):
-        return multiprocessing.get_context("fork")
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    _start_mp_helpers(ctx.get_start_method())
-    return ctx
-
-
-def _start_mp_helpers(method: str) -> None:
-    """multiprocessing hands sys.stderr's descriptor to its helper processes (resource
-    tracker, fork server). Inside the workbench Textual has replaced sys.stderr with an object
-    whose fileno() is not a descriptor, and starting them fails ("bad value(s) in
-    fds_to_keep"). Start them with the real stderr; later pools reuse them."""
-    from multiprocessing import forkserver, resource_tracker
-
-    saved = sys.stderr
-    try:
-        try:
-            usable = sys.stderr is not None and sys.stderr.fileno() >= 0
-        except (AttributeError, OSError, ValueError):
-            usable = False
-        if not usable and sys.__stderr__ is not None:
-            sys.stderr = sys.__stderr__
-        resource_tracker.ensure_running()
-        if method == "forkserver":
-            forkserver.ensure_running()
-    finally:
-        sys.stderr = saved
-
-
-class _Cancelled(Exception):
-    pass
-
-
-def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
-              progress: ProgressFn | None = None, cancelled: CancelFn | None = None
-              ) -> list[Any] | None:
-    """`fn` over `items`, results in order; None if `cancelled()` said so (checked between
-    results: nothing more is submitted and what came back is discarded). `workers` > 1 uses
-    a process pool fed in chunks, with a bounded number of chunks in flight."""
-    total = len(items)
-    results: list[Any] = [None] * total
-    done = 0
-    if workers <= 1 or total <= 1:
-        for i, item in enumerate(items):
-            if cancelled is not None and cancelled():
-                return None
-            results[i] = fn(item)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        return results
-    chunk = max(1, min(16, total // (workers * 4)))
-    starts = list(range(0, total, chunk))
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(starts)), mp_context=_mp_context(),
-                               initializer=_worker_init)
-    pending: dict[Any, int] = {}
-    queue = iter(starts)
-
-    def submit(n: int) -> None:
-        for _ in range(n):
-            start = next(queue, None)
-            if start is None:
-                return
-            pending[pool.submit(_run_chunk, fn, items[start:start + chunk])] = start
-
-    try:
-        submit(workers * 2)
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                start = pending.pop(fut)
-                for k, r in enumerate(fut.result()):
-                    results[start + k] = r
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                    if cancelled is not None and cancelled():
-                        raise _Cancelled
-            submit(len(finished))
-    except _Cancelled:
-        return None
-    except BrokenProcessPool as exc:
-        raise LorabakeError("an image worker process died (out of memory, or a decoder "
-                            "crashed)", "nothing was changed; try --workers 1") from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
-
-
 # ---- applying -------------------------------------------------------------------------------
 
 def _label(plan: ImagePlan, n: int) -> str:
@@ -637,7 +547,9 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
                      max_pixels: int | None = None) -> ImageRunResult:
     """Process the plan's images and apply the outcome as one journal entry. Files that fail
     are marked `error` in the plan (with the reason) and left alone. Cancelled: nothing is
-    written. `workers`: None for one per CPU (one for a model upscale, which is threaded)."""
+    written; `cancelled()` is asked until the journal entry starts, which then completes (a
+    kill after that is rolled back by `lorabake undo`). `workers`: None for one per CPU (one
+    for a model upscale, which is threaded)."""
     todo = plan.todo
     result = ImageRunResult(plan)
     if not todo:
@@ -651,7 +563,7 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
 
         threads = max(1, default_workers() // workers) if workers > 1 else None
         load_upscaler(model, threads=threads)  # a bad model: one clear error, nothing done
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     tasks = [_Task(f.path, str(plan.root / f.path), plan.operation, plan.options, limit,
                    threads) for f in todo]
     outcomes = run_tasks(_work, tasks, workers=workers, progress=progress, cancelled=cancelled)
@@ -660,6 +572,9 @@ def apply_image_plan(plan: ImagePlan, *, workers: int | None = None,
         return result
     cs = _changes(plan, todo, outcomes)
     if cs is None:
+        return result
+    if cancelled is not None and cancelled():  # the last moment nothing is written yet
+        result.cancelled = True
         return result
     for folder in {Path(f.original).parent for f in plan.todo if f.original}:
         (plan.root / folder).mkdir(parents=True, exist_ok=True)
@@ -683,10 +598,12 @@ def _changes(plan: ImagePlan, todo: list[FileAction], outcomes: list[WorkerResul
     if not renames and not writes:
         return None
     cs = ChangeSet()
-    for src_rel, dst_rel in renames:  # all moves first, then one batch of writes
-        cs.rename(src_rel, dst_rel)
+    # every new file first (one batch, one sync), then the moves into the originals: after a
+    # kill at any point each image is still in its folder, as the old file or the new one
     for rel, new, old, sig in writes:
         cs.write(rel, new, old, sig)
+    for src_rel, dst_rel in renames:
+        cs.rename(src_rel, dst_rel)
     return cs
 
 
@@ -784,19 +701,27 @@ def find_duplicates(root: Path | str, *, threshold: int = DEFAULT_THRESHOLD,
     if not 0 <= threshold <= 64:
         raise LorabakeError("--threshold must be between 0 and 64")
     ds, concepts = _scope(root, concept, caption_ext)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    tasks = [_HashTask(_rel(c, im.name), str(im.path), limit)
-             for c in concepts for im in sorted(c.images, key=lambda im: im.name)]
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    tasks: list[_HashTask] = []
+    refused: list[tuple[str, str]] = []  # over the limit by the header: never decoded
+    for c in concepts:
+        for im in sorted(c.images, key=lambda im: im.name):
+            big = over_pixel_limit(im.width or 0, im.height or 0, limit)
+            if big is None:
+                tasks.append(_HashTask(_rel(c, im.name), str(im.path), limit))
+            else:
+                refused.append((_rel(c, im.name), big))
+    images = len(tasks) + len(refused)
     out = run_tasks(_hash_work, tasks, workers=default_workers() if workers is None else workers,
                     progress=progress, cancelled=cancelled)
     if out is None:
-        return DupeReport([], [], len(tasks), threshold, cancelled=True)
+        return DupeReport([], [], images, threshold, cancelled=True)
     paths = [rel for rel, h, _ in out if h is not None]
     hashes = [h for _, h, _ in out if h is not None]
-    errors = [(rel, err or "unreadable") for rel, h, err in out if h is None]
+    errors = refused + [(rel, err or "unreadable") for rel, h, err in out if h is None]
     groups = [[(paths[m.index], m.distance) for m in g]
               for g in group_near_duplicates(hashes, threshold)]
-    return DupeReport(groups, errors, len(tasks), threshold)
+    return DupeReport(groups, errors, images, threshold)
 
 
 __all__ = [

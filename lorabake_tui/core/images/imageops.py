@@ -14,6 +14,7 @@ needed to show the colours right).
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Literal
@@ -236,6 +237,37 @@ def min_side_size(w: int, h: int, min_side: int) -> tuple[int, int]:
     return max(min_side, _round_half_up(w * scale)), min_side
 
 
+# ---- the pixel limit ---------------------------------------------------------------------------
+
+PIXEL_LIMIT_FIX = "shrink it in an image editor or move it out of the dataset"
+_PILLOW_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+def pixel_limit() -> int | None:
+    """The most pixels an image may have before the tools refuse to decode it (None: no
+    limit). Every default limit of the image tools is read here, so a project-wide constant
+    replaces this one line."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def over_pixel_limit(width: int, height: int, limit: int | None) -> str | None:
+    """The one-line problem for an image over `limit`, with the fix; None when it is within."""
+    if not limit or width * height <= limit:
+        return None
+    return (f"refused: {width}x{height} is {width * height:,} pixels, over the limit of "
+            f"{limit:,} (a decompression bomb?); {PIXEL_LIMIT_FIX}")
+
+
+def _bomb_problem(exc: BaseException) -> str:
+    """Pillow's own refusal, which names only the pixel count, said the same way."""
+    found = _PILLOW_BOMB.search(str(exc))
+    if found is None:
+        return f"refused: too many pixels (a decompression bomb?); {PIXEL_LIMIT_FIX}"
+    pixels, limit = (int(g) for g in found.groups())
+    return (f"refused: {pixels:,} pixels, over the limit of {limit:,} (a decompression "
+            f"bomb?); {PIXEL_LIMIT_FIX}")
+
+
 # ---- decoding and encoding ---------------------------------------------------------------------
 
 # EXIF orientation -> the transpose that makes the stored pixels upright (as exif_transpose)
@@ -244,24 +276,24 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
 
+
 def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
     """Open (header only) and refuse decompression bombs before any pixel is decoded."""
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = pixel_limit() if max_pixels is None else max_pixels
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageDecodeError(f"refused: too many pixels ({exc})") from None
+            raise ImageDecodeError(_bomb_problem(exc)) from None
         except Image.UnidentifiedImageError:
             raise ImageDecodeError("not an image Pillow can read (unknown or damaged "
                                    "header)") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageDecodeError(f"damaged image: {_reason(exc)}") from None
-    if limit and image.width * image.height > limit:
-        raise ImageDecodeError(
-            f"refused: {image.width}x{image.height} is {image.width * image.height:,} pixels, "
-            f"over the limit of {limit:,} (a decompression bomb?)")
+    problem = over_pixel_limit(image.width, image.height, limit)
+    if problem is not None:
+        raise ImageDecodeError(problem)
     return image
 
 
@@ -276,7 +308,7 @@ def _load(image: Image.Image) -> None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"refused: too many pixels ({exc})") from None
+        raise ImageDecodeError(_bomb_problem(exc)) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         reason = _reason(exc)
         if "truncated" in reason.lower():

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.base.journal import Journal
-from lorabake_tui.core.dataset import imagetools
+from lorabake_tui.core.base.workers import mp_context
 from lorabake_tui.core.dataset.imagetools import (
     ImageOptions,
     apply_image_plan,
@@ -265,8 +265,9 @@ def test_decode_refuses_decompression_bombs_and_names_truncation(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageDecodeError, match="refused"):
         decode_image(data.getvalue(), upright=False)  # our own check, at the Pillow limit
-    with pytest.raises(ImageDecodeError, match="refused: too many pixels"):
-        # Pillow's DecompressionBombError
+    with pytest.raises(ImageDecodeError, match=r"refused: 4,096 pixels, over the limit of "
+                                               r"2,000 .*; shrink it in an image editor"):
+        # Pillow's DecompressionBombError (at twice its limit), said like our own check
         decode_image(data.getvalue(), upright=False, max_pixels=10**9)
     monkeypatch.undo()
     with pytest.raises(ImageDecodeError, match="truncated"):
@@ -522,6 +523,43 @@ def test_a_decompression_bomb_is_refused_per_file(tmp_path, monkeypatch):
     assert (root / "1_a" / "big.webp").exists() and not (root / "1_a" / "big.png").exists()
 
 
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height, with one tiny (damaged) IDAT: nothing that
+    reads only the header can tell, and nothing should decode it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        import zlib
+
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x")
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("op, kw", [("convert", {"flatten": True}), ("pad", {}),
+                                    ("resize", {"size": (8, 8)})])
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path, op, kw):
+    import warnings
+
+    root = tmp_path / "ds"
+    _png_header_only(root / "1_a" / "huge.png", 30000, 20000)
+    save(root / "1_a" / "small.png", Image.new("RGBA", (20, 10), (1, 2, 3, 4)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(root, op, **kw)
+    assert caught == []
+    files = {f.path: f for f in result.plan.files}
+    huge = files["1_a/huge.png"]
+    assert huge.action == "error" and huge.reason == "over the pixel limit"
+    assert huge.error == ("refused: 30000x20000 is 600,000,000 pixels, over the limit of "
+                          f"{Image.MAX_IMAGE_PIXELS:,} (a decompression bomb?); shrink it in "
+                          "an image editor or move it out of the dataset")
+    assert files["1_a/small.png"].action == op and result.applied
+
+
 # ---- conflicts and repeated runs --------------------------------------------------------------
 
 
@@ -657,7 +695,7 @@ def test_workers_in_a_threaded_process_use_a_safe_start_method(tmp_path):
     t = threading.Thread(target=stop.wait, daemon=True)
     t.start()
     try:
-        assert imagetools._mp_context().get_start_method() != "fork"
+        assert mp_context().get_start_method() != "fork"
         result = run(root, "convert", workers=2)
     finally:
         stop.set()

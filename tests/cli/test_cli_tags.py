@@ -743,6 +743,21 @@ def test_an_edit_while_lorabake_writes_exits_3_and_survives_undo(tmp_path, capsy
     assert mine.read_bytes() == b"mira, my edit\n"
 
 
+def test_a_redo_that_leaves_a_file_alone_exits_3(tmp_path, capsys, monkeypatch):
+    from lorabake_tui.core.base import atomic
+
+    root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n"})
+    ok(capsys, root, "add", "solo", "--position", "last")
+    assert run(capsys, "undo", root)[0] == 0
+    mine = txt(root, "1_a/1.png")
+    monkeypatch.setattr(atomic, "after_final_check",
+                        lambda p: p == mine and mine.write_bytes(b"mine, longer\n"))
+    code, _, err = run(capsys, "redo", root)
+    assert code == 3 and "left alone: 1_a/1.txt changed on disk since it was read" in err
+    assert mine.read_bytes() == b"mine, longer\n"
+    assert cap(root, "1_a/2.png") == b"mira, solo\n"
+
+
 def test_undo_of_a_read_only_file_exits_3(tmp_path, capsys):
     root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n"})
     ok(capsys, root, "add", "solo", "--position", "last")

@@ -287,7 +287,7 @@ def run_change(args, store, records) -> int:
         print(f"  left alone: {line}", file=sys.stderr)
     if result is not None:
         for line in result.skipped:
-            print(f"  skipped (changed on disk): {line}", file=sys.stderr)
+            print(f"  skipped: {line}", file=sys.stderr)
         print(f"changed {result.written} file(s); undo with `lorabake undo {args.dir}`")
     elif plan.files and args.dry_run:
         print("dry run: nothing written")

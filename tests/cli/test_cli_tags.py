@@ -693,6 +693,81 @@ def test_non_utf8_caption_not_rewritten_by_create_missing(tmp_path, capsys):
     assert cap(root, "1_a/2.png") == b"mira\n"
 
 
+def test_files_left_alone_while_applying_exit_3_and_are_listed(tmp_path, capsys):
+    """Exit 3 (partly applied) whenever the journal leaves a file out: read-only, a link out
+    of the dataset; text and JSON alike."""
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"mira\n")
+    root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n",
+                                   "1_a/3.png": None})
+    os.chmod(txt(root, "1_a/1.png"), 0o444)
+    os.symlink(outside, txt(root, "1_a/3.png"))
+    code, out, err = tags(capsys, root, "add", "solo", "--position", "last")
+    assert code == 3
+    assert "skipped: 1_a/1.txt: read-only: left alone (chmod u+w to let lorabake edit it)" \
+        in err
+    assert "skipped: 1_a/3.txt: is a link to a file outside the dataset: left alone" in err
+    assert "changed 1 file(s)" in out
+    assert cap(root, "1_a/1.png") == b"mira\n" and outside.read_bytes() == b"mira\n"
+    assert cap(root, "1_a/2.png") == b"mira, solo\n"
+    code, out, err = tags(capsys, root, "add", "hat", "--position", "last", "--json")
+    assert code == 3
+    assert json.loads(out)["skipped"] == [
+        "1_a/1.txt: read-only: left alone (chmod u+w to let lorabake edit it)",
+        "1_a/3.txt: is a link to a file outside the dataset: left alone"]
+
+
+def test_an_edit_while_lorabake_writes_exits_3_and_survives_undo(tmp_path, capsys,
+                                                                  monkeypatch):
+    from lorabake_tui.core.base import atomic
+
+    root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n"})
+    mine = txt(root, "1_a/2.png")
+
+    def someone_saves(path):  # between lorabake's last check of the file and its rename
+        if path == mine:
+            mine.write_bytes(b"mira, my edit\n")
+
+    monkeypatch.setattr(atomic, "after_final_check", someone_saves)
+    code, _, err = tags(capsys, root, "add", "solo", "--position", "last")
+    assert code == 3
+    assert "skipped: 1_a/2.txt changed on disk since it was read" in err
+    assert mine.read_bytes() == b"mira, my edit\n"
+    assert cap(root, "1_a/1.png") == b"mira, solo\n"
+    # and an edit during the undo itself: left alone, exit 3
+    monkeypatch.setattr(atomic, "after_final_check",
+                        lambda p: p.write_bytes(b"edited during undo\n"))
+    code, _, err = run(capsys, "undo", root)
+    assert code == 3 and "left alone: 1_a/1.txt was edited after this operation" in err
+    assert cap(root, "1_a/1.png") == b"edited during undo\n"
+    assert mine.read_bytes() == b"mira, my edit\n"
+
+
+def test_a_redo_that_leaves_a_file_alone_exits_3(tmp_path, capsys, monkeypatch):
+    from lorabake_tui.core.base import atomic
+
+    root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n"})
+    ok(capsys, root, "add", "solo", "--position", "last")
+    assert run(capsys, "undo", root)[0] == 0
+    mine = txt(root, "1_a/1.png")
+    monkeypatch.setattr(atomic, "after_final_check",
+                        lambda p: p == mine and mine.write_bytes(b"mine, longer\n"))
+    code, _, err = run(capsys, "redo", root)
+    assert code == 3 and "left alone: 1_a/1.txt changed on disk since it was read" in err
+    assert mine.read_bytes() == b"mine, longer\n"
+    assert cap(root, "1_a/2.png") == b"mira, solo\n"
+
+
+def test_undo_of_a_read_only_file_exits_3(tmp_path, capsys):
+    root = build(tmp_path / "ds", {"1_a/1.png": b"mira\n", "1_a/2.png": b"mira\n"})
+    ok(capsys, root, "add", "solo", "--position", "last")
+    os.chmod(txt(root, "1_a/1.png"), 0o444)
+    code, _, err = run(capsys, "undo", root)
+    assert code == 3 and "left alone: 1_a/1.txt: read-only" in err
+    assert cap(root, "1_a/1.png") == b"mira, solo\n"
+    assert cap(root, "1_a/2.png") == b"mira\n"
+
+
 def test_bom_and_crlf_are_kept(tmp_path, capsys):
     root = build(tmp_path / "ds", {
         "1_a/1.png": BOM + b"mira, tiara, smile\r\nhand-written note\r\n",

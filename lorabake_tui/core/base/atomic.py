@@ -1,13 +1,39 @@
-"""Crash-safe file primitives: a reader never sees half a file, a rename never replaces."""
+"""Crash-safe file primitives: a reader never sees half a file, a rename never replaces a
+folder, a checked batch never replaces a file someone changed since it was read, and new
+files get the permissions any other program would give them.
+
+Permissions: a new file's temp file is created with mode 0o666 and the kernel narrows it by
+the umask (or the folder's default ACL), exactly as for `touch` or an editor. So the umask is
+never read here: os.umask can only read it by setting it, process-wide, racing any other
+thread that creates a file meanwhile. A replaced file keeps its own mode.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import functools
+import hashlib
 import os
-import tempfile
+import secrets
+import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+# Why write_batch left a target alone (see `write_batch`).
+CHANGED = "changed"  # its bytes are not the ones expected
+GONE = "gone"  # it was expected to exist and does not
+EXISTS = "exists"  # it was expected not to exist and does
+READ_ONLY = "read-only"  # nobody has write permission on it
+LINK = "link"  # it is a symbolic link now
+
+# Tests only: called with the target's path right after its final content check passed and
+# just before it is replaced, to make an edit in that window. None in production.
+after_final_check: Callable[[Path], None] | None = None
+
+_NEW_FILE_MODE = 0o666  # narrowed by the umask when the file is created
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never a FIFO wait
+_CHUNK = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -19,17 +45,54 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def is_read_only(mode: int) -> bool:
+    """No write bit at all: the user's way of saying "leave this file alone". The mode bits,
+    not os.access: lorabake replaces a file by renaming over it (which needs only the
+    folder's permission), and as root os.access says yes to every file."""
+    return mode & 0o222 == 0
+
+
+def _existing_mode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def _open_new(path: Path, mode: int | None) -> int:
+    """Create `path` (O_EXCL) for writing: `mode` is the file it will replace's mode (None:
+    a new file, the default mode). Created no wider than its final mode, so no other account
+    can open it while the bytes go in."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                 _NEW_FILE_MODE if mode is None else mode & 0o777)
+    if mode is not None:
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via temp file + fsync + rename, so `path` holds either old or new bytes."""
+    """Write via temp file + fsync + rename, so `path` holds either old or new bytes. A new
+    file gets the default mode (0o666 less the umask), a replaced one keeps its mode."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mode = _existing_mode(path)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = _open_new(tmp, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(errno.EEXIST, "no free temp file name", str(path))
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -43,6 +106,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 _RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
@@ -61,25 +125,43 @@ def _renameat2():
     return fn
 
 
+def _renameat2_call(src: Path, dst: Path, flags: int) -> int:
+    """0 when done, else the errno (EINVAL/ENOSYS: the flag is not supported here)."""
+    import ctypes
+
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return errno.ENOSYS
+    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
 def rename_noreplace(src: Path, dst: Path) -> None:
     """Rename `src` to `dst`; raise FileExistsError if `dst` exists (never overwrite)."""
     src, dst = Path(src), Path(dst)
-    renameat2 = _renameat2()
-    if renameat2 is not None:
-        import ctypes
-
-        rc = renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
-        if rc == 0:
-            return
-        err = ctypes.get_errno()
-        if err == errno.EEXIST:
-            raise FileExistsError(errno.EEXIST, "destination exists", str(dst))
-        if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL/ENOSYS: fs lacks the flag
-            raise OSError(err, os.strerror(err), str(src))
+    err = _renameat2_call(src, dst, _RENAME_NOREPLACE)
+    if err == 0:
+        return
+    if err == errno.EEXIST:
+        raise FileExistsError(errno.EEXIST, "destination exists", str(dst))
+    if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL/ENOSYS: fs lacks the flag
+        raise OSError(err, os.strerror(err), str(src))
     # Fallback: check then rename (a small race, but still never onto a known path).
     if dst.exists() or dst.is_symlink():
         raise FileExistsError(errno.EEXIST, "destination exists", str(dst))
     os.rename(src, dst)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two names atomically (renameat2 RENAME_EXCHANGE). False where the filesystem
+    or the system cannot (NFS, some FUSE, not Linux)."""
+    err = _renameat2_call(a, b, _RENAME_EXCHANGE)
+    if err == 0:
+        return True
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))  # ENOENT comes out as FileNotFoundError
 
 
 @functools.cache
@@ -107,24 +189,132 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def write_batch(items: list[tuple[Path, bytes]], tag: str) -> None:
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a regular file's bytes, not following a link; None when it is missing."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        return _sha_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _final_check(path: Path, expect: str) -> tuple[str | None, os.stat_result | None]:
+    """(why `path` must be left alone, or None; its stat as read) for a target that must
+    still hold the bytes whose sha256 is `expect`."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return GONE, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+            return LINK, None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return CHANGED, None
+        if is_read_only(st.st_mode):
+            return READ_ONLY, None
+        digest = _sha_fd(fd)
+    finally:
+        os.close(fd)
+    return (None if digest == expect else CHANGED), st
+
+
+def _still_the_same(old: Path, seen: os.stat_result, expect: str) -> bool:
+    """Is `old` (what the exchange took out) the file the final check read? The same inode,
+    size and mtime say so without reading it again (its ctime moved with the rename, so it
+    cannot be compared); anything else is read and compared by content."""
+    st = os.lstat(old)
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == \
+            (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns):
+        return True
+    return stat.S_ISREG(st.st_mode) and file_sha256(old) == expect
+
+
+def _put_checked(tmp: Path, path: Path, expect: str | None) -> str | None:
+    """Move `tmp` to `path` if `path` still holds `expect` (None: if it does not exist).
+    Returns why it was left alone (and `tmp` removed), or None once `tmp` is in place."""
+    hook = after_final_check
+    if expect is None:
+        if os.path.lexists(path):
+            os.unlink(tmp)
+            return EXISTS
+        if hook is not None:
+            hook(path)
+        try:
+            rename_noreplace(tmp, path)  # atomic: never onto a file created meanwhile
+        except FileExistsError:
+            os.unlink(tmp)
+            return EXISTS
+        return None
+    why, seen = _final_check(path, expect)
+    if why is not None or seen is None:
+        os.unlink(tmp)
+        return why or CHANGED
+    if hook is not None:
+        hook(path)
+    # Swap rather than rename over: what `path` held at the very instant of the swap is then
+    # at `tmp`, and is checked once more. An edit that landed after the final check (an
+    # editor's save by rename, a write that changed the size or mtime) is put back and
+    # reported. What remains possible: a write through a handle opened earlier, into the
+    # old file after this check, or one that keeps size and mtime and lands in the few
+    # microseconds between the final check and the swap.
+    try:
+        swapped = _exchange(tmp, path)
+    except FileNotFoundError:  # removed since the final check
+        os.unlink(tmp)
+        return GONE
+    if not swapped:
+        # No atomic swap on this filesystem: plain rename. An edit landing between the
+        # final check above and this rename (microseconds) is replaced: the residual race.
+        os.replace(tmp, path)
+        return None
+    if _still_the_same(tmp, seen, expect):
+        os.unlink(tmp)
+        return None
+    _exchange(tmp, path)  # the other writer's file goes back where it was
+    os.unlink(tmp)
+    return CHANGED
+
+
+def write_batch(items: list[tuple[Path, bytes]], tag: str,
+                expect: Sequence[str | None] | None = None) -> list[tuple[int, str]]:
     """Replace many files so that each is whole (old or new) after a crash, fast.
 
-    All temp files are written first, made durable with one filesystem sync, then renamed
-    over their targets; the directories are synced at the end. Temp files are named
-    `.<name>.<tag>.tmp` so that a crash's leftovers can be found with `temp_path`.
+    All temp files are written first, made durable with one filesystem sync, then moved
+    onto their targets one by one; the directories are synced at the end. Temp files are
+    named `.<name>.<tag>.tmp` so that a crash's leftovers can be found with `temp_path`.
+
+    `expect` (one per item): the sha256 of the bytes the target must still hold, checked by
+    content right before that target is replaced (None: the target must not exist). A
+    target that fails is left alone. Returns [(item index, CHANGED | GONE | EXISTS |
+    READ_ONLY | LINK)] for those; without `expect`, every target is replaced unchecked.
     """
     if not items:
-        return
+        return []
     written: list[tuple[Path, Path]] = []
     try:
         for path, data in items:
             tmp = temp_path(path, tag)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            mode = _existing_mode(path)
+            try:
+                fd = _open_new(tmp, mode)
+            except FileExistsError:  # a leftover of this very entry: ours to replace
+                os.unlink(tmp)
+                fd = _open_new(tmp, mode)
             try:
                 _write_all(fd, data)
-                with contextlib.suppress(FileNotFoundError):
-                    os.fchmod(fd, os.stat(path).st_mode & 0o7777)
             finally:
                 os.close(fd)
             written.append((tmp, path))
@@ -134,10 +324,29 @@ def write_batch(items: list[tuple[Path, bytes]], tag: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
-    for tmp, path in written:
-        os.replace(tmp, path)
+    refused: list[tuple[int, str]] = []
+    for i, (tmp, path) in enumerate(written):
+        if expect is None:
+            os.replace(tmp, path)
+            continue
+        why = _put_checked(tmp, path, expect[i])
+        if why is not None:
+            refused.append((i, why))
     for d in {p.parent for _, p in written}:
         fsync_dir(d)
+    return refused
+
+
+def remove_checked(path: Path, expect: str) -> str | None:
+    """Delete `path` if it still holds the bytes whose sha256 is `expect`; else why not.
+    (Between this final check and the unlink, microseconds, an edit would be lost.)"""
+    why, _ = _final_check(path, expect)
+    if why is not None:
+        return why
+    if after_final_check is not None:
+        after_final_check(path)
+    os.unlink(path)
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

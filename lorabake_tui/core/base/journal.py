@@ -6,18 +6,29 @@ file is either before or after, and the entry left in an "applying" state says h
 back. Undo/redo replay entries; a file changed by someone else since is a conflict that is
 reported and left alone, never overwritten.
 
+Every write is checked by content right before its target is replaced (atomic.write_batch):
+the target must still hold the bytes the caller read, which are the bytes kept for undo. A
+file that fails (edited meanwhile, read-only, a link) is left out of the operation and
+listed in `entry.skipped` (or refuses the whole operation). A caption that is a link to a
+file inside the dataset is written at its target, so the link stays a link; a link to
+anything else is left alone.
+
 Layout in <root>/.lorabake/journal/: <id>.json (the entry, written once), <id>.state (its
-state and conflicts, small, rewritten at each transition) and <id>.blobs (the old and new
+state and conflicts, small, rewritten at each transition; also the writes left out while
+applying, when there were any) and <id>.blobs (the old and new
 bytes of the files it writes, packed in one file so a 10k-caption edit is two files, not 20k).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat as stat_mod
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +36,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .atomic import (
+    CHANGED,
+    EXISTS,
+    GONE,
+    LINK,
+    READ_ONLY,
     atomic_write_text,
+    file_sha256,
     fsync_dir,
+    is_read_only,
+    remove_checked,
     rename_noreplace,
+    temp_path,
     write_batch,
 )
 from .errors import LorabakeError
@@ -54,16 +74,26 @@ class Rename:
 class Write:
     """Replace (or create, when before is None) a file's bytes. `before`/`after` are sha256
     digests of bytes kept in the entry's blob pack; `stat` is (size, mtime_ns) of the file as
-    it was read, so that a change made since is caught without reading the file again."""
+    it was read, a cheap first filter for a change made since (the content is checked again
+    right before the file is replaced). `via`: the link the caller named, when `path` is
+    that link's target."""
     path: str
     before: str | None
     after: str
     stat: tuple[int, int] | None = None
+    via: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The path the caller gave (what messages name)."""
+        return self.via or self.path
 
     def to_json(self) -> dict:
         d = {"kind": "write", "path": self.path, "before": self.before, "after": self.after}
         if self.stat is not None:
             d["stat"] = list(self.stat)
+        if self.via is not None:
+            d["via"] = self.via
         return d
 
 
@@ -75,7 +105,8 @@ def _change_from_json(d: dict) -> Change:
         return Rename(d["src"], d["dst"])
     if d["kind"] == "write":
         stat = tuple(d["stat"]) if d.get("stat") else None
-        return Write(d["path"], d["before"], d["after"], stat)  # type: ignore[arg-type]
+        return Write(d["path"], d["before"], d["after"], stat,  # type: ignore[arg-type]
+                     d.get("via"))
     raise ValueError(f"unknown change kind {d['kind']!r}")
 
 
@@ -117,9 +148,12 @@ class Entry:
     created: str
     changes: list[Change]
     conflicts: list[str] = field(default_factory=list)  # left alone by the last undo/rollback
-    skipped: list[str] = field(default_factory=list)  # not applied: changed on disk since read
+    skipped: list[str] = field(default_factory=list)  # left out, with the reason
     blob_index: dict[str, tuple[int, int]] = field(default_factory=dict)
     origin: str | None = None  # who made it (sessions.current_origin); older entries: None
+    # indexes (in <id>.json's changes) of writes the content check left out while applying;
+    # `changes` holds the others only
+    left_out: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"id": self.id, "op": self.op, "label": self.label, "state": self.state,
@@ -145,10 +179,14 @@ class ConflictError(LorabakeError):
 
 
 def _file_sha(path: Path) -> str | None:
+    """sha256 of the file's bytes, None when it is missing; never through a link (a link
+    gives a value no digest equals)."""
     try:
-        return sha256_bytes(path.read_bytes())
-    except FileNotFoundError:
-        return None
+        return file_sha256(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "<a link>"
+        raise
 
 
 def stat_signature(path: Path) -> tuple[int, int] | None:
@@ -181,21 +219,29 @@ class Journal:
         return out
 
     def _load(self, p: Path) -> Entry:
-        # big entries (thousands of writes) are parsed once, not at every undo check
+        # big entries (thousands of writes) are parsed once, not at every undo check; the
+        # cached one is never handed out (callers change state and conflicts)
         sig = stat_signature(p)
         hit = self._cache.get(p.name)
         try:
             if hit is not None and hit[0] == sig:
-                entry = hit[1]
+                base = hit[1]
             else:
-                entry = Entry.from_json(json.loads(p.read_text("utf-8")))
+                base = Entry.from_json(json.loads(p.read_text("utf-8")))
                 if sig is not None:
-                    self._cache[p.name] = (sig, entry)
+                    self._cache[p.name] = (sig, base)
+            entry = dataclasses.replace(base, conflicts=list(base.conflicts),
+                                        skipped=list(base.skipped))
             side = p.with_suffix(".state")
             if side.exists():
                 state = json.loads(side.read_text("utf-8"))
                 entry.state = state["state"]
                 entry.conflicts = list(state.get("conflicts", []))
+                if state.get("left_out"):  # optional: only when a write was left out
+                    entry.left_out = [int(i) for i in state["left_out"]]
+                    gone = set(entry.left_out)
+                    entry.changes = [c for i, c in enumerate(base.changes) if i not in gone]
+                    entry.skipped = list(state.get("skipped", entry.skipped))
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise LorabakeError(f"journal entry {p} is damaged: {exc}",
                                 "move it out of .lorabake/journal to continue") from exc
@@ -231,9 +277,11 @@ class Journal:
               skip_conflicts: bool = False) -> Entry:
         """Check every change, record the entry, then perform the changes in order.
 
-        A change that cannot apply cleanly (a file changed since it was read, a rename onto
-        an existing path) refuses the whole operation with nothing modified, or with
-        `skip_conflicts` leaves just that file out and lists it in `entry.skipped`.
+        A change that cannot apply cleanly (a file changed since it was read, seen by its
+        size and mtime now or by its content right before it is replaced; a read-only file;
+        a link out of the dataset; a rename onto an existing path) refuses the whole
+        operation with nothing modified (rolled back), or with `skip_conflicts` leaves just
+        that file out and lists it in `entry.skipped`.
         """
         cs = changes if isinstance(changes, ChangeSet) else _as_changeset(changes)
         if not cs.changes:
@@ -244,14 +292,12 @@ class Journal:
                 raise LorabakeError(
                     f"an interrupted operation '{pending.label}' is still pending",
                     "roll it back first: `lorabake undo DIR` or the prompt in the workbench")
-            todo, problems = self._preflight(cs.changes, use_stat=True)
+            todo, problems = self._preflight(cs.changes, redo=False)
             if problems and not skip_conflicts:
-                raise ConflictError(problems[0] if len(problems) == 1 else
-                                    f"{len(problems)} conflicts, first: {problems[0]}",
-                                    "nothing was changed")
+                raise ConflictError(_first(problems), "nothing was changed")
             if not todo:
-                raise ConflictError(f"every file changed on disk since it was read: "
-                                    f"{problems[0]}", "nothing was changed")
+                raise ConflictError(f"every file was left alone: {problems[0]}",
+                                    "nothing was changed")
             self._discard_redo()
             entry = Entry(self._next_id(), op, label, APPLYING,
                           datetime.now(UTC).isoformat(timespec="seconds"), todo,
@@ -260,11 +306,20 @@ class Journal:
             self._save(entry)
             self._save_state(entry)
             try:
-                self._run_forward(entry, entry.changes, fresh=True)
+                refused = self._run_forward(entry, entry.changes, fresh=True)
+                if refused:
+                    self._leave_out(entry, refused)
+                    if not skip_conflicts:
+                        raise ConflictError(_first([m for _, m in refused]))
             except (OSError, ConflictError) as exc:
                 # Someone raced us: put back what we did and keep the entry as rolled back.
                 self._reverse_all(entry, ROLLED_BACK)
                 raise LorabakeError(f"{label} failed and was rolled back: {exc}") from exc
+            if not entry.changes:  # the content check left every file out: nothing done
+                entry.state = ROLLED_BACK
+                self._save_state(entry)
+                raise ConflictError(f"every file was left alone: {entry.skipped[0]}",
+                                    "nothing was changed")
             entry.state = DONE
             self._save_state(entry)
             return entry
@@ -281,19 +336,23 @@ class Journal:
             return self._reverse_all(entry, UNDONE)
 
     def redo(self) -> Entry | None:
+        """Replay the last undone entry. Refused, nothing changed, if a file is not as undo
+        left it; a file that changes during the redo itself is left alone, as a conflict."""
         if not self.dir.is_dir():
             return None
         with self.locked():
             entry = self.can_redo()
             if entry is None:
                 return None
-            _, problems = self._preflight(entry.changes, use_stat=False)
+            _, problems = self._preflight(entry.changes, redo=True)
             if problems:
                 raise ConflictError(f"cannot redo '{entry.label}': {problems[0]}",
                                     "nothing was changed")
             entry.state = REDOING
+            entry.conflicts = []
             self._save_state(entry)
-            self._run_forward(entry, entry.changes)
+            refused = self._run_forward(entry, entry.changes)
+            entry.conflicts = [msg for _, msg in refused]
             entry.state = DONE
             self._save_state(entry)
             return entry
@@ -344,9 +403,12 @@ class Journal:
 
     def _save_state(self, entry: Entry) -> None:
         """A transition rewrites only this small file, not the (possibly large) entry."""
+        state: dict = {"state": entry.state, "conflicts": entry.conflicts}
+        if entry.left_out:
+            state["left_out"] = entry.left_out
+            state["skipped"] = entry.skipped
         atomic_write_text(self.dir / f"{entry.id:06d}.state",
-                          json.dumps({"state": entry.state, "conflicts": entry.conflicts},
-                                     ensure_ascii=False))
+                          json.dumps(state, ensure_ascii=False))
 
     def _save_blobs(self, entry: Entry, blobs: dict[str, bytes]) -> None:
         needed = {d for ch in entry.changes if isinstance(ch, Write)
@@ -377,83 +439,149 @@ class Journal:
                 self._blob_path(e.id).unlink(missing_ok=True)
                 self._cache.pop(f"{e.id:06d}.json", None)
 
-    def _preflight(self, changes: list[Change], *, use_stat: bool
+    def _preflight(self, changes: list[Change], *, redo: bool
                    ) -> tuple[list[Change], list[str]]:
-        """(changes that can apply cleanly, reasons for those that cannot)."""
+        """(changes that can apply cleanly, reasons for those that cannot).
+
+        A new operation: a file is checked by its (size, mtime) when the caller gave them
+        (the content is checked when it is replaced), and a write to a link becomes a write
+        to its target. A redo: by content, a file may already be as the entry left it (an
+        undo that left it alone), and a link where a file was written is a problem."""
         ok: list[Change] = []
         problems: list[str] = []
-        claimed: set[str] = set()
+        written: dict[str, Write] = {}
+        claimed: set[str] = set()  # created by an earlier rename or write of the operation
         vacated: set[str] = set()  # moved away by an earlier rename of the same operation
         for ch in changes:
             if isinstance(ch, Rename):
                 src, dst = self._path(ch.src), self._path(ch.dst)
-                if not src.exists():
+                if not os.path.lexists(src):
                     problems.append(f"{ch.src} no longer exists")
-                elif dst.exists() or dst.is_symlink():
+                elif os.path.lexists(dst):
                     problems.append(f"{ch.dst} already exists (refusing to overwrite)")
-                elif ch.dst in claimed:
+                elif ch.dst in claimed or ch.dst in written:
                     problems.append(f"two changes would create {ch.dst}")
                 else:
                     claimed.add(ch.dst)
                     vacated.add(ch.src)
                     ok.append(ch)
                 continue
+            if not redo and ch.path not in vacated:
+                ch, problem = self._resolve_link(ch)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+            first = written.get(ch.path)
+            if first is not None:
+                if (first.before, first.after) != (ch.before, ch.after):
+                    problems.append(_same_file(ch, first))
+                continue  # the very same edit twice (two links to one file): once is enough
             path = self._path(ch.path)
-            if use_stat and ch.stat is not None:
-                clean = stat_signature(path) == ch.stat
+            try:
+                st: os.stat_result | None = os.lstat(path)
+            except FileNotFoundError:
+                st = None
+            if redo and st is not None and stat_mod.S_ISREG(st.st_mode) \
+                    and _file_sha(path) == ch.after:
+                clean = True  # already done: the redo skips it
             elif ch.before is None:
-                clean = (not path.exists() or ch.path in vacated) and ch.path not in claimed
-                claimed.add(ch.path)
+                clean = (st is None or ch.path in vacated) and ch.path not in claimed
+            elif st is not None and stat_mod.S_ISLNK(st.st_mode):
+                problems.append(_refusal(ch, LINK))
+                continue
+            elif st is not None and is_read_only(st.st_mode):
+                problems.append(_refusal(ch, READ_ONLY))
+                continue
+            elif not redo and ch.stat is not None:
+                clean = st is not None and (st.st_size, st.st_mtime_ns) == ch.stat
             else:
                 clean = _file_sha(path) == ch.before
             if clean:
+                written[ch.path] = ch
                 ok.append(ch)
             else:
-                problems.append(f"{ch.path} changed on disk since it was read")
+                problems.append(_refusal(ch, EXISTS if ch.before is None else CHANGED))
         return ok, problems
 
-    def _run_forward(self, entry: Entry, changes: list[Change], *, fresh: bool = False) -> None:
+    def _resolve_link(self, ch: Write) -> tuple[Write, str | None]:
+        """A write to a link: to its target when that is a file inside the dataset (so the
+        link stays a link), else left alone with the reason. Only the last path component
+        counts: a concept folder may itself be a link to anywhere."""
+        path = self._path(ch.path)
+        if not os.path.islink(path):
+            return ch, None
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self.root):
+            return ch, f"{ch.path}: is a link to a file outside the dataset: left alone"
+        if not real.is_file():
+            return ch, f"{ch.path}: is a link to a missing file: left alone"
+        return dataclasses.replace(ch, path=os.path.relpath(real, self.root),
+                                   via=ch.path), None
+
+    def _leave_out(self, entry: Entry, refused: list[tuple[int, str]]) -> None:
+        """Writes the content check refused while applying: out of the entry (undo, redo and
+        rollback never touch them) and into its skipped list, saved in <id>.state."""
+        gone = {i for i, _ in refused}
+        entry.left_out = sorted(gone)
+        entry.skipped = entry.skipped + [msg for _, msg in refused]
+        entry.changes = [c for i, c in enumerate(entry.changes) if i not in gone]
+        self._save_state(entry)
+
+    def _run_forward(self, entry: Entry, changes: list[Change], *, fresh: bool = False
+                     ) -> list[tuple[int, str]]:
         """Apply in order; consecutive writes go through one batch (one filesystem sync).
+        Each write's target must still hold its `before` bytes (or not exist) right before
+        it is replaced; returns (index in `changes`, reason) for those left alone.
         `fresh`: preflight just checked every file, so none can be applied already."""
-        batch: list[tuple[Path, bytes]] = []
+        batch: list[tuple[int, Path, bytes, str | None]] = []
+        refused: list[tuple[int, str]] = []
         blobs = self._read_blobs(entry)
 
         def flush() -> None:
-            write_batch(batch, entry.tmp_tag)
+            out = write_batch([(p, data) for _, p, data, _ in batch], entry.tmp_tag,
+                              [want for *_, want in batch])
+            refused.extend((batch[k][0], _refusal(changes[batch[k][0]], why))
+                           for k, why in out)
             batch.clear()
 
-        for ch in changes:
+        for i, ch in enumerate(changes):
             if isinstance(ch, Write):
                 path = self._path(ch.path)
                 if fresh or _file_sha(path) != ch.after:  # redo skips what is done
                     if not fresh:
                         path.parent.mkdir(parents=True, exist_ok=True)
-                    batch.append((path, blobs[ch.after]))
+                    batch.append((i, path, blobs[ch.after], ch.before))
                 continue
             flush()
             src, dst = self._path(ch.src), self._path(ch.dst)
-            if not src.exists() and dst.exists():
+            if not os.path.lexists(src) and os.path.lexists(dst):
                 continue  # already applied (redo after a crash)
             dst.parent.mkdir(parents=True, exist_ok=True)
             rename_noreplace(src, dst)
             fsync_dir(dst.parent)
         flush()
+        return refused
 
     def _reverse_all(self, entry: Entry, final_state: str) -> Entry:
         """Put every file back as before `entry`, newest change first; record conflicts."""
         if entry.state in IN_FLIGHT:
-            self._remove_temp_files(entry)  # a crash may have left some behind
+            self._clean_temp_files(entry)  # a crash may have left some behind
         entry.conflicts = []
         blobs = self._read_blobs(entry)
-        restore: list[tuple[Path, bytes]] = []
-        delete: list[Path] = []
+        restore: list[tuple[Write, Path, bytes]] = []
+        delete: list[tuple[Write, Path]] = []
 
         def flush() -> None:
-            # writes are batched, but never reordered across a rename
-            write_batch(restore, entry.tmp_tag)
-            for path in delete:
-                path.unlink(missing_ok=True)
-            for d in {p.parent for p in delete}:
+            # writes are batched, but never reordered across a rename; each file must still
+            # hold what the entry wrote right before it is put back
+            out = write_batch([(p, data) for _, p, data in restore], entry.tmp_tag,
+                              [ch.after for ch, _, _ in restore])
+            entry.conflicts.extend(_refusal(restore[k][0], why, undo=True) for k, why in out)
+            for ch, path in delete:
+                why = remove_checked(path, ch.after)
+                if why is not None:
+                    entry.conflicts.append(_refusal(ch, why, undo=True))
+            for d in {p.parent for _, p in delete}:
                 fsync_dir(d)
             restore.clear()
             delete.clear()
@@ -462,16 +590,20 @@ class Journal:
             try:
                 if isinstance(ch, Write):
                     path = self._path(ch.path)
+                    if os.path.islink(path):
+                        raise ConflictError(_refusal(ch, LINK, undo=True))
                     cur = _file_sha(path)
                     if cur == ch.before:
                         continue
                     if cur != ch.after:
                         raise ConflictError(
-                            f"{ch.path} was edited after this operation; left as is")
+                            f"{ch.name} was edited after this operation; left as is")
+                    if is_read_only(os.stat(path).st_mode):
+                        raise ConflictError(_refusal(ch, READ_ONLY))
                     if ch.before is None:
-                        delete.append(path)
+                        delete.append((ch, path))
                     else:
-                        restore.append((path, blobs[ch.before]))
+                        restore.append((ch, path, blobs[ch.before]))
                 else:
                     flush()
                     self._rename_back(ch)
@@ -484,25 +616,75 @@ class Journal:
         self._save_state(entry)
         return entry
 
-    def _remove_temp_files(self, entry: Entry) -> None:
+    def _clean_temp_files(self, entry: Entry) -> None:
+        """Remove what a crash left of this entry's temp files, but put back someone else's
+        edit that one of them holds (see `_put_back`)."""
         suffix = f".{entry.tmp_tag}.tmp"
-        dirs = {self._path(ch.path).parent for ch in entry.changes if isinstance(ch, Write)}
-        for d in dirs:
+        writes = {temp_path(self._path(ch.path), entry.tmp_tag): ch
+                  for ch in entry.changes if isinstance(ch, Write)}
+        forward = entry.state in (APPLYING, REDOING)
+        for d in {p.parent for p in writes}:
             with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
                 for e in it:
-                    if e.name.startswith(".") and e.name.endswith(suffix):
-                        os.unlink(e.path)
+                    if not (e.name.startswith(".") and e.name.endswith(suffix)):
+                        continue
+                    ch = writes.get(Path(e.path))
+                    if ch is not None and self._put_back(ch, Path(e.path), forward):
+                        continue
+                    os.unlink(e.path)
+
+    def _put_back(self, ch: Write, tmp: Path, forward: bool) -> bool:
+        """A file is replaced by swapping it with its temp file, then the file taken out is
+        checked; if someone had edited it, it is swapped back. A crash between the two swaps
+        leaves that edit in the temp file and the entry's bytes in its place: put the edit
+        back. (A temp file holding neither the old nor the new bytes with the target NOT yet
+        replaced is a half-written one, and is removed.)"""
+        ours = ch.after if forward else ch.before
+        if ours is None or _file_sha(tmp) in (ch.before, ch.after):
+            return False
+        if _file_sha(self._path(ch.path)) != ours:
+            return False
+        os.replace(tmp, self._path(ch.path))
+        return True
 
     def _rename_back(self, ch: Rename) -> None:
+        # lexists: a link is moved as a link, even one whose target does not resolve from
+        # where it was moved to
         src, dst = self._path(ch.src), self._path(ch.dst)
-        if src.exists() and not dst.exists():
+        if os.path.lexists(src) and not os.path.lexists(dst):
             return  # never applied, or already reversed
-        if not dst.exists():
+        if not os.path.lexists(dst):
             raise ConflictError(f"{ch.dst} is gone; cannot rename it back to {ch.src}")
-        if src.exists():
+        if os.path.lexists(src):
             raise ConflictError(f"{ch.src} exists again; not moving {ch.dst} onto it")
         rename_noreplace(dst, src)
         fsync_dir(src.parent)
+
+
+def _first(problems: list[str]) -> str:
+    return problems[0] if len(problems) == 1 else \
+        f"{len(problems)} conflicts, first: {problems[0]}"
+
+
+def _refusal(ch: Change, why: str, *, undo: bool = False) -> str:
+    """Why a write was left alone, as the user reads it (naming the path they gave)."""
+    name = ch.name if isinstance(ch, Write) else ch.dst
+    if why == READ_ONLY:
+        return f"{name}: read-only: left alone (chmod u+w to let lorabake edit it)"
+    if why == LINK:
+        return f"{name}: is a link now: left alone"
+    if why == EXISTS:
+        return f"{name} already exists (refusing to overwrite)"
+    if undo:
+        return f"{name} was edited after this operation; left as is"
+    if why == GONE:
+        return f"{name} was removed since it was read"
+    return f"{name} changed on disk since it was read"
+
+
+def _same_file(ch: Write, first: Write) -> str:
+    return (f"{ch.name}: the same file as {first.name} (a link), which this operation "
+            f"already changes differently: left alone")
 
 
 def _as_changeset(changes: list[Change]) -> ChangeSet:

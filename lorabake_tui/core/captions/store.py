@@ -2,8 +2,8 @@
 
 Every bulk tag operation (CLI, Tags screen, later the auto-tagger) goes through here: select
 images (scope), plan (run a pure tag operation on each caption, keep those that change),
-preview, apply (one journal entry; files changed on disk since they were read are skipped
-and reported), and refresh after undo/redo.
+preview, apply (one journal entry; files changed on disk since they were read, read-only
+ones and links out of the dataset are skipped and reported), and refresh after undo/redo.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.errors import LorabakeError
-from ..base.journal import ChangeSet, Entry, Journal
+from ..base.journal import ChangeSet, Entry, Journal, Write
 from ..dataset.scan import Dataset
 from .caption_file import CaptionDecodeError, CaptionText, format_caption, parse_caption
 from .tagfilter import Filter, Subject
@@ -72,7 +72,7 @@ class CaptionPlan:
 class ApplyResult:
     entry: Entry
     written: int
-    skipped: list[str]  # changed on disk since read: left alone
+    skipped: list[str]  # left alone, each with the reason (changed on disk, read-only, ...)
 
 
 def subject(rec: CaptionRecord) -> Subject:
@@ -239,11 +239,15 @@ class CaptionStore:
         for ch in plan.changes:
             cs.write(ch.record.rel, ch.new_bytes, ch.record.raw, ch.record.stat)
         entry = journal.apply(op, plan.label, cs, skip_conflicts=True)
-        applied = {ch.path for ch in entry.changes if hasattr(ch, "path")}
+        # a caption that is a link was written at its target: the change names both
+        applied = {ch.name for ch in entry.changes if isinstance(ch, Write)}
+        targets = {ch.path for ch in entry.changes if isinstance(ch, Write) and ch.via}
         for ch in plan.changes:
             rec = ch.record
-            if rec.rel not in applied:
-                self.refresh([rec.rel])  # someone else's edit: show what is on disk now
+            if rec.rel not in applied or rec.rel in targets:
+                # left alone (someone else's edit, read-only, a link out), or written through
+                # a link to it: show what is on disk now
+                self.refresh([rec.rel])
                 continue
             self._count(rec, -1)
             st = os.stat(os.path.join(self.root, rec.rel))
@@ -266,4 +270,5 @@ class CaptionStore:
             self._count(rec, +1)
 
     def refresh_entry(self, entry: Entry) -> None:
-        self.refresh(ch.path for ch in entry.changes if hasattr(ch, "path"))
+        self.refresh(rel for ch in entry.changes if isinstance(ch, Write)
+                     for rel in (ch.path, ch.via) if rel)

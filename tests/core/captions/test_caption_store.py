@@ -140,14 +140,14 @@ CHILD = textwrap.dedent("""
 
     kill_after = int(sys.argv[2])  # -1: run to the end (or until the parent kills us)
     if kill_after >= 0:
-        real_replace, done = os.replace, [0]
-        def replace(src, dst):
-            batch = ".lorabake-" in str(src)  # the batch writer's temp files only
-            if batch and done[0] == kill_after:
+        real_put, done = atomic._put_checked, [0]
+        def put(tmp, path, expect):  # the batch writer's check-and-replace of one file
+            if done[0] == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
-            real_replace(src, dst)
-            done[0] += batch
-        atomic.os.replace = replace
+            why = real_put(tmp, path, expect)
+            done[0] += 1
+            return why
+        atomic._put_checked = put
     store = CaptionStore.load(scan_dataset(sys.argv[1]))
     plan = store.plan(lambda tags: [t.replace("blue", "green") for t in tags],
                       store.records, "recolour")

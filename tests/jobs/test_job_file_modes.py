@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from lorabake_tui.core.base.atomic import atomic_write_bytes
 from lorabake_tui.jobs import control
 from lorabake_tui.jobs.supervisor import try_lock
 
@@ -45,10 +44,4 @@ def test_registry_lock_logs_and_run_files_get_the_default_modes(tmp_path, umask_
         {"supervisor.log": 0o644} if "supervisor.log" in state else {})
     run = modes(Path(job.run_dir))
     assert run["stdout.log"] == 0o644
-    # PENDING atomic.py: exit_code is written through atomic_write_bytes, which another branch
-    # fixes (0600 before it). Once it is merged, delete these three lines.
-    probe = tmp_path / "probe"
-    atomic_write_bytes(probe, b"")
-    if stat.S_IMODE(probe.stat().st_mode) == 0o600:
-        pytest.xfail(f"atomic.py still writes 0600: exit_code {oct(run['exit_code'])}")
     assert run["exit_code"] == 0o644

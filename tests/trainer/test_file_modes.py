@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lorabake_tui.cli import main as cli_main  # noqa: E402
-from lorabake_tui.core.base.atomic import atomic_write_bytes  # noqa: E402
 from lorabake_tui.core.run import exit_codes  # noqa: E402
 from lorabake_tui.trainer.__main__ import main as train_main  # noqa: E402
 from lorabake_tui.trainer.base_model import sd15_config_dir  # noqa: E402
@@ -48,15 +47,6 @@ def wrong(found: dict[str, int], root: Path) -> list[str]:
             if mode != (FOLDER if (root / name).is_dir() else FILE)]
 
 
-def written_through_atomic(name: str) -> bool:
-    """Files core/base/atomic.py writes: the LoRAs, the run's config snapshot, cached latents,
-    the exports and `config new -o`."""
-    parts = name.split("/")
-    return (name.endswith(".toml") or name.endswith("prompts.txt")
-            or "latents" in parts and name.endswith(".pt")
-            or parts[:2] == ["out", "r"] and len(parts) == 3 and name.endswith(".safetensors"))
-
-
 def test_every_file_a_run_an_export_and_config_new_create_has_the_default_mode(
         tmp_path, umask_022, monkeypatch):
     torch.set_num_threads(1)
@@ -88,15 +78,4 @@ def test_every_file_a_run_an_export_and_config_new_create_has_the_default_mode(
                for n in found)
     assert any(n.endswith(".pt") and "latents" in n for n in found)
 
-    direct = {n: m for n, m in found.items() if not written_through_atomic(n)}
-    assert wrong(direct, tmp_path) == []
-
-    # PENDING atomic.py: atomic_write_bytes still creates its temp file with mkstemp (0600),
-    # and another branch fixes that. Once it is merged, delete these four lines: the whole
-    # listing below must then hold.
-    probe = tmp_path / "probe"
-    atomic_write_bytes(probe, b"")
-    if stat.S_IMODE(probe.stat().st_mode) == 0o600:
-        pytest.xfail("atomic.py still writes 0600: " + ", ".join(wrong(found, tmp_path)))
-    probe.unlink()
     assert wrong(found, tmp_path) == []

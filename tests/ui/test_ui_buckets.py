@@ -106,3 +106,16 @@ async def test_recommend_preview_apply_undo(shapes):
                and ".lorabake" not in p.parts}
         assert now == before
         assert len(histogram(screen)) == 5
+
+
+async def test_an_image_too_large_to_open_is_an_error_not_a_skip(shapes):
+    from ..support.crafted import png_claiming
+
+    png_claiming(shapes / "2_a" / "huge.png", 40000, 40000)
+    app = make_app(str(shapes))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_buckets(pilot)
+        said = str(screen.query_one("#bk-warnings", Static).render())
+        assert "✗ 1 image(s) too large to open, e.g. 2_a/huge.png: 40000x40000 = 1600 MP" in said
+        assert "left out (kohya skips or stops on them)" in said
+        assert "kohya will not see" not in said

@@ -66,6 +66,7 @@ from ..images.imageops import (
     resize_image,
     to_rgb,
 )
+from ..images.limits import pixel_limit_message
 from ..images.media import DEFAULT_CAPTION_EXT
 from .scan import Concept, Dataset, ImageItem, scan_dataset
 
@@ -444,8 +445,8 @@ def process_image(data: bytes, operation: str, options: ImageOptions, *,
               else min_side_size(rgb.width, rgb.height, o.min_side) if operation == "upscale"
               else None)
     if target is not None and limit and target[0] * target[1] > limit:
-        raise ImageDecodeError(f"refused: the result would be {target[0]}x{target[1]}, over "
-                               f"the limit of {limit:,} pixels")
+        raise ImageDecodeError("refused: the result would be "
+                               + pixel_limit_message(target[0], target[1], limit))
     if operation == "pad":
         out = pad_to_square(rgb, o.background)
     elif operation == "resize":

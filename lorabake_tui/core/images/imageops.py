@@ -22,6 +22,7 @@ from typing import Literal
 from PIL import Image, ImageColor, ImageOps, ImageSequence
 
 from ..base.errors import LorabakeError
+from .limits import megapixels, pixel_limit_message
 
 RGB = tuple[int, int, int]
 WHITE: RGB = (255, 255, 255)
@@ -245,27 +246,29 @@ _PILLOW_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
 
 def pixel_limit() -> int | None:
     """The most pixels an image may have before the tools refuse to decode it (None: no
-    limit). Every default limit of the image tools is read here, so a project-wide constant
-    replaces this one line."""
-    return Image.MAX_IMAGE_PIXELS
+    limit): where Pillow itself refuses, twice its warning threshold. With Pillow's default
+    this is limits.MAX_PIXELS, the number the scan, the buckets and the trainer use (a test
+    holds the two equal); it is read from Pillow here so that the tools and Pillow never
+    disagree. Every default limit of the image tools is read here."""
+    warn_at = Image.MAX_IMAGE_PIXELS
+    return 2 * warn_at if warn_at else None
 
 
 def over_pixel_limit(width: int, height: int, limit: int | None) -> str | None:
     """The one-line problem for an image over `limit`, with the fix; None when it is within."""
     if not limit or width * height <= limit:
         return None
-    return (f"refused: {width}x{height} is {width * height:,} pixels, over the limit of "
-            f"{limit:,} (a decompression bomb?); {PIXEL_LIMIT_FIX}")
+    return f"refused: {pixel_limit_message(width, height, limit)}; {PIXEL_LIMIT_FIX}"
 
 
 def _bomb_problem(exc: BaseException) -> str:
-    """Pillow's own refusal, which names only the pixel count, said the same way."""
+    """Pillow's own refusal, which names only the pixel count, said like our own check."""
     found = _PILLOW_BOMB.search(str(exc))
     if found is None:
-        return f"refused: too many pixels (a decompression bomb?); {PIXEL_LIMIT_FIX}"
+        return f"refused: too many pixels for Pillow to open; {PIXEL_LIMIT_FIX}"
     pixels, limit = (int(g) for g in found.groups())
-    return (f"refused: {pixels:,} pixels, over the limit of {limit:,} (a decompression "
-            f"bomb?); {PIXEL_LIMIT_FIX}")
+    return (f"refused: {megapixels(pixels)}, over the {megapixels(limit)} limit; "
+            f"{PIXEL_LIMIT_FIX}")
 
 
 # ---- decoding and encoding ---------------------------------------------------------------------
@@ -281,10 +284,11 @@ def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:
     """Open (header only) and refuse decompression bombs before any pixel is decoded."""
     limit = pixel_limit() if max_pixels is None else max_pixels
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # below its refusal Pillow only warns; the check after the header decides instead
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except Image.DecompressionBombError as exc:
             raise ImageDecodeError(_bomb_problem(exc)) from None
         except Image.UnidentifiedImageError:
             raise ImageDecodeError("not an image Pillow can read (unknown or damaged "
@@ -305,9 +309,9 @@ def _reason(exc: BaseException) -> str:
 def _load(image: Image.Image) -> None:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageDecodeError(_bomb_problem(exc)) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         reason = _reason(exc)

@@ -25,15 +25,18 @@ def over_pixel_limit(width: int, height: int) -> bool:
 
 
 def megapixels(pixels: int) -> str:
-    """179 MP, 1600 MP, 0.3 MP: whole numbers once they are big enough to matter."""
+    """179 MP, 1600 MP, 0.3 MP: whole numbers once they are big enough to matter; a count
+    too small for a tenth of a megapixel is given in pixels."""
     mp = pixels / 1e6
+    if mp < 0.1:
+        return f"{pixels:,} pixels"
     return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.1f} MP"
 
 
-def pixel_limit_message(width: int, height: int) -> str:
+def pixel_limit_message(width: int, height: int, limit: int = MAX_PIXELS) -> str:
     """Why an image is refused, e.g. '40000x40000 = 1600 MP, over the 179 MP limit'."""
     return (f"{width}x{height} = {megapixels(width * height)}, over the "
-            f"{megapixels(MAX_PIXELS)} limit")
+            f"{megapixels(limit)} limit")
 
 
 # Pillow refuses to open such an image, so lorabake's own image tools cannot shrink it either.

@@ -9,6 +9,7 @@ upright shows sideways here on purpose; the scan warns about it (exif-rotated).
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class ThumbnailCache:
 
 def make_thumbnail(path: Path, size: tuple[int, int]) -> Image.Image | None:
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            # a large image only warns (the scan reports one too large); never raw text
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im.draft("RGB", size)  # JPEG decodes at reduced scale: much faster
             im.thumbnail(size)  # no exif_transpose: the stored pixels (see above)
             return im.convert("RGB")

@@ -240,11 +240,14 @@ class BucketsScreen(StageScreen):
                     f"aspect-ratio error {report.mean_ar_error:.4f}")
         summary.update(text)
         warn = Text()
+        for f in plan.findings:  # e.g. an image too large to open: training would stop
+            if f.is_error:
+                warn.append(f"✗ {f.message}\n", style=theme_style(self.app, "error"))
         for w in report.warnings()[:4]:
             warn.append(f"! {w}\n", style=theme_style(self.app, "warning"))
         if plan.left_out:
-            warn.append(f"{len(plan.left_out)} image(s) kohya will not see: "
-                        f"{plan.left_out[0]}", style="dim")
+            warn.append(f"{len(plan.left_out)} image(s) left out (kohya skips or stops on "
+                        f"them): {plan.left_out[0]}", style="dim")
         self.query_one("#bk-warnings", Static).update(warn)
 
     def recolour(self) -> None:

@@ -186,15 +186,20 @@ async def test_a_partly_skipped_edit_stays_on_screen_until_esc(tagged):
         await settle(pilot)
         await pilot.press(*"circlet")
         await settle(pilot)
-        # someone else edits a caption after lorabake read it
+        # someone else edits a caption after lorabake read it, and makes another read-only
         (tagged / "10_a" / "img_001.txt").write_text("mira, tiara, hat\n")
+        (tagged / "10_a" / "img_002.txt").chmod(0o444)
         await pilot.press("enter")
         await settle(pilot)
         result = screen.query_one("#tags-result", Static)
         assert result.display
-        shown = str(result.render())
-        assert "1 changed on disk since read" in shown and "10_a/img_001.txt" in shown
+        shown = str(result.render()).replace("\n", " ")
+        assert "2 file(s) left alone: " in shown
+        assert "10_a/img_001.txt changed on disk since it was read" in shown
+        assert "10_a/img_002.txt: read-only: left alone (chmod u+w" in shown
         assert (tagged / "10_a" / "img_001.txt").read_text() == "mira, tiara, hat\n"
+        assert "tiara" in (tagged / "10_a" / "img_002.txt").read_text()
+        assert "circlet" in (tagged / "10_a" / "img_003.txt").read_text()
         await pilot.pause(3)  # a notification would be gone by now; the panel is not
         assert result.display
         await pilot.press("escape")

@@ -326,7 +326,8 @@ class AutotagDialog(PlanDialog[AutotagResult | None]):
         if result.failures:
             msg += f"\n{len(result.failures)} image(s) unreadable: {result.failures[0]}"
         if result.applied and result.applied.skipped:
-            msg += f"\n{len(result.applied.skipped)} changed on disk since read, left alone."
+            msg += (f"\n{len(result.applied.skipped)} caption(s) left alone, e.g. "
+                    f"{result.applied.skipped[0]}")
         warn = result.cancelled or result.failures or (result.applied and
                                                        result.applied.skipped)
         self.notify(msg, title="Auto-tag", severity="warning" if warn else "information")

@@ -380,9 +380,10 @@ class TagsScreen(StageScreen):
             text = Text(f"{result.entry.label}: {result.written} file(s) written. u undoes "
                         "it. (esc hides this)", style="bold")
             if result.skipped:
-                text.append(f"\n{len(result.skipped)} changed on disk since read, left "
-                            "alone: ", style=theme_style(self.app, "warning", bold=True))
-                text.append(", ".join(result.skipped[:3]) +
+                # each entry says why: changed on disk, read-only (chmod u+w), a link out
+                text.append(f"\n{len(result.skipped)} file(s) left alone: ",
+                            style=theme_style(self.app, "warning", bold=True))
+                text.append("; ".join(result.skipped[:3]) +
                             (f" and {len(result.skipped) - 3} more" if
                              len(result.skipped) > 3 else ""),
                             style=theme_style(self.app, "warning"))

@@ -39,10 +39,13 @@ KILLER = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         step += 1
 
-    def write_batch(items, tag):
-        for item in items:  # one file at a time, so there is a cut between any two
+    def write_batch(items, tag, expect=None):
+        out = []
+        for k, item in enumerate(items):  # one file at a time: a cut between any two
             cut()
-            real_batch([item], tag)
+            want = None if expect is None else [expect[k]]
+            out += [(k, why) for _, why in real_batch([item], tag, want)]
+        return out
 
     def rename(src, dst):
         cut()

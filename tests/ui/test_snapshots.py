@@ -27,8 +27,19 @@ def demo_root(tmp_path):
     return build_demo(tmp_path / "demo", seed=0)
 
 
+def _tables_measured(app) -> bool:
+    """Every DataTable has sized its columns to the rows it was given (it does so when it is
+    next idle: on a loaded machine the picture could be taken before, with label-wide
+    columns)."""
+    from textual.widgets import DataTable
+
+    return not any(t._require_update_dimensions or t._new_rows
+                   for t in app.screen.query(DataTable))
+
+
 def _settled(app) -> bool:
-    """The scan has been shown, the thumbnail tiles are mounted and no worker is running."""
+    """The scan has been shown, the thumbnail tiles are mounted, the tables are sized and no
+    worker is running."""
     from lorabake_tui.ui.widgets.thumbstrip import ThumbStrip, Tile
 
     screen = app.screen
@@ -41,7 +52,7 @@ def _settled(app) -> bool:
     tiles = strip.query(Tile)
     if len(tiles) != len(strip._showing) or not strip._showing:
         return False
-    return not any(w.is_running for w in app.workers)
+    return _tables_measured(app) and not any(w.is_running for w in app.workers)
 
 
 async def wait_for_workers(pilot) -> None:
@@ -71,7 +82,7 @@ def test_balance_preview(snap_compare, demo_root):
 def _stage_ready(app, stage: str) -> bool:
     """The stage's own work has landed: what its picture shows is final."""
     screen = app.screen
-    if any(w.is_running for w in app.workers):
+    if any(w.is_running for w in app.workers) or not _tables_measured(app):
         return False
     if stage == "1":
         return _settled(app)

@@ -63,6 +63,15 @@ class LorabakeApp(App[int]):
         self.notices: deque[Notification] = deque(maxlen=NOTICES_KEPT)  # every one, newest last
         self.sessions = Sessions(project.root)
         super().__init__()
+        # the theme is set before the first stage mounts, so nothing is drawn twice at start
+        themes, self._theme_errors = discover_themes()
+        for t in themes:
+            self.register_theme(t)
+        if self._wanted_theme in self.available_themes:
+            self.theme = self._wanted_theme
+        else:
+            self._theme_errors.append(f"unknown theme '{self._wanted_theme}'")
+            self.theme = "lorabake-dark"
 
     # ---- notices --------------------------------------------------------------------------
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
@@ -90,16 +99,8 @@ class LorabakeApp(App[int]):
         return theme_variable_defaults(self.current_theme)
 
     def on_mount(self) -> None:
-        themes, errors = discover_themes()
-        for theme in themes:
-            self.register_theme(theme)
-        for err in errors:
+        for err in self._theme_errors:
             self.notify(err, title="Theme skipped", severity="warning", timeout=8)
-        if self._wanted_theme in self.available_themes:
-            self.theme = self._wanted_theme
-        else:
-            self.notify(f"unknown theme '{self._wanted_theme}'", severity="warning")
-            self.theme = "lorabake-dark"
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)

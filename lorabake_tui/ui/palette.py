@@ -63,5 +63,16 @@ def theme_style(app, role: str | None = None, *, bold: bool = False, dim: bool =
 
 def on_theme_change(node, redraw: Callable[[], object]) -> None:
     """Call `redraw()` each time the app's theme changes, while `node` is mounted (text made
-    with `theme_style` holds the old theme's colours until it is drawn again)."""
-    node.app.theme_changed_signal.subscribe(node, lambda _theme: redraw())
+    with `theme_style` holds the old theme's colours until it is drawn again).
+
+    The signal is delivered later than the change, so by then `node` may already have drawn
+    in the new theme (at start-up the app sets its theme as the first stage mounts): a
+    signal for the theme `node` last saw is dropped instead of redrawing for nothing."""
+    seen = [node.app.theme]
+
+    def changed(theme) -> None:
+        if theme.name != seen[0]:
+            seen[0] = theme.name
+            redraw()
+
+    node.app.theme_changed_signal.subscribe(node, changed)

@@ -29,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from lorabake_tui.core.base.errors import LorabakeError
 from lorabake_tui.core.captions.clip_tokenizer import BPE_FILE, MODEL_MAX_LENGTH, clip_tokenizer
 from lorabake_tui.core.config.checkpoints import DIFFUSERS_WEIGHTS, pickle_in, pickle_refusal
-from lorabake_tui.trainer.metadata import autov2_hash, legacy_hash
+from lorabake_tui.trainer.metadata import file_sha256, legacy_hash
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_RANDOM_SD15 = "builtin:sd15-random"
@@ -89,7 +89,7 @@ class BaseModel:
     tokenizer: CLIPTokenizer
     noise_scheduler: DDPMScheduler
     name: str  # for ss_sd_model_name
-    autov2: str | None  # ss_new_sd_model_hash
+    sha256: str | None  # the checkpoint file's sha256: ss_new_sd_model_hash
     legacy_hash: str | None  # ss_sd_model_hash
     vae_id: str  # changes exactly when the VAE weights change: keys cached latents
 
@@ -138,7 +138,7 @@ def _builtin_tiny(dtype: torch.dtype) -> BaseModel:
             m.to(dtype).eval()
     return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=shipped_tokenizer(),
                      noise_scheduler=DDPMScheduler(**SD15_NOISE_SCHEDULER), name=BUILTIN_TINY,
-                     autov2=None, legacy_hash=None, vae_id=_builtin_vae_id(dtype))
+                     sha256=None, legacy_hash=None, vae_id=_builtin_vae_id(dtype))
 
 
 def _builtin_random_sd15(dtype: torch.dtype) -> BaseModel:
@@ -156,7 +156,7 @@ def _builtin_random_sd15(dtype: torch.dtype) -> BaseModel:
             m.to(dtype).eval()
     return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=shipped_tokenizer(),
                      noise_scheduler=DDPMScheduler(**SD15_NOISE_SCHEDULER),
-                     name=BUILTIN_RANDOM_SD15, autov2=None, legacy_hash=None,
+                     name=BUILTIN_RANDOM_SD15, sha256=None, legacy_hash=None,
                      vae_id=f"{BUILTIN_RANDOM_SD15}-v1-{str(dtype).removeprefix('torch.')}")
 
 
@@ -282,7 +282,7 @@ def _from_diffusers_folder(folder: Path, dtype: torch.dtype) -> BaseModel:
     for m in (unet, vae, text_encoder):
         m.eval()
     return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                     noise_scheduler=noise_scheduler, name=folder.name, autov2=None,
+                     noise_scheduler=noise_scheduler, name=folder.name, sha256=None,
                      legacy_hash=None, vae_id=_tensor_id(vae.state_dict()))
 
 
@@ -333,7 +333,7 @@ def _from_single_file(path: Path, dtype: torch.dtype, cfg: Path) -> BaseModel:
     return BaseModel(unet=unet, vae=vae, text_encoder=text_encoder,
                      tokenizer=_load_tokenizer(cfg / "tokenizer"),
                      noise_scheduler=_noise_scheduler(cfg), name=path.name,
-                     autov2=autov2_hash(path), legacy_hash=legacy_hash(path),
+                     sha256=file_sha256(path), legacy_hash=legacy_hash(path),
                      vae_id=_tensor_id(vae.state_dict()))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,27 +62,6 @@ class TrainData:
     @property
     def batches_per_epoch(self) -> int:
         return self.report.batches_per_epoch
-
-    def dataset_dirs(self) -> dict[str, dict[str, int]]:
-        """ss_dataset_dirs: per folder its repeats and image count."""
-        out: dict[str, dict[str, int]] = {}
-        for s in self.samples:
-            d = out.setdefault(s.folder, {"n_repeats": s.repeats, "img_count": 0})
-            d["img_count"] += 1
-        return out
-
-    def tag_frequency(self) -> dict[str, dict[str, int]]:
-        """ss_tag_frequency: per folder, how many images carry each tag (repeats ignored)."""
-        out: dict[str, Counter] = {}
-        for s in self.samples:
-            tags = {t.strip() for t in s.caption.split(",") if t.strip()}
-            out.setdefault(s.folder, Counter()).update(tags)
-        return {k: dict(v) for k, v in out.items()}
-
-    def bucket_info(self) -> dict:
-        buckets = {str(i): {"resolution": list(k), "count": self.report.samples(k)}
-                   for i, k in enumerate(sorted(self.report.buckets))}
-        return {"buckets": buckets, "mean_img_ar_error": self.report.mean_ar_error}
 
 
 def _read_caption(path: Path | None, fallback: str) -> str:

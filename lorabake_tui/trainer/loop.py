@@ -35,7 +35,7 @@ from ..core.run.folder import CONFIG_SNAPSHOT, final_lora_name, rank_checksum_na
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, encode_pixels
-from .metadata import training_metadata
+from .metadata import RunFacts, optimizer_class, training_metadata
 from .network import (
     Network,
     adapter_state,
@@ -534,25 +534,13 @@ class Trainer:
         }
 
     def _metadata(self, st: RunState, *, epoch: int, finished: bool) -> dict[str, str]:
-        s, d = self.s, st.data
-        res = s.buckets.resolution
-        lr = s.optimizer.learning_rate
-        return training_metadata(
-            session_id=self._session_id, started_at=self._started_at,
-            finished_at=time.time() if finished else None, output_name=self.cfg.output_name,
-            comment=s.saving.comment, steps=st.progress.step, epoch=epoch, epochs=st.epochs,
-            max_steps=st.total, learning_rate=lr, unet_lr=s.general.unet_lr or lr,
-            te_lr=s.general.text_encoder_lr or lr, scheduler=s.optimizer.scheduler,
-            network_module="networks.lora", network_dim=s.network.dim,
-            network_alpha=s.network.alpha, network_dropout=s.network.dropout,
-            network_args=st.net.args(), clip_skip=s.general.clip_skip,
-            min_snr_gamma=s.optimizer.min_snr_gamma, noise_offset=s.noise.offset,
-            optimizer=s.optimizer.type, resolution=(res, res),
-            num_train_images=d.num_train_images, batches_per_epoch=st.steps_per_epoch,
-            sd_model_name=st.model.name, sd_model_hash=st.model.legacy_hash or "",
-            new_sd_model_hash=st.model.autov2 or "", dataset_dirs=d.dataset_dirs(),
-            tag_frequency=d.tag_frequency() if s.saving.tag_occurrence else None,
-            bucket_info=d.bucket_info())
+        # kohya stamps ss_training_finished_at on every save, not only the last
+        run = RunFacts(
+            session_id=self._session_id, started_at=self._started_at, saved_at=time.time(),
+            steps=st.progress.step, epoch=epoch, network_args=st.net.args(),
+            optimizer_class=optimizer_class(st.opt), sd_model_name=st.model.name,
+            sd_model_hash=st.model.legacy_hash, new_sd_model_hash=st.model.sha256)
+        return training_metadata(self.s, self.cfg.plan, st.data, run)
 
     def _save_lora(self, name: str, st: RunState, *, epoch: int,
                    finished: bool = False) -> Path:

@@ -102,7 +102,7 @@ def test_builtin_is_deterministic_and_leaves_the_rng_alone(tiny):
         assert sa.keys() == sb.keys()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert again.vae_id == tiny.vae_id
-    assert (again.name, again.autov2, again.legacy_hash) == (BUILTIN_TINY, None, None)
+    assert (again.name, again.sha256, again.legacy_hash) == (BUILTIN_TINY, None, None)
 
 
 def test_builtin_has_sd15_layout(tiny):
@@ -149,7 +149,7 @@ def test_diffusers_folder_round_trip(tiny, tmp_path, no_network):
     tiny.noise_scheduler.save_pretrained(folder / "scheduler")
     loaded = load_base_model("my-model", base_dir=tmp_path)
     assert loaded.name == "my-model"
-    assert loaded.autov2 is None and loaded.legacy_hash is None
+    assert loaded.sha256 is None and loaded.legacy_hash is None
     assert loaded.vae_id.startswith("vae-")
     for a, b in ((tiny.unet, loaded.unet), (tiny.vae, loaded.vae),
                  (tiny.text_encoder, loaded.text_encoder)):
@@ -170,7 +170,7 @@ def test_single_file_safetensors(tiny, tmp_path, no_network):
     _assert_close(want, _outputs(loaded))
     data = ckpt.read_bytes()
     assert loaded.name == "tiny.safetensors"
-    assert loaded.autov2 == hashlib.sha256(data).hexdigest()[:10]
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
     assert loaded.legacy_hash == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
 
     again = load_base_model(str(ckpt), config_dir=cfg)

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lorabake_tui.core.project.plan import TrainingPlan
 from lorabake_tui.trainer.data import TrainData, load_train_data
-from lorabake_tui.trainer.metadata import training_metadata
+from lorabake_tui.trainer.metadata import RunFacts, training_metadata
 
 from ..support.helpers import make_concept
 from ..support.paths import REPO
@@ -30,27 +31,21 @@ def make_tagged_dataset(root: Path) -> Path:
     return root
 
 
-def metadata_json(data: TrainData) -> str:
-    meta = training_metadata(
-        session_id="s", started_at=1.0, finished_at=2.0, output_name="mira", comment="",
-        steps=10, epoch=1, epochs=1, max_steps=10, learning_rate=1e-4, unet_lr=1e-4,
-        te_lr=1e-4, scheduler="constant", network_module="networks.lora", network_dim=4,
-        network_alpha=2.0, network_dropout=0.0, network_args={}, clip_skip=2,
-        min_snr_gamma=0.0, noise_offset=0.0, optimizer="AdamW", resolution=(512, 512),
-        num_train_images=data.num_train_images, batches_per_epoch=data.batches_per_epoch,
-        sd_model_name="m", sd_model_hash="", new_sd_model_hash="",
-        dataset_dirs=data.dataset_dirs(), tag_frequency=data.tag_frequency(),
-        bucket_info=data.bucket_info())
-    return json.dumps(meta, ensure_ascii=False)
+def metadata_json(plan: TrainingPlan, data: TrainData) -> str:
+    run = RunFacts(session_id="s", started_at=1.0, saved_at=2.0, steps=10, epoch=1,
+                   network_args={}, optimizer_class="torch.optim.adamw.AdamW",
+                   sd_model_name="m", sd_model_hash=None, new_sd_model_hash=None)
+    return json.dumps(training_metadata(plan.settings, plan, data, run), ensure_ascii=False)
 
 
 def test_shuffled_listing_orders_give_byte_identical_metadata(tmp_path):
-    data = load_train_data(plan_of(make_tagged_dataset(tmp_path)))
-    first = metadata_json(data)
+    plan = plan_of(make_tagged_dataset(tmp_path))
+    data = load_train_data(plan)
+    first = metadata_json(plan, data)
     for seed in range(6):
         samples = list(data.samples)
         random.Random(seed).shuffle(samples)
-        assert metadata_json(dataclasses.replace(data, samples=samples)) == first
+        assert metadata_json(plan, dataclasses.replace(data, samples=samples)) == first
     meta = json.loads(first)
     freq = json.loads(meta["ss_tag_frequency"])
     assert list(freq) == sorted(freq) == ["10_mira", "1_misc", "3_mira_hat"]
@@ -65,7 +60,8 @@ from pathlib import Path
 from lorabake_tui.trainer.data import load_train_data
 from tests.support.plans import plan_of
 from tests.trainer.test_metadata_order import metadata_json
-print(metadata_json(load_train_data(plan_of(Path(sys.argv[1])))))
+plan = plan_of(Path(sys.argv[1]))
+print(metadata_json(plan, load_train_data(plan)))
 """
 
 

@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from lorabake_tui.trainer.data import load_train_data  # noqa: E402
 from lorabake_tui.trainer.kohya_format import (  # noqa: E402
     TE_PREFIX,
     UNET_PREFIX,
@@ -20,13 +21,17 @@ from lorabake_tui.trainer.kohya_format import (  # noqa: E402
     to_kohya,
 )
 from lorabake_tui.trainer.metadata import (  # noqa: E402
+    RunFacts,
     add_file_hashes,
-    autov2_hash,
+    file_sha256,
     legacy_hash,
     safetensors_data_sha256,
     stringify,
     training_metadata,
 )
+
+from ..support.helpers import make_concept  # noqa: E402
+from ..support.plans import plan_of  # noqa: E402
 
 ATTN = (r".*attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn[12]\."
         r"(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)))")
@@ -109,21 +114,16 @@ def test_flattened_text_encoder_names_keep_text_model():
 def test_metadata_is_all_strings_and_hashes_follow_the_definitions(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    meta = training_metadata(
-        session_id="s1", started_at=1.5, finished_at=None, output_name="mira",
-        comment="mira, mira_uniform", steps=10, epoch=1, epochs=8, max_steps=80,
-        learning_rate=1e-4, unet_lr=1e-4, te_lr=5e-5, scheduler="cosine_with_restarts",
-        network_module="networks.lora", network_dim=32, network_alpha=16.0,
-        network_dropout=0.0, network_args={"conv_dim": "16"}, clip_skip=2, min_snr_gamma=5,
-        noise_offset=0.0, optimizer="AdamW", resolution=(512, 512), num_train_images=640,
-        batches_per_epoch=320, sd_model_name="m.safetensors", sd_model_hash="abcd1234",
-        new_sd_model_hash="0123456789", dataset_dirs={"10_mira": {"n_repeats": 10,
-                                                                  "img_count": 64}},
-        tag_frequency={"10_mira": {"mira": 64}},
-        bucket_info={"buckets": {"0": {"resolution": [512, 512], "count": 640}},
-                     "mean_img_ar_error": 0.0})
+    root = tmp_path / "data"
+    make_concept(root, "10_mira", 2, caption="mira, mira_uniform")
+    plan = plan_of(root)
+    run = RunFacts(session_id="s1", started_at=1.5, saved_at=2.5, steps=10, epoch=1,
+                   network_args={"conv_dim": "16"}, optimizer_class="torch.optim.adamw.AdamW",
+                   sd_model_name="m.safetensors", sd_model_hash="abcd1234",
+                   new_sd_model_hash="0" * 64)
+    meta = training_metadata(plan.settings, plan, load_train_data(plan), run)
     assert all(isinstance(v, str) for v in meta.values())
-    assert json.loads(meta["ss_tag_frequency"]) == {"10_mira": {"mira": 64}}
+    assert json.loads(meta["ss_tag_frequency"]) == {"10_mira": {"mira": 2, "mira_uniform": 2}}
     assert meta["ss_v2"] == "False" and meta["ss_base_model_version"] == "sd_v1"
     assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
     path = tmp_path / "mira.safetensors"
@@ -133,7 +133,7 @@ def test_metadata_is_all_strings_and_hashes_follow_the_definitions(tmp_path):
     header_len = int.from_bytes(raw[:8], "little")
     assert safetensors_data_sha256(path) == hashlib.sha256(raw[8 + header_len:]).hexdigest()
     assert legacy_hash(path) == hashlib.sha256(raw[0x100000:0x110000]).hexdigest()[:8]
-    assert autov2_hash(path) == hashlib.sha256(raw).hexdigest()[:10]
+    assert file_sha256(path) == hashlib.sha256(raw).hexdigest()
     hashed = add_file_hashes(meta, path)
     save_file(load_file(str(path)), str(path), metadata=hashed)
     # the data hash does not depend on the header, so it still holds after the rewrite

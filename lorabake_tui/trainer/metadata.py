@@ -188,9 +188,9 @@ def training_metadata(s: TrainingSettings, plan: TrainingPlan, data: TrainData,
         "ss_resize_interpolation": None,
         "ss_datasets": datasets(s, plan, tags, buckets),
         "ss_tag_frequency": tags,
-        "ss_dataset_dirs": sorted_keys(dataset_dirs(plan)),
+        "ss_dataset_dirs": dict(sorted(dataset_dirs(plan).items())),
         "ss_resolution": f"({b.resolution}, {b.resolution})",
-        "ss_bucket_info": buckets,
+        "ss_bucket_info": json.dumps(buckets),  # JSON even when None: "null", as kohya
     }
     if run.network_args:
         meta["ss_network_args"] = dict(run.network_args)

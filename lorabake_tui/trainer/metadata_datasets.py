@@ -82,7 +82,7 @@ def datasets(s: TrainingSettings, plan: TrainingPlan, tags: dict[str, dict[str, 
             "keep_tokens_separator": d.keep_tokens_separator, "secondary_separator": None,
             "enable_wildcard": False, "caption_prefix": None, "caption_suffix": None,
             "resize_interpolation": None, "image_dir": pc.concept.folder,
-            "class_tokens": pc.concept.name, "is_reg": pc.concept.is_reg,
+            "class_tokens": pc.concept.name or None, "is_reg": pc.concept.is_reg,
         })
     enable = s.buckets.enable and b is not None
     return [{

@@ -53,8 +53,8 @@ def test_batches_follow_kohya_and_never_mix_buckets(tmp_path):
 def test_subsets_pick_folders_and_override_repeats(tmp_path):
     make_dataset(tmp_path, images=2, repeats=3)
     data = load(tmp_path, [("mychar", 5)])
-    assert data.num_train_images == 10 and data.dataset_dirs() == {
-        "3_mychar": {"n_repeats": 5, "img_count": 2}}
+    assert data.num_train_images == 10 and len(data.samples) == 2
+    assert {(s.folder, s.repeats) for s in data.samples} == {("3_mychar", 5)}
     assert load(tmp_path, [("mychar", None)]).num_train_images == 6  # the folder's 3
     with pytest.raises(LorabakeError, match="no training folder holds the concept 'other'"):
         load(tmp_path, [("other", None)])

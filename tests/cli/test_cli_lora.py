@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,21 @@ def test_resize_usage_errors(files, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["lora", "resize", str(files["dylora"]), "--dim", "4", "--all", "-o", "x"])
     assert exc.value.code == 2
+
+
+def test_info_and_resize_never_import_torch(files, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r4.safetensors"
+    probe = ("import sys\nfrom lorabake_tui.cli.main import main\n"
+             f"assert main(['lora', 'info', {str(files['lora'])!r}]) == 0\n"
+             f"assert main(['lora', 'resize', {str(files['dylora'])!r}, '--dim', '4', "
+             f"'-o', {str(out)!r}]) == 0\n"
+             "print('torch' in sys.modules, 'numpy' in sys.modules, file=sys.stderr)")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "False True"
+    assert out.is_file()

@@ -61,8 +61,10 @@ def lora_tensors(dim=4, alpha=2.0, conv_dim=0, conv_alpha=1.0, seed=0, dtype="<f
     """kohya LoRA keys (LoCon when conv_dim): down (r, in[, k, k]), up (out, r[, 1, 1])."""
     r, out = rng(seed), {}
     for m in ATTN + TE:
-        out[f"{m}.lora_down.weight"] = r.standard_normal((dim, IN)).astype(dtype)
-        out[f"{m}.lora_up.weight"] = r.standard_normal((OUT, dim)).astype(dtype)
+        # SD1.5's proj_in is a 1x1 convolution: its LoRA is 4-D and takes the linear dim
+        k = (1, 1) if m.endswith("proj_in") else ()
+        out[f"{m}.lora_down.weight"] = r.standard_normal((dim, IN, *k)).astype(dtype)
+        out[f"{m}.lora_up.weight"] = r.standard_normal((OUT, dim, *k)).astype(dtype)
         out[f"{m}.alpha"] = np.array(alpha, dtype)
     if conv_dim:
         for m in CONV:

@@ -52,6 +52,7 @@ def test_each_type_with_kohya_metadata(files, kind):
     assert info.hashes["sd_model_hash"] == "1a2b3c4d"
     assert info.hashes["new_sd_model_hash"] == "ab" * 32
     assert info.training["steps"] == 1200 and info.training["epoch"] == 8
+    assert type(info.training["steps"]) is int
     assert info.training["epochs"] == 10 and info.training["resolution"] == "(512, 512)"
     assert info.unit == (4 if kind == "dylora" else None)
     j = info.to_json()
@@ -138,3 +139,23 @@ def test_a_safetensors_file_without_lora_modules_is_refused(tmp_path):
     with pytest.raises(LorabakeError, match="model.safetensors holds no LoRA modules"):
         lora_info(ckpt)
 
+
+
+def test_a_conv_the_names_do_not_tell_is_found_by_its_shapes(tmp_path):
+    # LDM-style names (some LyCORIS files use them): the CP core and a 4-D factor say conv
+    r = np.random.default_rng(0)
+    cp, full = "lora_unet_input_blocks_1_0_in_layers_2", "lora_unet_output_blocks_3_0_out_layers_3"
+    t = {f"{cp}.hada_t1": r.standard_normal((2, 2, 3, 3)).astype("<f4"),
+         f"{cp}.hada_t2": r.standard_normal((2, 2, 3, 3)).astype("<f4"),
+         f"{full}.lokr_w1": r.standard_normal((2, 2)).astype("<f4"),
+         f"{full}.lokr_w2": r.standard_normal((3, 4, 3, 3)).astype("<f4")}
+    for w in ("w1", "w2"):
+        t[f"{cp}.hada_{w}_a"] = r.standard_normal((2, 6)).astype("<f4")
+        t[f"{cp}.hada_{w}_b"] = r.standard_normal((2, 8)).astype("<f4")
+    from lorabake_tui.core.lora.modules import read_modules
+    from lorabake_tui.core.lora.read import read_safetensors
+
+    mods = {m.name: m for m in read_modules(read_safetensors(write(
+        tmp_path / "x.safetensors", t, None)))}
+    assert mods[cp].conv and mods[cp].kind == "loha" and mods[cp].rank == 2
+    assert mods[full].conv and mods[full].kind == "lokr" and mods[full].rank is None

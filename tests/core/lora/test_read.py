@@ -64,8 +64,10 @@ def test_truncated_files_are_refused(tmp_path):
     whole = write(tmp_path / "w.safetensors", lora_tensors(), kohya_meta("networks.lora", 4, 2))
     data = whole.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    for cut, why in ((len(data) - 1, "truncated"), (8 + n - 5, "truncated"),
-                     (5, "not a safetensors file")):
+    # (the folder's name holds the test's name: look for more than one word)
+    for cut, why in ((len(data) - 1, "is truncated: tensor"),
+                     (8 + n - 5, "is truncated: its header needs"),
+                     (5, "is not a safetensors file")):
         p = tmp_path / f"cut{cut}.safetensors"
         p.write_bytes(data[:cut])
         assert why in refused(p)

@@ -191,3 +191,15 @@ def test_a_lora_without_metadata_can_be_cut(tmp_path):
     src = write(tmp_path / "n.safetensors", lora_tensors(dim=8), None)
     out = resize(src, 4, tmp_path / "o.safetensors")
     assert read_safetensors(out).metadata["ss_network_dim"] == "4"
+
+
+def test_a_file_created_while_writing_is_not_overwritten(dylora, tmp_path, monkeypatch):
+    from lorabake_tui.core.base import atomic
+
+    out = tmp_path / "race.safetensors"
+    # another program creates the output after the existence check, before the rename
+    monkeypatch.setattr(atomic, "after_final_check", lambda p: p.write_bytes(b"theirs"))
+    with pytest.raises(LorabakeError, match="race.safetensors exists"):
+        resize(dylora, 4, out)
+    assert out.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -139,11 +139,10 @@ def _entry(shown: str, name: str, info: object) -> TensorEntry:
     return TensorEntry(name, dtype, tuple(shape), begin, end)
 
 
-def encode_safetensors(tensors: list[tuple[TensorEntry, bytes]],
-                       metadata: dict[str, str]) -> bytes:
-    """A safetensors file of these tensors (entries give name, dtype and shape; offsets are
-    laid out anew in this order) and metadata. The header is padded with spaces to a
-    multiple of 8, as the safetensors library writes it, so the data stays aligned."""
+def encode_header(tensors: list[tuple[TensorEntry, bytes]], metadata: dict[str, str]) -> bytes:
+    """The 8-byte length and the JSON header of a file holding these tensors (entries give
+    name, dtype and shape; offsets are laid out anew in this order) and metadata. Padded with
+    spaces to a multiple of 8, as the safetensors library writes it, so the data is aligned."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)
@@ -154,4 +153,10 @@ def encode_safetensors(tensors: list[tuple[TensorEntry, bytes]],
         pos += len(data)
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
-    return b"".join([struct.pack("<Q", len(text)), text, *(d for _, d in tensors)])
+    return struct.pack("<Q", len(text)) + text
+
+
+def encode_safetensors(tensors: list[tuple[TensorEntry, bytes]],
+                       metadata: dict[str, str]) -> bytes:
+    """The whole file: `encode_header` then the tensors' bytes."""
+    return b"".join([encode_header(tensors, metadata), *(d for _, d in tensors)])

@@ -19,7 +19,14 @@ from ..base.atomic import EXISTS, write_batch
 from ..base.errors import LorabakeError
 from .info import RESIZED_KEY
 from .modules import group_keys
-from .read import DTYPE_SIZES, SafetensorsFile, TensorEntry, encode_safetensors, read_safetensors
+from .read import (
+    DTYPE_SIZES,
+    SafetensorsFile,
+    TensorEntry,
+    encode_header,
+    encode_safetensors,
+    read_safetensors,
+)
 
 DEFAULT_UNIT = 4  # kohya's DyLoRA default
 _TAG = "lorabake-resize"
@@ -85,14 +92,27 @@ def resized_bytes(f: SafetensorsFile, dim: int, full: int) -> bytes:
                                                             "sshs_legacy_hash")}
     meta["ss_network_dim"] = str(dim)
     meta[RESIZED_KEY] = f"split from DyLoRA, rank {full} to {dim}"
-    body = encode_safetensors(parts, meta)
     # A1111 and Civitai name a LoRA by these hashes, and the source's are wrong here. The data
     # hash does not depend on the header; the legacy one is taken before they are added, as
     # the trainer does.
-    n = int.from_bytes(body[:8], "little")
-    meta["sshs_model_hash"] = hashlib.sha256(body[8 + n:]).hexdigest()
-    meta["sshs_legacy_hash"] = hashlib.sha256(body[0x100000:0x110000]).hexdigest()[:8]
+    data = hashlib.sha256()
+    for _, d in parts:
+        data.update(d)
+    window = _window(encode_header(parts, meta), [d for _, d in parts], 0x100000, 0x110000)
+    meta["sshs_model_hash"] = data.hexdigest()
+    meta["sshs_legacy_hash"] = hashlib.sha256(window).hexdigest()[:8]
     return encode_safetensors(parts, meta)
+
+
+def _window(head: bytes, datas: list[bytes], start: int, end: int) -> bytes:
+    """Bytes [start, end) of the file head + datas, without joining it all."""
+    out, pos = [], 0
+    for chunk in (head, *datas):
+        lo, hi = max(start - pos, 0), min(end - pos, len(chunk))
+        if lo < hi:
+            out.append(chunk[lo:hi])
+        pos += len(chunk)
+    return b"".join(out)
 
 
 def check_dim(dim: int, full: int, f: SafetensorsFile) -> None:

@@ -203,3 +203,14 @@ def test_a_file_created_while_writing_is_not_overwritten(dylora, tmp_path, monke
         resize(dylora, 4, out)
     assert out.read_bytes() == b"theirs"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_legacy_hash_window_is_the_joined_files_bytes():
+    from lorabake_tui.core.lora.resize import _window
+
+    r = np.random.default_rng(1)
+    head = bytes(r.integers(0, 256, 40, dtype=np.uint8))
+    datas = [bytes(r.integers(0, 256, n, dtype=np.uint8)) for n in (7, 0, 100, 33)]
+    whole = head + b"".join(datas)
+    for start, end in ((0, 10), (35, 50), (47, 47), (50, 170), (100, 400), (300, 400)):
+        assert _window(head, datas, start, end) == whole[start:end]

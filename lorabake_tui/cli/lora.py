@@ -80,6 +80,18 @@ def _num(v) -> str:
     return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _when(v) -> str:
+    """kohya's ss_training_*_at: seconds since the epoch, shown in UTC."""
+    import datetime as dt
+
+    if not isinstance(v, int | float):
+        return str(v)
+    try:
+        return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return _num(v)
+
+
 def _list(values: list, none: str = "-") -> str:
     return "/".join(_num(v) for v in values) if values else none
 
@@ -106,11 +118,11 @@ def print_info(info) -> None:
         print(f"network: {info.network_module}{' ' + args if args else ''}")
     if info.metadata_keys == 0:
         print("no metadata")
-    rows = [("name", info.output_name), ("comment (triggers)", info.comment),
+    rows = [("output name", info.output_name), ("comment (triggers)", info.comment),
             ("base model", info.base_model), ("base model version", info.base_model_version)]
     rows += [(k.replace("_", " "), v) for k, v in info.hashes.items()]
-    rows += [(k.replace("_", " "), None if v is None else _num(v))
-             for k, v in info.training.items()]
+    rows += [(k.replace("_", " "), None if v is None else _when(v) if k.endswith("_at")
+              else _num(v)) for k, v in info.training.items()]
     shown = [(k, v) for k, v in rows if v not in (None, "")]
     if shown:
         width = max(len(k) for k, _ in shown)

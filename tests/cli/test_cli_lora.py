@@ -146,3 +146,12 @@ def test_info_and_resize_never_import_torch(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[-1] == "False True"
     assert out.is_file()
+
+
+def test_info_shows_kohyas_timestamps_in_utc(tmp_path, capsys):
+    meta = kohya_meta("networks.lora", 4, 2.0, ss_training_started_at="1700000000.25",
+                      ss_training_finished_at="None")
+    code, out, _ = run(capsys, "info", write(tmp_path / "t.safetensors", lora_tensors(), meta))
+    assert code == 0
+    assert "started at:         2023-11-14 22:13:20 UTC" in out
+    assert "finished at" not in out  # kohya's "None": not shown

@@ -214,3 +214,9 @@ def test_the_legacy_hash_window_is_the_joined_files_bytes():
     whole = head + b"".join(datas)
     for start, end in ((0, 10), (35, 50), (47, 47), (50, 170), (100, 400), (300, 400)):
         assert _window(head, datas, start, end) == whole[start:end]
+
+
+def test_a_missing_output_folder_is_refused(dylora, tmp_path):
+    with pytest.raises(LorabakeError, match="nowhere does not exist"):
+        resize(dylora, 4, tmp_path / "nowhere" / "o.safetensors")
+    assert not (tmp_path / "nowhere").exists()

@@ -40,6 +40,7 @@ from .network import (
     Network,
     adapter_state,
     attach,
+    is_adapter_param,
     kohya_state,
     load_adapter_state,
     lora_configs,
@@ -543,7 +544,7 @@ class Trainer:
             comment=s.saving.comment, steps=st.progress.step, epoch=epoch, epochs=st.epochs,
             max_steps=st.total, learning_rate=lr, unet_lr=s.general.unet_lr or lr,
             te_lr=s.general.text_encoder_lr or lr, scheduler=s.optimizer.scheduler,
-            network_module="networks.lora", network_dim=s.network.dim,
+            network_module=st.net.module, network_dim=s.network.dim,
             network_alpha=s.network.alpha, network_dropout=s.network.dropout,
             network_args=st.net.args(), clip_skip=s.general.clip_skip,
             min_snr_gamma=s.optimizer.min_snr_gamma, noise_offset=s.noise.offset,
@@ -657,7 +658,7 @@ class Trainer:
         h = hashlib.sha256()
         for model in (st.raw_unet, st.raw_te):
             for name, p in sorted(model.named_parameters()):
-                if "lora_" in name:
+                if is_adapter_param(name):
                     h.update(p.detach().float().cpu().numpy().tobytes())
         atomic_write_text(self.run_dir / rank_checksum_name(st.acc.process_index),
                           h.hexdigest())

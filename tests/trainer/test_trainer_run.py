@@ -244,10 +244,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_save(tmp_path, monkeypatch):
 
 def test_config_errors_exit_2_and_write_nothing(tmp_path, capsys):
     make_dataset(tmp_path, images=1)
-    cfg = write_config(tmp_path, network__type="loha")
+    cfg = write_config(tmp_path, network__type="dylora")
     assert run(cfg, tmp_path / "out" / "r") == exit_codes.CONFIG_ERROR
     err = capsys.readouterr().err
-    assert "cannot train loha" in err and re.search(r"cfg\.toml:\d+: ", err)
+    assert "cannot train dylora" in err and re.search(r"cfg\.toml:\d+: ", err)
     cfg = write_config(tmp_path, optimizer__learning_rate=-1.0)
     assert run(cfg, tmp_path / "out" / "r") == exit_codes.CONFIG_ERROR
     assert "optimizer.learning_rate" in capsys.readouterr().err

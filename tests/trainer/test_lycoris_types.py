@@ -124,8 +124,6 @@ def test_the_file_rebuilt_with_the_loaders_formulas_reproduces_the_trained_model
     want_states, want_out = outputs(trained)
     got_states, got_out = outputs(fresh)
     # training moved both models well beyond the tolerance, so a wrong scale shows
-    print(variant, (want_out - base_out).abs().max(), (want_states - base_states).abs().max(),
-          (got_out - want_out).abs().max(), (got_states - want_states).abs().max())
     assert (want_out - base_out).abs().max() > 1e-3
     assert (want_states - base_states).abs().max() > 1e-3
     assert (got_states - want_states).abs().max() <= 1e-5

@@ -321,7 +321,7 @@ class Trainer:
         train_te = s.general.train in ("text_encoder", "both")
         n = s.network
         net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, n.dropout,
-                           unet=train_unet, text_encoder=train_te)
+                           unet=train_unet, text_encoder=train_te, dylora_unit=n.dylora_unit)
         attach(net, unet, te)
         if s.general.attention == "xformers":
             try:

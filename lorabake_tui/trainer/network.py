@@ -4,8 +4,8 @@ LoRA covers the 192 UNet modules kohya trains in SD 1.5 (attention projections, 
 and the transformer blocks' proj_in/proj_out) and the 72 text-encoder modules; LoCon adds the
 resnet convolutions, shortcut and time embedding, and the down/up samplers (278 UNet modules),
 the 3x3 convolutions with their own conv_dim/conv_alpha. LoHa, LoKr and IA3 (their layers,
-coverage and saved form): lycoris.py. Scale weight norms applies to LoRA and LoCon only
-(`norm_pairs` yields nothing for the others; `config check` says so).
+coverage and saved form): lycoris.py; DyLoRA: dylora.py. Scale weight norms applies to LoRA
+and LoCon only (`norm_pairs` yields nothing for the others; `config check` says so).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import lycoris
+from . import dylora, lycoris
 from .kohya_format import AdapterScale, to_kohya
 
 ADAPTER = "default"
@@ -34,14 +34,17 @@ def is_adapter_param(name: str) -> bool:
 
 @dataclass(slots=True)
 class Network:
-    kind: str  # lora | locon | loha | lokr | ia3
-    unet_config: object | None  # peft config (IA3: lycoris.IA3Spec); None: UNet not trained
+    kind: str  # lora | locon | loha | lokr | ia3 | dylora
+    # peft config (IA3: lycoris.IA3Spec, DyLoRA: dylora.DyLoRASpec); None: UNet not trained
+    unet_config: object | None
     te_config: object | None
     lycoris_args: dict | None = None
 
     @property
     def module(self) -> str:
         """ss_network_module: kohya's own for LoRA/LoCon, LyCORIS's for the rest."""
+        if self.kind == "dylora":
+            return "networks.dylora"
         return "lycoris.kohya" if self.kind in lycoris.KINDS else "networks.lora"
 
     def args(self) -> dict:
@@ -57,9 +60,14 @@ class Network:
 
 
 def lora_configs(kind: str, dim: int, alpha: float, conv_dim: int, conv_alpha: float,
-                 dropout: float, *, unet: bool, text_encoder: bool):
+                 dropout: float, *, unet: bool, text_encoder: bool, dylora_unit: int = 4):
     from peft import LoraConfig
 
+    if kind == "dylora":
+        return Network(kind, dylora.DyLoRASpec(dylora.UNET, dim, alpha, dylora_unit)
+                       if unet else None,
+                       dylora.DyLoRASpec(dylora.TE, dim, alpha, dylora_unit)
+                       if text_encoder else None, {"unit": str(dylora_unit)})
     if kind in lycoris.KINDS:
         # LyCORIS's modules have no dropout of this kind (it warns and ignores it too)
         u, t, args = lycoris.configs(kind, dim, alpha, conv_dim, conv_alpha, unet=unet,
@@ -94,6 +102,8 @@ def attach(network: Network, unet, text_encoder) -> None:
     for config, model in ((network.unet_config, unet), (network.te_config, text_encoder)):
         if isinstance(config, lycoris.IA3Spec):
             lycoris.attach_ia3(config, model)
+        elif isinstance(config, dylora.DyLoRASpec):
+            dylora.attach(config, model)
         elif config is not None:
             inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for model in (unet, text_encoder):
@@ -129,6 +139,8 @@ def adapter_state(model) -> dict[str, torch.Tensor]:
 
     if any(True for _ in lycoris.ia3_layers(model)):
         return lycoris.ia3_state(model)
+    if any(True for _ in dylora.layers(model)):
+        return dylora.state(model)
     return get_peft_model_state_dict(model, adapter_name=ADAPTER)
 
 
@@ -138,6 +150,9 @@ def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
     if any(True for _ in lycoris.ia3_layers(model)):
         lycoris.load_ia3_state(model, state)
         return
+    if any(True for _ in dylora.layers(model)):
+        dylora.load_state(model, state)
+        return
     result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
@@ -146,6 +161,12 @@ def load_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
 
 def kohya_state(network: Network, unet, text_encoder, dtype) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
+    if network.kind == "dylora":
+        for config, model, te in ((network.unet_config, unet, False),
+                                  (network.te_config, text_encoder, True)):
+            if config is not None:
+                out.update(dylora.to_kohya(model, text_encoder=te, dtype=dtype))
+        return out
     if network.kind in lycoris.KINDS:
         if network.unet_config is not None:
             out.update(lycoris.to_lycoris(unet, text_encoder=False, dtype=dtype))

@@ -178,7 +178,8 @@ def test_stop_and_resume_equal_a_straight_run(tmp_path, monkeypatch, kind):
     assert any(not torch.equal(first[k], a[k]) for k in a)  # the resumed steps trained
 
 
-@pytest.mark.parametrize("kind,lr", [("loha", 1e-4), ("lokr", 7e-5), ("ia3", 1e-2)])
+@pytest.mark.parametrize("kind,lr", [("loha", 1e-4), ("lokr", 7e-5), ("ia3", 1e-2),
+                                     ("dylora", 1e-4)])
 def test_the_demo_config_trains_with_each_type(tmp_path, kind, lr):
     from lorabake_tui.demo.project import ensure_demo
 
@@ -192,8 +193,10 @@ def test_the_demo_config_trains_with_each_type(tmp_path, kind, lr):
     run_dir = tmp_path / "run"
     assert run(cfg, run_dir) == exit_codes.DONE
     tensors, meta = read_lora(run_dir / "demo.safetensors")
-    assert json.loads(meta["ss_network_args"])["algo"] == kind
-    suffix = {"loha": ".hada_w1_a", "lokr": ".lokr_w1", "ia3": ".on_input"}[kind]
+    args = json.loads(meta["ss_network_args"])
+    assert args.get("algo", "dylora" if "unit" in args else None) == kind
+    suffix = {"loha": ".hada_w1_a", "lokr": ".lokr_w1", "ia3": ".on_input",
+              "dylora": ".lora_down.weight"}[kind]
     assert sum(k.endswith(suffix) for k in tensors) > 100
     assert all(torch.isfinite(t).all() for t in tensors.values())
 
@@ -210,9 +213,8 @@ def findings(**values) -> dict[str, str]:
 
 
 def test_config_check_gives_the_guides_warnings_for_each_type():
-    for kind in ("loha", "lokr", "ia3"):
+    for kind in ("loha", "lokr", "ia3", "dylora"):
         assert "network.type" not in findings(network__type=kind)  # trainable now
-    assert "cannot train dylora" in findings(network__type="dylora")["network.type"]
     # LoHa and LoKr: dim 32 at most
     for kind in ("loha", "lokr"):
         assert "32 or less" in findings(network__type=kind, network__dim=64)["network.dim"]
@@ -250,3 +252,6 @@ def test_config_check_gives_the_guides_warnings_for_each_type():
     assert "no network dropout" in f["network.dropout"]
     assert "LoRA and LoCon only" in f["optimizer.scale_weight_norms"]
     assert "network.dropout" not in findings(network__type="lora", network__dropout=0.1)
+    for kind in ("ia3", "dylora"):
+        assert "not used" in findings(network__type=kind, network__conv_dim=4)["network.conv_dim"]
+    assert "network.conv_dim" not in findings(network__type="loha", network__conv_dim=4)

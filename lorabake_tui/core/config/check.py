@@ -81,7 +81,7 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
                 "try half of conv_dim")
     if net in ("loha", "lokr") and s.network.dim > 32:
         add(WARNING, "network.dim", f"{net} needs a smaller dim than LoRA: 32 or less")
-    _lycoris_rules(s, add)
+    _network_rules(s, add)
     if s.network.alpha > s.network.dim:
         add(WARNING, "network.alpha", "alpha above dim makes the update stronger than the "
             "rank: use alpha <= dim (the guide: half of dim)")
@@ -114,11 +114,11 @@ def _main_learning_rate(s: TrainingSettings) -> tuple[str, float]:
     return ("general.unet_lr", g.unet_lr) if g.unet_lr else ("optimizer.learning_rate", lr)
 
 
-def _lycoris_rules(s: TrainingSettings, add) -> None:
+def _network_rules(s: TrainingSettings, add) -> None:
     """The guide's ranges for LoKr and IA3 learning rates (adaptive optimizers have their own
-    rule: learning_rate = 1), and the settings LyCORIS networks do not use."""
+    rule: learning_rate = 1), and the settings LyCORIS networks and DyLoRA do not use."""
     net, opt = s.network.type, s.optimizer.type
-    if net not in ("loha", "lokr", "ia3"):
+    if net not in ("loha", "lokr", "ia3", "dylora"):
         return
     ranges = {"lokr": (5e-5, 9e-5, "LoKr"), "ia3": (5e-3, 1e-2, "IA3")}
     if net in ranges and opt in ("AdamW", "AdamW8bit"):
@@ -127,9 +127,12 @@ def _lycoris_rules(s: TrainingSettings, add) -> None:
         if not low <= lr <= high:
             add(WARNING, key, f"{what} with {opt} wants a learning rate between {low:g} and "
                 f"{high:g} (the guide){'; with Prodigy: 1' if net == 'ia3' else ''}")
+    if net in ("ia3", "dylora") and s.network.conv_dim:
+        add(WARNING, "network.conv_dim", f"{net} trains no convolutions here: conv_dim is "
+            "not used (set it to 0)")
     if s.network.dropout:
-        add(WARNING, "network.dropout", f"{net} has no network dropout (LyCORIS ignores it "
-            "too): set it to 0")
+        add(WARNING, "network.dropout", f"{net} has no network dropout (LyCORIS and kohya's "
+            "DyLoRA ignore it too): set it to 0")
     if s.optimizer.scale_weight_norms:
         add(WARNING, "optimizer.scale_weight_norms", "scale weight norms applies to LoRA and "
             f"LoCon only: the {net} trainer ignores it (set it to 0)")

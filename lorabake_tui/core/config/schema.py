@@ -17,7 +17,7 @@ from typing import Any
 
 NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
 # what our own trainer builds; the rest export to kohya
-TRAINABLE_NETWORKS = ("lora", "locon", "loha", "lokr", "ia3")
+TRAINABLE_NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
 BUILTIN_PREFIX = "builtin:"
 # tiny-sd15: a tiny random SD1.5-shaped model (demo, tests); sd15-random: the full SD1.5
 # architecture with random weights (benchmarks)

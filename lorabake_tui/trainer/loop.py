@@ -40,6 +40,7 @@ from .network import (
     Network,
     adapter_state,
     attach,
+    is_adapter_param,
     kohya_state,
     load_adapter_state,
     lora_configs,
@@ -320,7 +321,7 @@ class Trainer:
         train_te = s.general.train in ("text_encoder", "both")
         n = s.network
         net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, n.dropout,
-                           unet=train_unet, text_encoder=train_te)
+                           unet=train_unet, text_encoder=train_te, dylora_unit=n.dylora_unit)
         attach(net, unet, te)
         if s.general.attention == "xformers":
             try:
@@ -645,7 +646,7 @@ class Trainer:
         h = hashlib.sha256()
         for model in (st.raw_unet, st.raw_te):
             for name, p in sorted(model.named_parameters()):
-                if "lora_" in name:
+                if is_adapter_param(name):
                     h.update(p.detach().float().cpu().numpy().tobytes())
         atomic_write_text(self.run_dir / rank_checksum_name(st.acc.process_index),
                           h.hexdigest())

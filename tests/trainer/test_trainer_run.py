@@ -54,7 +54,8 @@ def trained_model(run_dir, cfg_path):
     m = load_base_model("builtin:tiny-sd15")
     what, n = s.general.train, s.network
     net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, 0.0,
-                       unet=what != "text_encoder", text_encoder=what != "unet")
+                       unet=what != "text_encoder", text_encoder=what != "unet",
+                       dylora_unit=n.dylora_unit)
     attach(net, m.unet, m.text_encoder)
     saved = load_adapters(find_state(run_dir))
     if net.unet_config is not None:
@@ -244,10 +245,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_save(tmp_path, monkeypatch):
 
 def test_config_errors_exit_2_and_write_nothing(tmp_path, capsys):
     make_dataset(tmp_path, images=1)
-    cfg = write_config(tmp_path, network__type="loha")
+    cfg = write_config(tmp_path, network__type="dylora", network__dim=6)
     assert run(cfg, tmp_path / "out" / "r") == exit_codes.CONFIG_ERROR
     err = capsys.readouterr().err
-    assert "cannot train loha" in err and re.search(r"cfg\.toml:\d+: ", err)
+    assert "divisible by dylora_unit" in err and re.search(r"cfg\.toml:\d+: ", err)
     cfg = write_config(tmp_path, optimizer__learning_rate=-1.0)
     assert run(cfg, tmp_path / "out" / "r") == exit_codes.CONFIG_ERROR
     assert "optimizer.learning_rate" in capsys.readouterr().err

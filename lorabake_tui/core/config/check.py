@@ -54,8 +54,8 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
     net, opt = s.network.type, s.optimizer.type
     if net not in TRAINABLE_NETWORKS:
         add(ERROR if for_trainer else WARNING, "network.type",
-            f"the lorabake trainer cannot train {net} yet (LoRA and LoCon only): export the "
-            "config to kohya (`lorabake config export`) or pick lora or locon")
+            f"the lorabake trainer cannot train {net} yet: export the config to kohya "
+            "(`lorabake config export`) or pick lora, locon, loha, lokr or ia3")
     if opt == "AdamW8bit":
         usable = gpu_visible() and importlib.util.find_spec("bitsandbytes") is not None
         add(ERROR if for_trainer and not usable else WARNING, "optimizer.type",
@@ -81,10 +81,7 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
                 "try half of conv_dim")
     if net in ("loha", "lokr") and s.network.dim > 32:
         add(WARNING, "network.dim", f"{net} needs a smaller dim than LoRA: 32 or less")
-    if net == "ia3" and opt in ("AdamW", "AdamW8bit") and \
-            not 5e-3 <= s.optimizer.learning_rate <= 1e-2:
-        add(WARNING, "optimizer.learning_rate", "IA3 with AdamW wants a learning rate "
-            "between 5e-3 and 1e-2")
+    _network_rules(s, add)
     if s.network.alpha > s.network.dim:
         add(WARNING, "network.alpha", "alpha above dim makes the update stronger than the "
             "rank: use alpha <= dim (the guide: half of dim)")
@@ -105,6 +102,40 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
                 "with some models: bf16 avoids it where the GPU supports it")
     if s.buckets.step % 64:
         add(WARNING, "buckets.step", "SD 1.5 wants a bucket step that is a multiple of 64")
+
+
+def _main_learning_rate(s: TrainingSettings) -> tuple[str, float]:
+    """The key and value of the rate the guide's ranges speak of: the UNet's (the text
+    encoder's when only it trains), `optimizer.learning_rate` unless overridden."""
+    g, lr = s.general, s.optimizer.learning_rate
+    if g.train == "text_encoder":
+        return ("general.text_encoder_lr", g.text_encoder_lr) if g.text_encoder_lr else \
+            ("optimizer.learning_rate", lr)
+    return ("general.unet_lr", g.unet_lr) if g.unet_lr else ("optimizer.learning_rate", lr)
+
+
+def _network_rules(s: TrainingSettings, add) -> None:
+    """The guide's ranges for LoKr and IA3 learning rates (adaptive optimizers have their own
+    rule: learning_rate = 1), and the settings LyCORIS networks and DyLoRA do not use."""
+    net, opt = s.network.type, s.optimizer.type
+    if net not in ("loha", "lokr", "ia3", "dylora"):
+        return
+    ranges = {"lokr": (5e-5, 9e-5, "LoKr"), "ia3": (5e-3, 1e-2, "IA3")}
+    if net in ranges and opt in ("AdamW", "AdamW8bit"):
+        low, high, what = ranges[net]
+        key, lr = _main_learning_rate(s)
+        if not low <= lr <= high:
+            add(WARNING, key, f"{what} with {opt} wants a learning rate between {low:g} and "
+                f"{high:g} (the guide){'; with Prodigy: 1' if net == 'ia3' else ''}")
+    if net in ("ia3", "dylora") and s.network.conv_dim:
+        add(WARNING, "network.conv_dim", f"{net} trains no convolutions here: conv_dim is "
+            "not used (set it to 0)")
+    if s.network.dropout:
+        add(WARNING, "network.dropout", f"{net} has no network dropout (LyCORIS and kohya's "
+            "DyLoRA ignore it too): set it to 0")
+    if s.optimizer.scale_weight_norms:
+        add(WARNING, "optimizer.scale_weight_norms", "scale weight norms applies to LoRA and "
+            f"LoCon only: the {net} trainer ignores it (set it to 0)")
 
 
 def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:

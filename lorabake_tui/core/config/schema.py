@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
-TRAINABLE_NETWORKS = ("lora", "locon")  # what our own trainer builds; the rest export to kohya
+# what our own trainer builds; the rest export to kohya
+TRAINABLE_NETWORKS = ("lora", "locon", "loha", "lokr", "ia3", "dylora")
 BUILTIN_PREFIX = "builtin:"
 # tiny-sd15: a tiny random SD1.5-shaped model (demo, tests); sd15-random: the full SD1.5
 # architecture with random weights (benchmarks)

@@ -124,8 +124,9 @@ def test_each_rule_with_its_line(tmp_path, model, section, key, value, severity,
 def test_loha_dim_ia3_lr_and_dylora_unit(tmp_path, model):
     fs = findings(edit(good(tmp_path, model, "loha"), "network", "dim", 64))
     assert "network.dim" in keys(fs, "warning")
-    fs = findings(edit(good(tmp_path, model, "ia3"), "optimizer", "learning_rate", 1e-4))
-    assert "optimizer.learning_rate" in keys(fs, "warning")
+    # the preset sets the UNet's own rate: that is the one checked
+    fs = findings(edit(good(tmp_path, model, "ia3"), "general", "unet_lr", 1e-4))
+    assert "general.unet_lr" in keys(fs, "warning")
     fs = findings(edit(good(tmp_path, model, "dylora"), "network", "dim", 30))
     assert "network.dylora_unit" in keys(fs, "error")
 

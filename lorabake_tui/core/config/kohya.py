@@ -40,6 +40,8 @@ import tomli_w
 from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
 from ..dataset.folders import parse_folder_name
+from .blocks import BLOCK_KEYS, from_network_args
+from .blocks import network_args as block_network_args
 from .schema import SCHEDULERS, SECTIONS, SETTINGS, Optimizer, TrainingSettings, defaults
 
 CONFIG_NAME = "config.toml"
@@ -143,9 +145,10 @@ def network_spec(s: TrainingSettings) -> tuple[str, dict[str, Any]]:
     """(network_module, its network arguments) for our network type; values are native."""
     n = s.network
     if n.type == "lora":
-        return "networks.lora", {}
+        return "networks.lora", block_network_args(n)
     if n.type == "locon":
-        return "networks.lora", {"conv_dim": n.conv_dim, "conv_alpha": n.conv_alpha}
+        return "networks.lora", {"conv_dim": n.conv_dim, "conv_alpha": n.conv_alpha,
+                                 **block_network_args(n)}
     if n.type in LYCORIS:
         return "lycoris.kohya", {"algo": n.type, "conv_dim": n.conv_dim,
                                  "conv_alpha": n.conv_alpha}
@@ -181,7 +184,11 @@ def network_from(module: str | None, args: dict[str, Any], notes: list[str]) -> 
             out["conv_dim"] = int(float(args["conv_dim"]))
         if "conv_alpha" in args:
             out["conv_alpha"] = float(args["conv_alpha"])
+    if out["type"] in ("lora", "locon"):
+        out.update(from_network_args(args))
     known = {"conv_dim", "conv_alpha", "algo", "unit", "dropout"}
+    if out["type"] in ("lora", "locon"):
+        known |= set(BLOCK_KEYS)
     extra = sorted(set(args) - known)
     if extra:
         notes.append(f"network arguments not carried: {', '.join(extra)}")
@@ -359,6 +366,8 @@ def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int 
         "seed": g.seed, "mixed_precision": g.mixed_precision,
         "train_batch_size": g.batch_size, "max_train_epochs": g.epochs,
     }
+    if g.gradient_accumulation_steps > 1:
+        training["gradient_accumulation_steps"] = g.gradient_accumulation_steps
     if g.max_token_length != 75:  # kohya: None is 75; 75 itself is not a choice
         training["max_token_length"] = g.max_token_length
     if g.max_steps and (total_steps is None or g.max_steps <= total_steps):
@@ -608,6 +617,7 @@ def from_kohya(config: dict[str, Any], dataset: dict[str, Any] | None = None, *,
         notes.append(f"no seed: kohya picks a random one; seed {g['seed']} set")
     g["mixed_precision"] = str(flat.get("mixed_precision") or "no")
     g["batch_size"] = int(look("batch_size", first))
+    g["gradient_accumulation_steps"] = int(flat.get("gradient_accumulation_steps") or 1)
     g["max_token_length"] = int(flat.get("max_token_length") or 75)
     if flat.get("max_train_epochs"):
         g["epochs"] = int(flat["max_train_epochs"])

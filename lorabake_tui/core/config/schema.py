@@ -61,6 +61,9 @@ class General:
     mixed_precision: str = _setting("bf16", "Compute precision; bf16 avoids the NaN losses "
                                     "fp16 can give.", choices=PRECISIONS)
     batch_size: int = _setting(2, "Images per step (per bucket).", min=1, max=64)
+    gradient_accumulation_steps: int = _setting(
+        1, "Batches added up before each optimizer step: batch_size x this is the effective "
+        "batch; steps and the LR schedule count optimizer steps.", min=1, max=1024)
     max_token_length: int = _setting(225, "Caption tokens read: 75, 150 or 225.",
                                      choices=(75, 150, 225))
     epochs: int = _setting(8, "Passes over the dataset (the guide: 8).", min=1, max=1000)
@@ -143,6 +146,30 @@ class Network:
     conv_alpha: float = _setting(0.0, "Alpha of the convolution layers.", min=0, max=1024)
     dropout: float = _setting(0.0, "Dropout on the network's outputs.", min=0, max=1)
     dylora_unit: int = _setting(4, "DyLoRA: ranks trained together.", min=1, max=256)
+    # kohya's block-wise arguments (core/config/blocks.py): LoRA and LoCon only
+    down_lr_weight: str = _setting(
+        "", "Block LR weights of the 12 down blocks IN00-IN11: 12 numbers (\"0,0,1,...\") or "
+        "cosine, sine, linear, reverse_linear, zeros, with +N added (\"sine+0.5\"); empty: "
+        "all 1.")
+    mid_lr_weight: float = _setting(1.0, "Block LR weight of the middle block M00.", min=0,
+                                    max=100)
+    up_lr_weight: str = _setting(
+        "", "Block LR weights of the 12 up blocks OUT00-OUT11, as down_lr_weight.")
+    block_lr_zero_threshold: float = _setting(
+        0.0, "A block LR weight at or below this becomes 0: the block gets no adapter.",
+        min=0, max=100)
+    block_dims: tuple[int, ...] = _setting(
+        (), "Rank per UNet block: 25 numbers IN00-IN11, M00, OUT00-OUT11 (0: no adapter; "
+        "empty: network.dim).", kind="list", item="int", min=0, max=256)
+    block_alphas: tuple[float, ...] = _setting(
+        (), "Alpha per UNet block: 25 numbers (empty: network.alpha).", kind="list",
+        item="float", min=0, max=1024)
+    conv_block_dims: tuple[int, ...] = _setting(
+        (), "LoCon: rank of the 3x3 convolutions per UNet block, 25 numbers (empty: "
+        "conv_dim).", kind="list", item="int", min=0, max=256)
+    conv_block_alphas: tuple[float, ...] = _setting(
+        (), "LoCon: alpha of the 3x3 convolutions per UNet block, 25 numbers (empty: "
+        "conv_alpha).", kind="list", item="float", min=0, max=1024)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,13 +79,17 @@ class TrainingPlan:
     left_out: list[str] = field(default_factory=list)  # images kohya would not train, why
     findings: list[Finding] = field(default_factory=list)
     processes: int = 1
-    grad_accum: int = 1
     train_samples: int = 0  # kohya's "num train images * repeats" (regularization apart)
     reg_samples: int = 0
 
     @property
     def ok(self) -> bool:
         return self.report is not None and not any(f.is_error for f in self.findings)
+
+    @property
+    def grad_accum(self) -> int:
+        """general.gradient_accumulation_steps: batches per optimizer step."""
+        return self.settings.general.gradient_accumulation_steps
 
     @property
     def samples_per_epoch(self) -> int:
@@ -128,7 +132,8 @@ class TrainingPlan:
         return {"samples_per_epoch": self.samples_per_epoch,
                 "train_samples": self.train_samples, "reg_samples": self.reg_samples,
                 "batches_per_epoch": self.batches_per_epoch,
-                "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "gradient_accumulation_steps": self.grad_accum, "epochs": self.epochs,
                 "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "buckets": len(self.report.buckets) if self.report is not None else 0,
                 "images": len(self.images)}

@@ -155,7 +155,7 @@ def test_two_accumulated_batches_of_one_equal_one_batch_of_two(tmp_path):
                   network__dropout=0.0, general__cache_latents="memory")
     two = write_config(tmp_path, "two.toml", general__batch_size=2, **common)
     acc = write_config(tmp_path, "acc.toml", general__batch_size=1,
-                       general__gradient_accumulation_steps=2, **common)
+                       optimizer__gradient_accumulation_steps=2, **common)
     assert run(two, tmp_path / "out" / "two") == exit_codes.DONE
     assert run(acc, tmp_path / "out" / "acc") == exit_codes.DONE
     a, b = adapter(tmp_path / "out" / "two"), adapter(tmp_path / "out" / "acc")
@@ -183,7 +183,7 @@ def test_two_accumulated_batches_of_one_equal_one_batch_of_two(tmp_path):
 def test_accumulation_steps_match_the_plan_and_the_schedule(tmp_path):
     make_dataset(tmp_path, images=5, repeats=1)
     cfg = write_config(tmp_path, general__batch_size=1, general__epochs=2,
-                       general__gradient_accumulation_steps=2, general__train="unet",
+                       optimizer__gradient_accumulation_steps=2, general__train="unet",
                        optimizer__scheduler="linear")
     plan = load_run_config(cfg).plan
     assert plan.batches_per_epoch == 5 and plan.steps_per_epoch == 3

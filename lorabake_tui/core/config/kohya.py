@@ -366,8 +366,8 @@ def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int 
         "seed": g.seed, "mixed_precision": g.mixed_precision,
         "train_batch_size": g.batch_size, "max_train_epochs": g.epochs,
     }
-    if g.gradient_accumulation_steps > 1:
-        training["gradient_accumulation_steps"] = g.gradient_accumulation_steps
+    if o.gradient_accumulation_steps > 1:
+        training["gradient_accumulation_steps"] = o.gradient_accumulation_steps
     if g.max_token_length != 75:  # kohya: None is 75; 75 itself is not a choice
         training["max_token_length"] = g.max_token_length
     if g.max_steps and (total_steps is None or g.max_steps <= total_steps):
@@ -617,7 +617,6 @@ def from_kohya(config: dict[str, Any], dataset: dict[str, Any] | None = None, *,
         notes.append(f"no seed: kohya picks a random one; seed {g['seed']} set")
     g["mixed_precision"] = str(flat.get("mixed_precision") or "no")
     g["batch_size"] = int(look("batch_size", first))
-    g["gradient_accumulation_steps"] = int(flat.get("gradient_accumulation_steps") or 1)
     g["max_token_length"] = int(flat.get("max_token_length") or 75)
     if flat.get("max_train_epochs"):
         g["epochs"] = int(flat["max_train_epochs"])
@@ -673,6 +672,7 @@ def from_kohya(config: dict[str, Any], dataset: dict[str, Any] | None = None, *,
                             notes))
     o["learning_rate"] = float(flat.get("learning_rate", 2e-6))
     o["max_grad_norm"] = float(flat.get("max_grad_norm", 1.0))
+    o["gradient_accumulation_steps"] = int(flat.get("gradient_accumulation_steps") or 1)
     o.update(_scheduler_from(flat, total_steps, notes))
     o["min_snr_gamma"] = float(flat.get("min_snr_gamma") or 0.0)
     o["scale_weight_norms"] = float(flat.get("scale_weight_norms") or 0.0)

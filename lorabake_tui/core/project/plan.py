@@ -88,8 +88,8 @@ class TrainingPlan:
 
     @property
     def grad_accum(self) -> int:
-        """general.gradient_accumulation_steps: batches per optimizer step."""
-        return self.settings.general.gradient_accumulation_steps
+        """optimizer.gradient_accumulation_steps: batches per optimizer step."""
+        return self.settings.optimizer.gradient_accumulation_steps
 
     @property
     def samples_per_epoch(self) -> int:

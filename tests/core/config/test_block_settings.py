@@ -76,12 +76,12 @@ def test_weights_at_or_below_the_threshold_become_zero(cfg, tmp_path):
 
 def test_good_block_settings_are_clean(cfg, tmp_path):
     cfg["network"].update(BLOCKS)
-    cfg["general"]["gradient_accumulation_steps"] = 4
+    cfg["optimizer"]["gradient_accumulation_steps"] = 4
     result = check(cfg, tmp_path)
     assert result.ok, result.errors
     n = result.settings.network
     assert n.block_dims == tuple(DIMS) and n.conv_block_alphas == tuple(CONV_ALPHAS)
-    assert result.settings.general.gradient_accumulation_steps == 4
+    assert result.settings.optimizer.gradient_accumulation_steps == 4
 
 
 @pytest.mark.parametrize(("key", "value", "words"), [
@@ -111,8 +111,8 @@ def test_bad_block_values_are_errors_naming_the_key(cfg, tmp_path, key, value, w
 
 @pytest.mark.parametrize("value", [0, 2000, 2.5, "2"])
 def test_bad_accumulation_is_an_error(cfg, tmp_path, value):
-    cfg["general"]["gradient_accumulation_steps"] = value
-    assert "general.gradient_accumulation_steps" in errors(cfg, tmp_path)
+    cfg["optimizer"]["gradient_accumulation_steps"] = value
+    assert "optimizer.gradient_accumulation_steps" in errors(cfg, tmp_path)
 
 
 def test_block_settings_need_lora_or_locon(cfg, tmp_path):
@@ -136,7 +136,7 @@ def test_the_form_lists_every_new_setting():
 
     for key in BLOCKS:
         assert f"network.{key}" in BY_NAME and BY_NAME[f"network.{key}"].help
-    assert BY_NAME["general.gradient_accumulation_steps"].min == 1
+    assert BY_NAME["optimizer.gradient_accumulation_steps"].min == 1
 
 
 # ---- exports and imports
@@ -151,7 +151,7 @@ def typed(cfg: dict):
 
 def test_kohya_export_writes_network_args_as_kohya_reads_them(cfg, tmp_path):
     cfg["network"].update(BLOCKS)
-    cfg["general"]["gradient_accumulation_steps"] = 3
+    cfg["optimizer"]["gradient_accumulation_steps"] = 3
     s, subsets, total = typed(cfg)
     config, _ = kohya.to_kohya(s, subsets, total_steps=total)
     assert config["training"]["gradient_accumulation_steps"] == 3
@@ -165,7 +165,7 @@ def test_kohya_export_writes_network_args_as_kohya_reads_them(cfg, tmp_path):
     assert [int(x) for x in raw["conv_block_dims"].split(",")] == CONV_DIMS
     assert raw["conv_dim"] == str(cfg["network"]["conv_dim"])
     # with accumulation 3, the plan's total counts optimizer steps
-    plain = dict(cfg, general=dict(cfg["general"], gradient_accumulation_steps=1))
+    plain = dict(cfg, optimizer=dict(cfg["optimizer"], gradient_accumulation_steps=1))
     assert total == math.ceil(typed(plain)[2] / cfg["general"]["epochs"] / 3) * \
         cfg["general"]["epochs"]
 
@@ -196,9 +196,9 @@ def round_trip_easy(cfg: dict, tmp_path) -> dict:
 def test_block_settings_and_accumulation_round_trip(cfg, tmp_path, trip, net):
     cfg["network"].update({k: v for k, v in BLOCKS.items()
                            if net == "locon" or not k.startswith("conv_")}, type=net)
-    cfg["general"]["gradient_accumulation_steps"] = 5
+    cfg["optimizer"]["gradient_accumulation_steps"] = 5
     back = trip(cfg, tmp_path)
-    assert back["general"]["gradient_accumulation_steps"] == 5
+    assert back["optimizer"]["gradient_accumulation_steps"] == 5
     assert back["network"]["type"] == net
     for key, value in BLOCKS.items():
         if net == "lora" and key.startswith("conv_"):
@@ -210,7 +210,7 @@ def test_block_settings_and_accumulation_round_trip(cfg, tmp_path, trip, net):
 
 def test_easy_export_keeps_the_strings_its_backend_hands_on(cfg, tmp_path):
     cfg["network"].update(BLOCKS)
-    cfg["general"]["gradient_accumulation_steps"] = 2
+    cfg["optimizer"]["gradient_accumulation_steps"] = 2
     s, subsets, _ = typed(cfg)
     data = easy.to_easy(s, subsets)
     assert data["general_args"]["args"]["gradient_accumulation_steps"] == 2
@@ -229,9 +229,30 @@ def test_importing_a_hand_written_kohya_config(tmp_path):
     notes: list[str] = []
     out = from_kohya(config, notes=notes)
     n = out["network"]
-    assert out["general"]["gradient_accumulation_steps"] == 4
+    assert out["optimizer"]["gradient_accumulation_steps"] == 4
     assert n["down_lr_weight"] == "cosine+0.1" and n["mid_lr_weight"] == 2.0
     assert n["up_lr_weight"] == "1,1,1,1,1,1,0,0,0,0,0,0"
     assert n["block_dims"] == [4] * 25 and n["block_lr_zero_threshold"] == 0.05
     assert not any("not carried" in note for note in notes), notes
     assert parse_kv_list(["x=1,2"], "t") == {"x": (1, 2)}  # why the import joins tuples
+
+
+def test_new_configs_leave_them_out_and_the_form_edits_them(cfg, tmp_path):
+    from lorabake_tui.core.config.file import set_value_in_text
+    from lorabake_tui.core.config.schema import BY_NAME
+    from lorabake_tui.ui.screens.settings_dialog import parse_value, rows
+
+    text = dump_config(cfg)
+    assert "block_dims" not in text and "gradient_accumulation_steps" not in text
+    listed = {r.name for r in rows() if not isinstance(r, str)}
+    assert {f"network.{k}" for k in BLOCKS} | {"optimizer.gradient_accumulation_steps"} \
+        <= listed
+    st = BY_NAME["network.block_dims"]
+    value = parse_value(st, "[" + ", ".join(map(str, DIMS)) + "]")  # what the form reads
+    text = set_value_in_text(text, "network", "block_dims", value)
+    text = set_value_in_text(text, "network", "down_lr_weight",
+                             parse_value(BY_NAME["network.down_lr_weight"], "sine+0.5"))
+    result = check_text(text, base_dir=tmp_path)
+    assert result.ok, result.errors
+    assert result.settings.network.block_dims == tuple(DIMS)
+    assert result.settings.network.down_lr_weight == "sine+0.5"

@@ -1,5 +1,5 @@
 """Gradient accumulation in the step math: the plan divides each epoch's batches (after the
-split over processes) by general.gradient_accumulation_steps, rounded up per epoch as kohya
+split over processes) by optimizer.gradient_accumulation_steps, rounded up per epoch as kohya
 does, and every reader (the check's summary, max_steps, warmup) takes those numbers."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from lorabake_tui.core.project.check import check_text
 from ...support.helpers import make_concept
 
 
-def plan_for(tmp_path, processes: int = 1, **general):
+def plan_for(tmp_path, processes: int = 1, gradient_accumulation_steps: int = 1, **general):
     root = tmp_path / "ds"
     if not root.exists():
         make_concept(root, "10_mira", 7)  # 70 samples, one 512 bucket
     cfg = new_config("lora-adamw", scan_dataset(root))
     cfg["general"].update(base_model="builtin:tiny-sd15", batch_size=4, epochs=3, **general)
+    cfg["optimizer"]["gradient_accumulation_steps"] = gradient_accumulation_steps
     result = check_text(dump_config(cfg), base_dir=tmp_path, processes=processes)
     assert result.plan is not None and result.ok, result.errors
     return result.plan
@@ -59,8 +60,8 @@ def test_the_cli_summary_shows_the_accumulated_steps(tmp_path, capsys):
     root = tmp_path / "ds"
     make_concept(root, "10_mira", 7)
     cfg = new_config("lora-adamw", scan_dataset(root))
-    cfg["general"].update(base_model="builtin:tiny-sd15", batch_size=4, epochs=3,
-                          gradient_accumulation_steps=4)
+    cfg["general"].update(base_model="builtin:tiny-sd15", batch_size=4, epochs=3)
+    cfg["optimizer"]["gradient_accumulation_steps"] = 4
     path = tmp_path / "cfg.toml"
     path.write_text(dump_config(cfg))
     main(["config", "check", str(path)])

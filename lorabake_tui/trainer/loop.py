@@ -12,6 +12,7 @@ continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -550,7 +551,11 @@ class Trainer:
         return {
             "run_dir": str(self.run_dir), "output_name": self.cfg.output_name,
             "total_steps": st.total, "epochs": st.epochs,
-            "batches_per_epoch": st.steps_per_epoch, "step": st.progress.step,
+            # batches per process (kohya's "num batches per epoch"); with accumulation the
+            # optimizer steps are fewer
+            "batches_per_epoch": math.ceil(d.batches_per_epoch / st.acc.num_processes),
+            "steps_per_epoch": st.steps_per_epoch,
+            "gradient_accumulation_steps": self.cfg.plan.grad_accum, "step": st.progress.step,
             "resumed": self.resume_from is not None, "images": len(d.samples),
             "train_samples": d.num_train_images, "reg_samples": d.num_reg_images,
             "batch_size": s.general.batch_size, "processes": st.acc.num_processes,

@@ -190,6 +190,9 @@ def test_accumulation_steps_match_the_plan_and_the_schedule(tmp_path):
     assert plan.total_steps == 6
     run_dir = tmp_path / "out" / "r"
     assert run(cfg, run_dir) == exit_codes.DONE
+    start = [e for e in read_all_events(RunFolder(run_dir).events) if e["type"] == "start"][0]
+    assert (start["total_steps"], start["batches_per_epoch"], start["steps_per_epoch"]) == \
+        (6, 5, 3)
     steps = step_events(run_dir)
     assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
     assert {e["total_steps"] for e in steps} == {6}

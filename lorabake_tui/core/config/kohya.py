@@ -21,6 +21,10 @@ Mapping choices that are not one-to-one:
 - Settings kohya has no place for: tag_occurrence (kohya always stores tag frequencies),
   saving.state_every_n_steps, and sampling.steps, which travels as `--s N` on each line of
   the prompts file.
+- kohya's block-wise network arguments (network.down_lr_weight ... conv_block_alphas) are
+  written as its `network_args` strings ("block_dims=4,4,..."), which networks.lora splits
+  itself; the import joins what literal_eval made of them back into our values.
+  optimizer.gradient_accumulation_steps is written when above 1.
 - general.max_steps becomes max_train_steps (without max_train_epochs, which would override
   it) when it ends the run before the epochs do; imported back, epochs is set high so the
   steps decide.

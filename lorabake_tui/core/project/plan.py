@@ -79,17 +79,13 @@ class TrainingPlan:
     left_out: list[str] = field(default_factory=list)  # images kohya would not train, why
     findings: list[Finding] = field(default_factory=list)
     processes: int = 1
+    grad_accum: int = 1  # optimizer.gradient_accumulation_steps (plan_training sets it)
     train_samples: int = 0  # kohya's "num train images * repeats" (regularization apart)
     reg_samples: int = 0
 
     @property
     def ok(self) -> bool:
         return self.report is not None and not any(f.is_error for f in self.findings)
-
-    @property
-    def grad_accum(self) -> int:
-        """optimizer.gradient_accumulation_steps: batches per optimizer step."""
-        return self.settings.optimizer.gradient_accumulation_steps
 
     @property
     def samples_per_epoch(self) -> int:
@@ -144,12 +140,13 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
     """The plan of `s` over a scan of its folders. Never raises: what the trainer would stop
     on is an error finding (the trainer refuses a plan with errors)."""
     findings: list[Finding] = []
+    grad_accum = s.optimizer.gradient_accumulation_steps
     try:
         buckets = bucket_settings(s)
     except BucketSettingsError as exc:
         key = BUCKET_KEYS.get(exc.field, "buckets.resolution")
         return TrainingPlan(s, None, findings=[Finding(ERROR, key, None, f"{key}: {exc}")],
-                            processes=processes)
+                            processes=processes, grad_accum=grad_accum)
     concepts = _concepts(s, dataset, findings)
     images, left_out, too_big = _images(concepts)
     if too_big:
@@ -172,7 +169,8 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
             continue
         planned.append(make(PlannedImage, (key, concept, image, repeats, a.bucket,
                                            a.resized)))
-    plan = TrainingPlan(s, buckets, concepts, planned, report, left_out, findings, processes)
+    plan = TrainingPlan(s, buckets, concepts, planned, report, left_out, findings, processes,
+                        grad_accum)
     plan.train_samples = sum(i.repeats for i in planned if not i.concept.is_reg)
     plan.reg_samples = sum(i.repeats for i in planned if i.concept.is_reg)
     _check(plan, dataset)

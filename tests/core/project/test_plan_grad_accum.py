@@ -66,3 +66,12 @@ def test_the_cli_summary_shows_the_accumulated_steps(tmp_path, capsys):
     path.write_text(dump_config(cfg))
     main(["config", "check", str(path)])
     assert "18 batches per epoch, 15 steps over 3 epoch(s)" in capsys.readouterr().out
+
+
+def test_the_plan_split_over_processes_keeps_the_accumulation(tmp_path):
+    import dataclasses
+
+    plan = plan_for(tmp_path, gradient_accumulation_steps=3)
+    assert dataclasses.replace(plan, processes=2).steps_per_epoch == math.ceil(18 / 2 / 3)
+    # what kohya calls batches per epoch: the same plan without accumulation
+    assert dataclasses.replace(plan, grad_accum=1).steps_per_epoch == 18

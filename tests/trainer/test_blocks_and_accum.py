@@ -203,3 +203,25 @@ def test_accumulation_steps_match_the_plan_and_the_schedule(tmp_path):
     assert lrs[0] == pytest.approx(1e-4 * 5 / 6)  # the UNet's rate, one of six steps gone
     _, meta = read_lora(run_dir / "tiny.safetensors")
     assert meta["ss_steps"] == "6" and meta["ss_max_train_steps"] == "6"
+
+
+def test_stop_and_resume_with_accumulation_equal_a_straight_run(tmp_path, monkeypatch):
+    # 5 images x 2 repeats, batch 2: 5 batches an epoch, 3 optimizer steps (the last of one
+    # batch); the stop falls inside the first epoch
+    make_dataset(tmp_path, images=5, repeats=2)
+    cfg = write_config(tmp_path, general__max_steps=5, optimizer__gradient_accumulation_steps=2,
+                       data__flip_aug=True, general__cache_latents="memory")
+    straight = tmp_path / "out" / "straight"
+    assert run(cfg, straight) == exit_codes.DONE
+    monkeypatch.setenv("LORABAKE_TEST_SIGTERM_AT_STEP", "2")
+    part = tmp_path / "out" / "part"
+    assert run(cfg, part) == exit_codes.STOPPED
+    progress = json.loads((part / "state" / "progress.json").read_text())
+    assert (progress["step"], progress["batch"]) == (2, 4)  # 2 optimizer steps, 4 batches
+    monkeypatch.delenv("LORABAKE_TEST_SIGTERM_AT_STEP")
+    assert train_main(["--resume", str(part)]) == exit_codes.DONE
+    a = read_lora(straight / "tiny.safetensors")[0]
+    b = read_lora(part / "tiny.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [e["step"] for e in step_events(part)] == [1, 2, 3, 4, 5]
+    assert [e["epoch"] for e in step_events(straight)] == [1, 1, 1, 2, 2]

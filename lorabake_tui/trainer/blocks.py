@@ -19,6 +19,8 @@ _UPDOWN = re.compile(r"(?:^|\.)(up|down)_blocks\.(\d+)\.(resnets|attentions|upsa
                      r"downsamplers)\.(\d+)\.")
 _MID = re.compile(r"(?:^|\.)mid_block\.")
 _CONV3X3 = r"(?:.*\.)?(?:conv1|conv2|conv)"  # resnet convs and the samplers' conv
+# blocks without a transformer: plain LoRA has nothing there (only LoCon's resnets/samplers)
+NO_ATTENTION = frozenset({3, 6, 9, 10, 11, 13, 14, 15})
 
 
 def block_index(module: str) -> int:
@@ -65,8 +67,8 @@ def peft_patterns(layout: BlockLayout) -> tuple[dict[str, int], dict[str, float]
             exclude.append(key)
     for b in range(NUM_BLOCKS):  # then the linear and 1x1 modules
         scope = block_scope(b)
-        if scope is None:
-            continue
+        if scope is None or (not conv and b in NO_ATTENTION):  # a key matching nothing
+            continue  # makes peft warn
         key = rf"{scope}\..*"
         if layout.dims[b]:
             ranks[key], alphas[key] = layout.dims[b], layout.alphas[b]

@@ -256,3 +256,15 @@ def test_new_configs_leave_them_out_and_the_form_edits_them(cfg, tmp_path):
     assert result.ok, result.errors
     assert result.settings.network.block_dims == tuple(DIMS)
     assert result.settings.network.down_lr_weight == "sine+0.5"
+
+
+def test_the_form_row_of_the_longest_key_keeps_a_space_before_its_value(cfg):
+    from lorabake_tui.core.config.file import parse_config
+    from lorabake_tui.core.config.schema import BY_NAME
+    from lorabake_tui.ui.screens.settings_dialog import SettingsDialog
+
+    text = dump_config(cfg)
+    dialog = SettingsDialog(parse_config(text), text)
+    row = dialog._row(BY_NAME["optimizer.gradient_accumulation_steps"], 80).plain
+    assert row == "  gradient_accumulation_steps 1"
+    assert dialog._row(BY_NAME["network.dim"], 80).plain.startswith("  dim" + " " * 23)

@@ -21,7 +21,8 @@ JSON_HELP = """\
   error}], batches_per_epoch, mean_ar_error, epochs, total_steps, warnings [str],
   left_out [str], errors [str] (what the trainer would stop on), summary
   {samples_per_epoch, train_samples, reg_samples, batches_per_epoch,
-  steps_per_epoch, epochs, total_steps, warmup_steps, buckets, images},
+  steps_per_epoch, gradient_accumulation_steps, epochs, total_steps, warmup_steps,
+  buckets, images},
   settings {resolution, min, max, step, no_upscale, enable, batch_size, epochs},
   config (the training.toml read, or null), what_if {key: {config, now}},
   recommendation (with --recommend): {buckets, mean_crop, images}"""

@@ -15,9 +15,10 @@ JSON_HELP = """\
   errors [{key, line, message}], warnings [{key, line, message}],
   summary (null when the training folders cannot be read):
     {samples_per_epoch, train_samples, reg_samples, batches_per_epoch, steps_per_epoch,
-     epochs, total_steps, warmup_steps, buckets, images}
-samples count repeats; batches per epoch are summed per bucket (kohya's rounding); total
-steps are cut at general.max_steps; epochs are the epochs the run starts."""
+     gradient_accumulation_steps, epochs, total_steps, warmup_steps, buckets, images}
+samples count repeats; batches per epoch are summed per bucket (kohya's rounding); steps
+are optimizer steps (the batches over optimizer.gradient_accumulation_steps); total steps
+are cut at general.max_steps; epochs are the epochs the run starts."""
 
 
 def build_parser() -> argparse.ArgumentParser:

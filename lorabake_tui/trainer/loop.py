@@ -12,6 +12,7 @@ continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -28,10 +29,13 @@ from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
 from ..core.base.project_files import ProjectFiles
 from ..core.captions.processing import CaptionRules, process_caption
+from ..core.config.blocks import lr_weights
+from ..core.config.blocks import network_args as block_network_args
 from ..core.config.file import with_absolute_paths
 from ..core.run import exit_codes
 from ..core.run.events import STATE_SAVE, EndStatus, EventType
 from ..core.run.folder import CONFIG_SNAPSHOT, final_lora_name, rank_checksum_name
+from .blocks import block_index, layout_for
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, encode_pixels
@@ -156,6 +160,13 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
 
 
+def _noise_generators(step_seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """CPU generators for the step's noise and timesteps, drawn sample after sample across
+    the optimizer step's batches (CPU: the same numbers on every device)."""
+    return (torch.Generator().manual_seed(step_seed),
+            torch.Generator().manual_seed(step_seed ^ 0x5DEECE66D))
+
+
 def _gb(n: int) -> float:
     return round(n / 2**30, 3)
 
@@ -214,6 +225,7 @@ class Trainer:
                       f"{d.num_reg_images} regularization sample(s) per epoch, "
                       f"{d.batches_per_epoch} batch(es) per epoch, {st.total} steps")
         rank, world = acc.process_index, acc.num_processes
+        accum = self.cfg.plan.grad_accum
         st.t_start = time.monotonic()
         step = st.progress.step
         st.losses = list(st.progress.epoch_losses)
@@ -222,20 +234,32 @@ class Trainer:
             start_batch = st.progress.batch if epoch == st.progress.epoch else 0
             if start_batch == 0:
                 st.losses = []
-            for b in range(start_batch, len(mine)):
+            b = start_batch
+            while b < len(mine):
                 if step >= st.total:
                     break
+                # one optimizer step: `accum` batches (fewer at the end of an epoch), their
+                # gradients added up; the RNGs are seeded once per optimizer step and drawn
+                # in sample order, so 2 batches of 1 see the noise of 1 batch of 2
+                group = mine[b:b + accum]
                 step_seed = _step_seed(seed, step, rank)
                 torch.manual_seed(step_seed)
                 rng = random.Random(step_seed)
-                idx = mine[b]
-                flips = [s.data.flip_aug and rng.random() < 0.5 for _ in idx]
-                lat = self._batch_latents(st, idx, flips, rng)
-                captions = [process_caption(d.samples[i].caption, st.rules, rng,
-                                            epoch=epoch + 1, step=step, max_train_steps=st.total)
-                            for i in idx]
-                loss = self._loss(st, lat, idx, captions, step)
-                acc.backward(loss)
+                gens = _noise_generators(step_seed)
+                micro_losses: list[float] = []
+                samples = 0
+                for idx in group:
+                    flips = [s.data.flip_aug and rng.random() < 0.5 for _ in idx]
+                    lat = self._batch_latents(st, idx, flips, rng)
+                    captions = [process_caption(d.samples[i].caption, st.rules, rng,
+                                                epoch=epoch + 1, step=step,
+                                                max_train_steps=st.total)
+                                for i in idx]
+                    loss = self._loss(st, lat, idx, captions, step, gens)
+                    # the mean over the optimizer step's batches, as accelerate scales it
+                    acc.backward(loss / accum if accum > 1 else loss)
+                    micro_losses.append(float(loss.detach().item()))
+                    samples += lat.shape[0]
                 if s.optimizer.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(st.params, s.optimizer.max_grad_norm)
                 st.opt.step()
@@ -246,12 +270,13 @@ class Trainer:
                                          st.raw_te if st.train_te else None),
                               s.optimizer.scale_weight_norms)
                 step += 1
+                b += len(group)
                 st.steps_this_session += 1
-                loss_v = float(loss.detach().item())
+                loss_v = sum(micro_losses) / len(micro_losses)
                 st.losses.append(loss_v)
                 p = st.progress
-                p.step, p.epoch, p.batch, p.epoch_losses = step, epoch, b + 1, st.losses
-                self._step_event(st, step, epoch, loss_v, lat.shape[0] * world)
+                p.step, p.epoch, p.batch, p.epoch_losses = step, epoch, b, st.losses
+                self._step_event(st, step, epoch, loss_v, samples * world)
                 if self.hooks.sigterm_at and step == self.hooks.sigterm_at:
                     os.kill(os.getpid(), signal.SIGTERM)
                 if self._any(acc, self.stop.requested):
@@ -321,7 +346,8 @@ class Trainer:
         train_te = s.general.train in ("text_encoder", "both")
         n = s.network
         net = lora_configs(n.type, n.dim, n.alpha, n.conv_dim, n.conv_alpha, n.dropout,
-                           unet=train_unet, text_encoder=train_te, dylora_unit=n.dylora_unit)
+                           unet=train_unet, text_encoder=train_te, dylora_unit=n.dylora_unit,
+                           blocks=layout_for(n))
         attach(net, unet, te)
         if s.general.attention == "xformers":
             try:
@@ -337,9 +363,12 @@ class Trainer:
         te.train(train_te)
 
         o = s.optimizer
+        unet_names = [name for name, _ in unet.named_parameters() if "lora_" in name]
         groups = param_groups(trainable(unet) if train_unet else [],
                               trainable(te) if train_te else [], lr=o.learning_rate,
-                              unet_lr=s.general.unet_lr, te_lr=s.general.text_encoder_lr)
+                              unet_lr=s.general.unet_lr, te_lr=s.general.text_encoder_lr,
+                              unet_blocks=[block_index(name) for name in unet_names],
+                              block_weights=lr_weights(n))
         opt = build_optimizer(o.type, groups, lr=o.learning_rate, weight_decay=o.weight_decay,
                               betas=o.betas, d_coef=o.d_coef, decouple=o.decouple,
                               use_bias_correction=o.use_bias_correction,
@@ -431,17 +460,18 @@ class Trainer:
         return hit
 
     def _loss(self, st: RunState, lat: torch.Tensor, idx: list[int], captions: list[str],
-              step: int) -> torch.Tensor:
+              step: int, gens: tuple[torch.Generator, torch.Generator]) -> torch.Tensor:
         """Noise the latents at random timesteps, predict, and weigh the error (prior loss
         for regularization images, min-SNR): the batch's mean loss, checked finite."""
         s, sched, acc = self.s, st.noise_scheduler, st.acc
-        noise = torch.randn_like(lat)
+        noise_gen, t_gen = gens
+        noise = torch.randn(lat.shape, generator=noise_gen).to(lat.device, lat.dtype)
         if s.noise.offset:
             noise = offset_noise(noise, s.noise.offset)
         if s.noise.multires_iterations:
             noise = pyramid_noise(noise, s.noise.multires_iterations, s.noise.multires_discount)
         t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],),
-                          device=acc.device)
+                          generator=t_gen).to(acc.device)
         noisy = sched.add_noise(lat, noise, t)
         with acc.autocast():
             states = self._text_states(st, idx, captions)
@@ -523,7 +553,11 @@ class Trainer:
         return {
             "run_dir": str(self.run_dir), "output_name": self.cfg.output_name,
             "total_steps": st.total, "epochs": st.epochs,
-            "batches_per_epoch": st.steps_per_epoch, "step": st.progress.step,
+            # batches per process (kohya's "num batches per epoch"); with accumulation the
+            # optimizer steps are fewer
+            "batches_per_epoch": math.ceil(d.batches_per_epoch / st.acc.num_processes),
+            "steps_per_epoch": st.steps_per_epoch,
+            "gradient_accumulation_steps": self.cfg.plan.grad_accum, "step": st.progress.step,
             "resumed": self.resume_from is not None, "images": len(d.samples),
             "train_samples": d.num_train_images, "reg_samples": d.num_reg_images,
             "batch_size": s.general.batch_size, "processes": st.acc.num_processes,
@@ -538,7 +572,8 @@ class Trainer:
         # kohya stamps ss_training_finished_at on every save, not only the last
         run = RunFacts(
             session_id=self._session_id, started_at=self._started_at, saved_at=time.time(),
-            steps=st.progress.step, epoch=epoch, network_args=st.net.args(),
+            steps=st.progress.step, epoch=epoch,
+            network_args={**st.net.args(), **block_network_args(self.s.network)},
             optimizer_class=optimizer_class(st.opt), sd_model_name=st.model.name,
             sd_model_hash=st.model.legacy_hash, new_sd_model_hash=st.model.sha256)
         return training_metadata(self.s, self.cfg.plan, st.data, run)

@@ -53,15 +53,18 @@ class Network:
             return dict(self.lycoris_args)
         if self.kind == "locon" and self.unet_config is not None:
             cfg = self.unet_config
-            conv = next(iter(cfg.rank_pattern.values()))
-            alpha = next(iter(cfg.alpha_pattern.values()))
+            conv, alpha = cfg.rank_pattern[CONV3X3], cfg.alpha_pattern[CONV3X3]
             return {"conv_dim": str(conv), "conv_alpha": str(alpha)}
         return {}
 
 
 def lora_configs(kind: str, dim: int, alpha: float, conv_dim: int, conv_alpha: float,
-                 dropout: float, *, unet: bool, text_encoder: bool, dylora_unit: int = 4):
+                 dropout: float, *, unet: bool, text_encoder: bool, dylora_unit: int = 4,
+                 blocks=None):
+    """`blocks`: kohya's per-block ranks for LoRA/LoCon (a BlockLayout), or None."""
     from peft import LoraConfig
+
+    from .blocks import peft_patterns
 
     if kind == "dylora":
         return Network(kind, dylora.DyLoRASpec(dylora.UNET, dim, alpha, dylora_unit)
@@ -73,6 +76,7 @@ def lora_configs(kind: str, dim: int, alpha: float, conv_dim: int, conv_alpha: f
         u, t, args = lycoris.configs(kind, dim, alpha, conv_dim, conv_alpha, unet=unet,
                                      text_encoder=text_encoder)
         return Network(kind, u, t, args)
+    ranks, alphas, exclude = peft_patterns(blocks) if blocks is not None else ({}, {}, None)
     if kind not in ("lora", "locon"):
         raise ValueError(f"network {kind} is not built by this trainer")
     unet_cfg = te_cfg = None
@@ -82,11 +86,14 @@ def lora_configs(kind: str, dim: int, alpha: float, conv_dim: int, conv_alpha: f
             calpha = conv_alpha or alpha
             unet_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
                                   target_modules=f"({UNET_ATTN}|{UNET_CONV})",
-                                  rank_pattern={CONV3X3: cdim}, alpha_pattern={CONV3X3: calpha},
-                                  init_lora_weights=True)
+                                  rank_pattern={**ranks, CONV3X3: cdim},
+                                  alpha_pattern={**alphas, CONV3X3: calpha},
+                                  exclude_modules=exclude, init_lora_weights=True)
         else:
             unet_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
-                                  target_modules=UNET_ATTN, init_lora_weights=True)
+                                  target_modules=UNET_ATTN, rank_pattern=ranks,
+                                  alpha_pattern=alphas, exclude_modules=exclude,
+                                  init_lora_weights=True)
     if text_encoder:
         te_cfg = LoraConfig(r=dim, lora_alpha=alpha, lora_dropout=dropout,
                             target_modules=TE_TARGETS, init_lora_weights=True)

@@ -9,10 +9,26 @@ import torch
 from ..core.base.errors import LorabakeError
 
 
-def param_groups(unet_params, te_params, *, lr: float, unet_lr: float, te_lr: float):
-    """One group per trained model, each with its own rate (0 means the optimizer's)."""
+def param_groups(unet_params, te_params, *, lr: float, unet_lr: float, te_lr: float,
+                 unet_blocks: list[int] | None = None,
+                 block_weights: list[float] | None = None):
+    """One group per trained model, each with its own rate (0 means the optimizer's). With
+    `block_weights` (kohya's 25 block LR weights) the UNet gets one group per block at its
+    rate times the block's weight; `unet_blocks` gives each UNet parameter's block."""
     groups = []
-    if unet_params:
+    if unet_params and block_weights is not None and unet_blocks is not None:
+        by_block: dict[int, list] = {}
+        for p, b in zip(unet_params, unet_blocks, strict=True):
+            by_block.setdefault(b, []).append(p)
+        for b, params in sorted(by_block.items()):
+            weight = block_weights[b] if b >= 0 else 1.0
+            if weight == 0:  # kohya: a block with weight 0 does not train
+                for p in params:
+                    p.requires_grad_(False)
+                continue
+            groups.append({"params": params, "lr": (unet_lr or lr) * weight,
+                           "name": f"unet_block{b}"})
+    elif unet_params:
         groups.append({"params": unet_params, "lr": unet_lr or lr, "name": "unet"})
     if te_params:
         groups.append({"params": te_params, "lr": te_lr or lr, "name": "text_encoder"})

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..run.folder import RunFolder
+from .blocks import BLOCK_KEYS, block_layout, block_mode, network_args
 from .checkpoints import has_pickle_suffix, pickle_finding, pickle_in
 from .file import ConfigDoc
 from .findings import ERROR, WARNING, Finding, ordered
@@ -102,6 +103,40 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
                 "with some models: bf16 avoids it where the GPU supports it")
     if s.buckets.step % 64:
         add(WARNING, "buckets.step", "SD 1.5 wants a bucket step that is a multiple of 64")
+    _block_rules(s, add)
+
+
+def _block_rules(s: TrainingSettings, add) -> None:
+    """kohya's block-wise arguments: what networks.lora reads, and what it ignores."""
+    n = s.network
+    given = [k for k in BLOCK_KEYS if k in network_args(n)]
+    if not given:
+        return
+    if n.type not in ("lora", "locon"):
+        add(ERROR, f"network.{given[0]}", f"network.{given[0]}: block weights and block dims "
+            f"are kohya's networks.lora arguments (LoRA and LoCon), not {n.type}'s: remove them "
+            "or pick lora or locon")
+        return
+    if (n.conv_block_dims or n.conv_block_alphas) and n.type != "locon":
+        key = "network.conv_block_dims" if n.conv_block_dims else "network.conv_block_alphas"
+        add(ERROR, key, f"{key} sets the 3x3 convolutions, which only LoCon trains: set "
+            "network.type = \"locon\" or remove it")
+    if n.conv_block_alphas and not n.conv_block_dims:
+        add(WARNING, "network.conv_block_alphas", "conv_block_alphas is used only with "
+            "conv_block_dims (kohya ignores it alone): set conv_block_dims too")
+    if not block_mode(n):
+        key = next(k for k in ("block_alphas", "conv_block_dims", "conv_block_alphas",
+                               "block_lr_zero_threshold") if k in given)
+        add(WARNING, f"network.{key}", f"network.{key} does nothing without block_dims or a "
+            "block LR weight (kohya ignores it too): set block_dims or remove it")
+        return
+    locon = n.type == "locon"
+    layout = block_layout(n, conv_dim=(n.conv_dim or n.dim) if locon else None,
+                          conv_alpha=(n.conv_alpha or n.alpha) if locon else None)
+    if layout is not None and not any(layout.dims[1:]) and not any(layout.conv_dims or ()) \
+            and s.general.train in ("unet", "both"):
+        add(ERROR if s.general.train == "unet" else WARNING, "network.block_dims",
+                "every UNet block has rank 0 or LR weight 0: the UNet gets no adapter")
 
 
 def _main_learning_rate(s: TrainingSettings) -> tuple[str, float]:

@@ -81,6 +81,8 @@ def to_easy(s: TrainingSettings, subsets: list[SubsetDir], *,
         "prior_loss_weight": 1.0,  # its general widget cannot load a file without it
     }
     general["xformers" if g.attention == "xformers" else "sdpa"] = True
+    if o.gradient_accumulation_steps > 1:
+        general["gradient_accumulation_steps"] = o.gradient_accumulation_steps
     if g.gradient_checkpointing:
         general["gradient_checkpointing"] = True
     if g.cache_latents in ("memory", "disk"):

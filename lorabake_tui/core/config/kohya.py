@@ -21,6 +21,10 @@ Mapping choices that are not one-to-one:
 - Settings kohya has no place for: tag_occurrence (kohya always stores tag frequencies),
   saving.state_every_n_steps, and sampling.steps, which travels as `--s N` on each line of
   the prompts file.
+- kohya's block-wise network arguments (network.down_lr_weight ... conv_block_alphas) are
+  written as its `network_args` strings ("block_dims=4,4,..."), which networks.lora splits
+  itself; the import joins what literal_eval made of them back into our values.
+  optimizer.gradient_accumulation_steps is written when above 1.
 - general.max_steps becomes max_train_steps (without max_train_epochs, which would override
   it) when it ends the run before the epochs do; imported back, epochs is set high so the
   steps decide.
@@ -40,6 +44,8 @@ import tomli_w
 from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
 from ..dataset.folders import parse_folder_name
+from .blocks import BLOCK_KEYS, from_network_args
+from .blocks import network_args as block_network_args
 from .schema import SCHEDULERS, SECTIONS, SETTINGS, Optimizer, TrainingSettings, defaults
 
 CONFIG_NAME = "config.toml"
@@ -143,9 +149,10 @@ def network_spec(s: TrainingSettings) -> tuple[str, dict[str, Any]]:
     """(network_module, its network arguments) for our network type; values are native."""
     n = s.network
     if n.type == "lora":
-        return "networks.lora", {}
+        return "networks.lora", block_network_args(n)
     if n.type == "locon":
-        return "networks.lora", {"conv_dim": n.conv_dim, "conv_alpha": n.conv_alpha}
+        return "networks.lora", {"conv_dim": n.conv_dim, "conv_alpha": n.conv_alpha,
+                                 **block_network_args(n)}
     if n.type in LYCORIS:
         return "lycoris.kohya", {"algo": n.type, "conv_dim": n.conv_dim,
                                  "conv_alpha": n.conv_alpha}
@@ -181,7 +188,11 @@ def network_from(module: str | None, args: dict[str, Any], notes: list[str]) -> 
             out["conv_dim"] = int(float(args["conv_dim"]))
         if "conv_alpha" in args:
             out["conv_alpha"] = float(args["conv_alpha"])
+    if out["type"] in ("lora", "locon"):
+        out.update(from_network_args(args))
     known = {"conv_dim", "conv_alpha", "algo", "unit", "dropout"}
+    if out["type"] in ("lora", "locon"):
+        known |= set(BLOCK_KEYS)
     extra = sorted(set(args) - known)
     if extra:
         notes.append(f"network arguments not carried: {', '.join(extra)}")
@@ -359,6 +370,8 @@ def to_kohya(s: TrainingSettings, subsets: list[SubsetDir], *, total_steps: int 
         "seed": g.seed, "mixed_precision": g.mixed_precision,
         "train_batch_size": g.batch_size, "max_train_epochs": g.epochs,
     }
+    if o.gradient_accumulation_steps > 1:
+        training["gradient_accumulation_steps"] = o.gradient_accumulation_steps
     if g.max_token_length != 75:  # kohya: None is 75; 75 itself is not a choice
         training["max_token_length"] = g.max_token_length
     if g.max_steps and (total_steps is None or g.max_steps <= total_steps):
@@ -663,6 +676,7 @@ def from_kohya(config: dict[str, Any], dataset: dict[str, Any] | None = None, *,
                             notes))
     o["learning_rate"] = float(flat.get("learning_rate", 2e-6))
     o["max_grad_norm"] = float(flat.get("max_grad_norm", 1.0))
+    o["gradient_accumulation_steps"] = int(flat.get("gradient_accumulation_steps") or 1)
     o.update(_scheduler_from(flat, total_steps, notes))
     o["min_snr_gamma"] = float(flat.get("min_snr_gamma") or 0.0)
     o["scale_weight_norms"] = float(flat.get("scale_weight_norms") or 0.0)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..base.errors import LorabakeError
 from ..base.user_settings import config_dir
-from .schema import defaults
+from .schema import SETTINGS, defaults
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "config_presets"
 DEFAULT_PRESET = "lora-adamw"
@@ -61,6 +61,9 @@ def preset_config(name: str) -> dict[str, Any]:
 def new_config(name: str, dataset) -> dict[str, Any]:
     """A full config from a preset with the data part taken from a scanned dataset."""
     cfg = preset_config(name)
+    for st in SETTINGS:  # kohya's rarer arguments appear once they are set
+        if st.optional and cfg[st.section].get(st.key) == st.default:
+            del cfg[st.section][st.key]
     data = cfg["data"]
     data["train_dir"] = str(dataset.root)
     data["reg_dir"] = str(dataset.reg_root) if dataset.reg_root else ""

@@ -35,15 +35,16 @@ MAX_SEED = 2**32 - 1
 def _setting(default: Any, help_: str, *, kind: str | None = None, choices: tuple = (),
              min: float | None = None, max: float | None = None, item: str | None = None,
              length: int | None = None, required: bool = False, supported: bool = True,
-             path_as_text: bool = False):
+             path_as_text: bool = False, optional: bool = False):
     """A dataclass field with the setting's schema in its metadata. `default` is the value
     as the file writes it; the field's own default is its typed form (a path setting: a
-    Path, or None when empty, unless `path_as_text`)."""
+    Path, or None when empty, unless `path_as_text`). `optional`: a new config file leaves
+    it out while it has its default (kohya's rarer arguments; the form still lists it)."""
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str"}[type(default)]
     meta = {"help": help_, "kind": kind, "choices": choices, "min": min, "max": max,
             "item": item, "length": length, "required": required, "supported": supported,
-            "file_default": default}
+            "file_default": default, "optional": optional}
     typed = default
     if kind == "path" and not path_as_text:
         typed = Path(default) if default else None
@@ -144,6 +145,31 @@ class Network:
     conv_alpha: float = _setting(0.0, "Alpha of the convolution layers.", min=0, max=1024)
     dropout: float = _setting(0.0, "Dropout on the network's outputs.", min=0, max=1)
     dylora_unit: int = _setting(4, "DyLoRA: ranks trained together.", min=1, max=256)
+    # kohya's block-wise arguments (core/config/blocks.py): LoRA and LoCon only
+    down_lr_weight: str = _setting(
+        "", "Block LR weights of the 12 down blocks IN00-IN11: 12 numbers (\"0,0,1,...\") or "
+        "cosine, sine, linear, reverse_linear, zeros, with +N added (\"sine+0.5\"); empty: "
+        "all 1.", optional=True)
+    mid_lr_weight: float = _setting(1.0, "Block LR weight of the middle block M00.", min=0,
+                                    max=100, optional=True)
+    up_lr_weight: str = _setting(
+        "", "Block LR weights of the 12 up blocks OUT00-OUT11, as down_lr_weight.",
+        optional=True)
+    block_lr_zero_threshold: float = _setting(
+        0.0, "A block LR weight at or below this becomes 0: the block gets no adapter.",
+        min=0, max=100, optional=True)
+    block_dims: tuple[int, ...] = _setting(
+        (), "Rank per UNet block: 25 numbers IN00-IN11, M00, OUT00-OUT11 (0: no adapter; "
+        "empty: network.dim).", kind="list", item="int", min=0, max=256, optional=True)
+    block_alphas: tuple[float, ...] = _setting(
+        (), "Alpha per UNet block: 25 numbers (empty: network.alpha).", kind="list",
+        item="float", min=0, max=1024, optional=True)
+    conv_block_dims: tuple[int, ...] = _setting(
+        (), "LoCon: rank of the 3x3 convolutions per UNet block, 25 numbers (empty: "
+        "conv_dim).", kind="list", item="int", min=0, max=256, optional=True)
+    conv_block_alphas: tuple[float, ...] = _setting(
+        (), "LoCon: alpha of the 3x3 convolutions per UNet block, 25 numbers (empty: "
+        "conv_alpha).", kind="list", item="float", min=0, max=1024, optional=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +183,10 @@ class Optimizer:
                                           min=0, max=0.99999)
     max_grad_norm: float = _setting(1.0, "Clip gradients to this norm (0: off).", min=0,
                                     max=1000)
+    gradient_accumulation_steps: int = _setting(
+        1, "Batches added up before each optimizer step: general.batch_size x this is the "
+        "effective batch; steps and the LR schedule count optimizer steps.", min=1, max=1024,
+        optional=True)
     d_coef: float = _setting(2.0, "Prodigy: step-size multiplier.", min=0, max=100)
     decouple: bool = _setting(True, "Prodigy/DAdapt: AdamW-style weight decay.")
     use_bias_correction: bool = _setting(True, "Prodigy: bias correction.")
@@ -271,6 +301,7 @@ class Setting:
     length: int | None = None  # list settings with a fixed length
     required: bool = False  # an empty value is an error
     supported: bool = True  # False: in the schema, but the trainer cannot do it yet
+    optional: bool = False  # new config files leave it out while it has its default
 
     @property
     def name(self) -> str:
@@ -288,7 +319,7 @@ def _table() -> tuple[Setting, ...]:
             default = list(default) if isinstance(default, tuple) else default
             out.append(Setting(section, f.name, m["kind"], default, m["help"], m["choices"],
                                m["min"], m["max"], m["item"], m["length"], m["required"],
-                               m["supported"]))
+                               m["supported"], m["optional"]))
     return tuple(out)
 
 

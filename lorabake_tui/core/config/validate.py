@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from ..dataset.folders import parse_folder_name
+from .blocks import BLOCK_KEYS, NUM_BLOCKS, PRESETS, SIDE, BlockWeightError, parse_side
 from .checkpoints import has_pickle_suffix, pickle_finding
 from .file import ConfigDoc
 from .findings import ERROR, Finding
@@ -117,6 +118,8 @@ def value_problem(st: Setting, value: Any) -> str | None:
             elif not _is_number(item) or (isinstance(item, float)
                                           and not math.isfinite(item)):
                 return f"{st.name}[{i}] must be a number (found {describe(item)}): {fix}"
+            elif st.item == "int" and not isinstance(item, int):
+                return f"{st.name}[{i}] must be a whole number (found {describe(item)})"
             elif (st.min is not None and item < st.min) or (st.max is not None
                                                              and item > st.max):
                 return (f"{st.name}[{i}] must be from {st.min:g} to {st.max:g} "
@@ -156,10 +159,28 @@ def _extra_problem(st: Setting, value: Any) -> str | None:
                 f"{describe(value)}): write caption_extension = \".txt\"")
     if st.name == "general.base_model" and has_pickle_suffix(value):
         return pickle_finding(Path(value.strip()).name)
+    if st.section == "network" and st.key in BLOCK_KEYS:
+        return _block_problem(st, value)
     if st.name == "saving.output_name" and ("/" in value or "\\" in value
                                             or value.strip() in (".", "..")):
         return (f"saving.output_name is a file name, not a path (found {describe(value)}): "
                 "put the folder in saving.output_dir")
+    return None
+
+
+def _block_problem(st: Setting, value: Any) -> str | None:
+    """A block-wise setting: 12 weights (or a preset) per side, 25 values per block list."""
+    if st.key in ("down_lr_weight", "up_lr_weight"):
+        try:
+            parse_side(value)
+        except BlockWeightError as exc:
+            return (f"{st.name}: {exc}: write {SIDE} comma-separated numbers, e.g. "
+                    f"{st.key} = \"{','.join(['1'] * SIDE)}\", or a preset such as "
+                    f"\"sine+0.5\" ({', '.join(PRESETS)}), or \"\" for all 1")
+    elif st.type == "list" and value and len(value) != NUM_BLOCKS:
+        return (f"{st.name} must hold {NUM_BLOCKS} values, one per UNet block IN00-IN11, M00, "
+                f"OUT00-OUT11 (found {len(value)}): write {NUM_BLOCKS} numbers, or [] for "
+                "none")
     return None
 
 

@@ -79,7 +79,7 @@ class TrainingPlan:
     left_out: list[str] = field(default_factory=list)  # images kohya would not train, why
     findings: list[Finding] = field(default_factory=list)
     processes: int = 1
-    grad_accum: int = 1
+    grad_accum: int = 1  # optimizer.gradient_accumulation_steps (plan_training sets it)
     train_samples: int = 0  # kohya's "num train images * repeats" (regularization apart)
     reg_samples: int = 0
 
@@ -128,7 +128,8 @@ class TrainingPlan:
         return {"samples_per_epoch": self.samples_per_epoch,
                 "train_samples": self.train_samples, "reg_samples": self.reg_samples,
                 "batches_per_epoch": self.batches_per_epoch,
-                "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "gradient_accumulation_steps": self.grad_accum, "epochs": self.epochs,
                 "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "buckets": len(self.report.buckets) if self.report is not None else 0,
                 "images": len(self.images)}
@@ -139,12 +140,13 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
     """The plan of `s` over a scan of its folders. Never raises: what the trainer would stop
     on is an error finding (the trainer refuses a plan with errors)."""
     findings: list[Finding] = []
+    grad_accum = s.optimizer.gradient_accumulation_steps
     try:
         buckets = bucket_settings(s)
     except BucketSettingsError as exc:
         key = BUCKET_KEYS.get(exc.field, "buckets.resolution")
         return TrainingPlan(s, None, findings=[Finding(ERROR, key, None, f"{key}: {exc}")],
-                            processes=processes)
+                            processes=processes, grad_accum=grad_accum)
     concepts = _concepts(s, dataset, findings)
     images, left_out, too_big = _images(concepts)
     if too_big:
@@ -167,7 +169,8 @@ def plan_training(s: TrainingSettings, dataset: Dataset, *, processes: int = 1
             continue
         planned.append(make(PlannedImage, (key, concept, image, repeats, a.bucket,
                                            a.resized)))
-    plan = TrainingPlan(s, buckets, concepts, planned, report, left_out, findings, processes)
+    plan = TrainingPlan(s, buckets, concepts, planned, report, left_out, findings, processes,
+                        grad_accum)
     plan.train_samples = sum(i.repeats for i in planned if not i.concept.is_reg)
     plan.reg_samples = sum(i.repeats for i in planned if i.concept.is_reg)
     _check(plan, dataset)

@@ -87,7 +87,8 @@ class SettingsDialog(SizeClasses, ModalScreen[str | None]):
         if isinstance(item, str):
             return Text(f"[{item}]", style="bold reverse")
         value = self.doc.value(item.name)
-        text = Text(f"  {item.key:<26}", style="bold")
+        # the longest keys (gradient_accumulation_steps) still get a space before the value
+        text = Text(f"  {item.key:<26}" + (" " if len(item.key) >= 26 else ""), style="bold")
         text.append(toml_value(value))
         return text
 

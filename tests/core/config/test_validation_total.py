@@ -21,7 +21,8 @@ from ...support.helpers import make_concept
 
 # free text where an empty value means "none" (no separator, no comment, default folder)
 EMPTY_IS_FINE = {"data.reg_dir", "data.keep_tokens_separator", "saving.output_dir",
-                 "saving.resume", "saving.comment"}
+                 "saving.resume", "saving.comment",
+                 "network.down_lr_weight", "network.up_lr_weight"}  # empty: every weight 1
 CASES = ("wrong kind", "nan", "inf", "-1", "huge", "list", "table", "nothing")
 
 

@@ -75,6 +75,18 @@ def outputs(m):
     return states, out
 
 
+def assert_reproduces(trained, merged, base) -> None:
+    """`merged` (a fresh base model with the file applied) gives `trained`'s text-encoder and
+    UNet outputs within 1e-5; `base` (outputs(fresh) before applying) shows that training
+    moved both well beyond that, so a wrong scale cannot pass."""
+    (want_states, want_out), (got_states, got_out) = outputs(trained), outputs(merged)
+    base_states, base_out = base
+    assert (want_out - base_out).abs().max() > 1e-3
+    assert (want_states - base_states).abs().max() > 1e-3
+    assert (got_states - want_states).abs().max() <= 1e-5
+    assert (got_out - want_out).abs().max() <= 1e-5
+
+
 def assert_diffusers_reproduces(run_dir):
     """diffusers' load_lora_weights on a fresh, identically built pipeline gives the trained
     model's UNet and text-encoder outputs."""

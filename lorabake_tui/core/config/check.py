@@ -20,7 +20,13 @@ from ..run.folder import RunFolder
 from .checkpoints import has_pickle_suffix, pickle_finding, pickle_in
 from .file import ConfigDoc
 from .findings import ERROR, WARNING, Finding, ordered
-from .schema import BUILTIN_MODELS, BUILTIN_PREFIX, TRAINABLE_NETWORKS, TrainingSettings
+from .schema import (
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    SETTINGS,
+    TRAINABLE_NETWORKS,
+    TrainingSettings,
+)
 from .validate import read_settings
 
 MAX_HEADER = 100 << 20  # safetensors headers are JSON of a few MB at most
@@ -40,6 +46,7 @@ def check_settings(doc: ConfigDoc, *, base_dir: Path | None = None, check_paths:
         # the rules compare settings: on a file with bad values they would misfire on the
         # defaults standing in for them
         _rules(settings, add, for_trainer)
+    _export_only(doc, add)
     if check_paths:
         _paths(doc, settings, add)
     return settings, ordered(findings)
@@ -105,6 +112,19 @@ def _rules(s: TrainingSettings, add, for_trainer: bool) -> None:
                 "with some models: bf16 avoids it where the GPU supports it")
     if s.buckets.step % 64:
         add(WARNING, "buckets.step", "SD 1.5 wants a bucket step that is a multiple of 64")
+
+
+def _export_only(doc: ConfigDoc, add) -> None:
+    """A setting only the kohya export uses, written with a value of its own: say so, so
+    nobody expects lorabake's trainer to follow it."""
+    for st in SETTINGS:
+        if not st.export_only:
+            continue
+        table = doc.data.get(st.section)
+        value = table.get(st.key) if isinstance(table, dict) else None
+        if value is not None and value != st.default:
+            add(WARNING, st.name, f"{st.name} is kept for the kohya export; lorabake's "
+                "trainer ignores it")
 
 
 def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:

@@ -34,15 +34,16 @@ MAX_SEED = 2**32 - 1
 def _setting(default: Any, help_: str, *, kind: str | None = None, choices: tuple = (),
              min: float | None = None, max: float | None = None, item: str | None = None,
              length: int | None = None, required: bool = False, supported: bool = True,
-             path_as_text: bool = False):
+             path_as_text: bool = False, export_only: bool = False):
     """A dataclass field with the setting's schema in its metadata. `default` is the value
     as the file writes it; the field's own default is its typed form (a path setting: a
-    Path, or None when empty, unless `path_as_text`)."""
+    Path, or None when empty, unless `path_as_text`). `export_only`: kept for the kohya
+    export, lorabake's own trainer ignores it (`config check` says so when it is set)."""
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str"}[type(default)]
     meta = {"help": help_, "kind": kind, "choices": choices, "min": min, "max": max,
             "item": item, "length": length, "required": required, "supported": supported,
-            "file_default": default}
+            "file_default": default, "export_only": export_only}
     typed = default
     if kind == "path" and not path_as_text:
         typed = Path(default) if default else None
@@ -142,7 +143,8 @@ class Network:
                              max=256)
     conv_alpha: float = _setting(0.0, "Alpha of the convolution layers.", min=0, max=1024)
     dropout: float = _setting(0.0, "Dropout on the network's outputs.", min=0, max=1)
-    dylora_unit: int = _setting(4, "DyLoRA: ranks trained together.", min=1, max=256)
+    dylora_unit: int = _setting(4, "DyLoRA: ranks trained together.", min=1, max=256,
+                                export_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +272,7 @@ class Setting:
     length: int | None = None  # list settings with a fixed length
     required: bool = False  # an empty value is an error
     supported: bool = True  # False: in the schema, but the trainer cannot do it yet
+    export_only: bool = False  # True: for the kohya export; lorabake's trainer ignores it
 
     @property
     def name(self) -> str:
@@ -287,7 +290,7 @@ def _table() -> tuple[Setting, ...]:
             default = list(default) if isinstance(default, tuple) else default
             out.append(Setting(section, f.name, m["kind"], default, m["help"], m["choices"],
                                m["min"], m["max"], m["item"], m["length"], m["required"],
-                               m["supported"]))
+                               m["supported"], m.get("export_only", False)))
     return tuple(out)
 
 

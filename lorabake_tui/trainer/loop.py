@@ -397,7 +397,7 @@ class Trainer:
     def _batch_latents(self, st: RunState, idx: list[int], flips: list[bool],
                        rng: random.Random) -> torch.Tensor:
         """The batch's latents, scaled for the UNet: from the cache, or encoded now (with a
-        random crop when asked)."""
+        random crop and colour jitter when asked)."""
         d = st.data
         with torch.no_grad():
             if st.latents is not None:
@@ -405,8 +405,10 @@ class Trainer:
                                    for i, f in zip(idx, flips, strict=True)])
             else:
                 crop_rng = rng if self.s.data.random_crop else None
+                color_rng = rng if self.s.data.color_aug else None
                 pix = torch.stack([torch.from_numpy(load_pixels(d.samples[i], flip=f,
-                                                                crop_rng=crop_rng))
+                                                                crop_rng=crop_rng,
+                                                                color_rng=color_rng))
                                    for i, f in zip(idx, flips, strict=True)])
                 lat = encode_pixels(st.vae, pix)
             return lat.to(st.acc.device, dtype=torch.float32) * st.vae.config.scaling_factor

@@ -119,10 +119,11 @@ def shard(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
     return [batches[(rank + k * world) % len(batches)] for k in range(per)]
 
 
-def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = None
-                ) -> np.ndarray:
+def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = None,
+                color_rng: random.Random | None = None) -> np.ndarray:
     """The image as kohya trains it: RGB scaled to cover its bucket, cropped (centred, or at
-    random with random_crop), maybe mirrored; float32 CHW in [-1, 1]. The pixels are the
+    random with random_crop), colour-jittered with color_aug (augment.py), maybe mirrored;
+    float32 CHW in [-1, 1]. The pixels are the
     stored ones, EXIF orientation ignored, as kohya's load_image does: the bucket was computed
     from the stored size (the scan warns about such images; the image tools make them
     upright)."""
@@ -152,6 +153,10 @@ def load_pixels(sample: Sample, *, flip: bool, crop_rng: random.Random | None = 
         left, top = (rw - bw) // 2, (rh - bh) // 2
     if (rw, rh) != (bw, bh):
         image = image.crop((left, top, left + bw, top + bh))
+    if color_rng is not None:
+        from .augment import color_jitter
+
+        image = color_jitter(image, color_rng)
     arr = np.asarray(image, dtype=np.float32)
     if flip:
         arr = arr[:, ::-1]

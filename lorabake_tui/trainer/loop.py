@@ -180,6 +180,7 @@ class Trainer:
         self.stop = stop or StopFlag()
         self.hooks = hooks or FaultHooks()
         self.files: list[Path] = []
+        self.tb = None  # tb.TensorBoard when logging.tensorboard is on (main process)
 
     # ---- the run -----------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -211,6 +212,8 @@ class Trainer:
             return self._end(exit_codes.FAILED, f"{where}{exc.strerror or exc} (the last "
                              "complete save is intact)")
         finally:
+            if self.tb is not None:
+                self.tb.close()
             self.log.close()
 
     def _train(self, acc) -> Outcome:
@@ -220,6 +223,10 @@ class Trainer:
         random.seed(seed)
         st = self._prepare(acc, seed)
         self.log.event(EventType.START, **self._start_summary(st))
+        if s.logging.tensorboard and acc.is_main_process:
+            from .tb import TensorBoard
+
+            self.tb = TensorBoard.open(self.run_dir, self.log.warning)
         d = st.data
         self.log.line(f"{len(d.samples)} image(s), {d.num_train_images} training and "
                       f"{d.num_reg_images} regularization sample(s) per epoch, "
@@ -427,7 +434,7 @@ class Trainer:
     def _batch_latents(self, st: RunState, idx: list[int], flips: list[bool],
                        rng: random.Random) -> torch.Tensor:
         """The batch's latents, scaled for the UNet: from the cache, or encoded now (with a
-        random crop when asked)."""
+        random crop and colour jitter when asked)."""
         d = st.data
         with torch.no_grad():
             if st.latents is not None:
@@ -435,8 +442,10 @@ class Trainer:
                                    for i, f in zip(idx, flips, strict=True)])
             else:
                 crop_rng = rng if self.s.data.random_crop else None
+                color_rng = rng if self.s.data.color_aug else None
                 pix = torch.stack([torch.from_numpy(load_pixels(d.samples[i], flip=f,
-                                                                crop_rng=crop_rng))
+                                                                crop_rng=crop_rng,
+                                                                color_rng=color_rng))
                                    for i, f in zip(idx, flips, strict=True)])
                 lat = encode_pixels(st.vae, pix)
             return lat.to(st.acc.device, dtype=torch.float32) * st.vae.config.scaling_factor
@@ -522,6 +531,10 @@ class Trainer:
                        avg_loss=avg, lr=current_lrs(st.opt), it_per_s=round(it_s, 4),
                        samples_per_s=round(it_s * samples_per_step, 4),
                        eta_s=round((st.total - step) / it_s, 1), vram_gb=vram)
+        if self.tb is not None:
+            names = [g.get("name", str(k)) for k, g in enumerate(st.opt.param_groups)]
+            self.tb.step(step, loss=loss, avg_loss=avg, it_per_s=it_s,
+                         lrs=dict(zip(names, current_lrs(st.opt), strict=True)))
         if step == 1 or step % 10 == 0 or step == st.total:
             self.log.line(f"step {step}/{st.total} epoch {epoch + 1} loss {loss:.5f} "
                           f"avg {avg:.5f} {it_s:.2f} it/s")

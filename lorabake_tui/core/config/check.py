@@ -21,7 +21,13 @@ from .blocks import BLOCK_KEYS, block_layout, block_mode, network_args
 from .checkpoints import has_pickle_suffix, pickle_finding, pickle_in
 from .file import ConfigDoc
 from .findings import ERROR, WARNING, Finding, ordered
-from .schema import BUILTIN_MODELS, BUILTIN_PREFIX, TRAINABLE_NETWORKS, TrainingSettings
+from .schema import (
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    SETTINGS,
+    TRAINABLE_NETWORKS,
+    TrainingSettings,
+)
 from .validate import read_settings
 
 MAX_HEADER = 100 << 20  # safetensors headers are JSON of a few MB at most
@@ -41,6 +47,7 @@ def check_settings(doc: ConfigDoc, *, base_dir: Path | None = None, check_paths:
         # the rules compare settings: on a file with bad values they would misfire on the
         # defaults standing in for them
         _rules(settings, add, for_trainer)
+    _export_only(doc, add)
     if check_paths:
         _paths(doc, settings, add)
     return settings, ordered(findings)
@@ -171,6 +178,19 @@ def _network_rules(s: TrainingSettings, add) -> None:
     if s.optimizer.scale_weight_norms:
         add(WARNING, "optimizer.scale_weight_norms", "scale weight norms applies to LoRA and "
             f"LoCon only: the {net} trainer ignores it (set it to 0)")
+
+
+def _export_only(doc: ConfigDoc, add) -> None:
+    """A setting only the kohya export uses, written with a value of its own: say so, so
+    nobody expects lorabake's trainer to follow it."""
+    for st in SETTINGS:
+        if not st.export_only:
+            continue
+        table = doc.data.get(st.section)
+        value = table.get(st.key) if isinstance(table, dict) else None
+        if value is not None and value != st.default:
+            add(WARNING, st.name, f"{st.name} is kept for the kohya export; lorabake's "
+                "trainer ignores it")
 
 
 def _paths(doc: ConfigDoc, s: TrainingSettings, add) -> None:

@@ -35,16 +35,19 @@ MAX_SEED = 2**32 - 1
 def _setting(default: Any, help_: str, *, kind: str | None = None, choices: tuple = (),
              min: float | None = None, max: float | None = None, item: str | None = None,
              length: int | None = None, required: bool = False, supported: bool = True,
-             path_as_text: bool = False, optional: bool = False):
+             path_as_text: bool = False, optional: bool = False,
+             export_only: bool = False):
     """A dataclass field with the setting's schema in its metadata. `default` is the value
     as the file writes it; the field's own default is its typed form (a path setting: a
     Path, or None when empty, unless `path_as_text`). `optional`: a new config file leaves
-    it out while it has its default (kohya's rarer arguments; the form still lists it)."""
+    it out while it has its default (kohya's rarer arguments; the form still lists it).
+    `export_only`: kept for the kohya export, lorabake's own trainer ignores it (`config
+    check` says so when it is set)."""
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str"}[type(default)]
     meta = {"help": help_, "kind": kind, "choices": choices, "min": min, "max": max,
             "item": item, "length": length, "required": required, "supported": supported,
-            "file_default": default, "optional": optional}
+            "file_default": default, "optional": optional, "export_only": export_only}
     typed = default
     if kind == "path" and not path_as_text:
         typed = Path(default) if default else None
@@ -302,6 +305,7 @@ class Setting:
     required: bool = False  # an empty value is an error
     supported: bool = True  # False: in the schema, but the trainer cannot do it yet
     optional: bool = False  # new config files leave it out while it has its default
+    export_only: bool = False  # True: for the kohya export; lorabake's trainer ignores it
 
     @property
     def name(self) -> str:
@@ -319,7 +323,7 @@ def _table() -> tuple[Setting, ...]:
             default = list(default) if isinstance(default, tuple) else default
             out.append(Setting(section, f.name, m["kind"], default, m["help"], m["choices"],
                                m["min"], m["max"], m["item"], m["length"], m["required"],
-                               m["supported"], m["optional"]))
+                               m["supported"], m["optional"], m["export_only"]))
     return tuple(out)
 
 

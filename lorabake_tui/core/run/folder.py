@@ -23,6 +23,7 @@ STATE_OLD_DIR = "state.old"  # the save before it, only while a new one is swapp
 STATE_TMP_PREFIX = ".state-"  # a state save still being written
 EXIT_CODE_FILE = "exit_code"  # the trainer's exit status, written by the job runner
 SAMPLES_DIR = "samples"  # preview images, one set per sampled epoch
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard scalars, with logging.tensorboard
 LORA_SUFFIX = ".safetensors"
 
 _EPOCH_DIGITS = 6

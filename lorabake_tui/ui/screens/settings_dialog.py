@@ -102,6 +102,7 @@ class SettingsDialog(SizeClasses, ModalScreen[str | None]):
         extra = f" Choices: {', '.join(map(str, st.choices))}." if st.choices else ""
         rng = "" if st.min is None else f" At least {st.min:g}."
         rng += "" if st.max is None else f" At most {st.max:g}."
+        rng += " Kohya export only: lorabake's trainer ignores it." if st.export_only else ""
         help_.update(Text(f"{st.name}: {st.help}{extra}{rng}"))
 
     @on(VirtualList.Selected, "#set-list")

@@ -3,6 +3,10 @@ lorabake's trainer ignores them, whenever the file gives one a value of its own.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from lorabake_tui.core.config.check import check_config
 from lorabake_tui.core.config.file import dump_config, line_map, parse_config
 from lorabake_tui.core.config.presets import new_config
@@ -11,8 +15,20 @@ from lorabake_tui.core.dataset.scan import scan_dataset
 
 from ...support.helpers import make_concept
 
-EXPORT_ONLY = [st for st in SETTINGS if st.export_only]
 WORDS = "lorabake's trainer ignores it"
+# no setting is export-only today (the trainer follows every one): the rule is checked on
+# settings marked so for the test, as a future one would be
+MARKED = ("network.dylora_unit", "data.color_aug")
+
+
+@pytest.fixture
+def export_only(monkeypatch):
+    from lorabake_tui.core.config import check
+
+    table = tuple(dataclasses.replace(st, export_only=True) if st.name in MARKED else st
+                  for st in SETTINGS)
+    monkeypatch.setattr(check, "SETTINGS", table)
+    return [st for st in table if st.export_only]
 
 
 def _config(tmp_path) -> dict:
@@ -32,11 +48,13 @@ def _other_value(st):
     return st.default + "x"
 
 
-def test_the_schema_marks_some_settings_export_only():
-    assert "network.dylora_unit" in {st.name for st in EXPORT_ONLY}
+def test_no_setting_is_export_only_today():
+    # the trainer follows every setting (tests/trainer/test_every_setting.py)
+    assert [st.name for st in SETTINGS if st.export_only] == []
 
 
-def test_an_export_only_setting_with_a_value_of_its_own_is_named(tmp_path):
+def test_an_export_only_setting_with_a_value_of_its_own_is_named(tmp_path, export_only):
+    EXPORT_ONLY = export_only
     cfg = _config(tmp_path)
     notes = [f for f in check_config(parse_config(dump_config(cfg)), check_paths=False)
              if WORDS in f.message]

@@ -29,7 +29,10 @@ lorabake undo DIR                  undo the last change (or roll back an interru
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it
 lorabake trigger WORD [--dir DIR] [--json]
-                                   how CLIP reads a trigger: known words, rarer spellings"""
+                                   how CLIP reads a trigger: known words, rarer spellings
+lorabake lora info FILE [--json] | resize FILE (--dim N | --all) -o OUT
+                                   a LoRA file's type, modules, dims, base model, tags;
+                                   DyLoRA ranks cut out as files"""
 
 
 def add_ui_options(p: argparse.ArgumentParser) -> None:

@@ -200,3 +200,29 @@ async def test_closing_the_form_never_leaves_keys_typing_into_the_editor(small_d
         await pilot.press("5")
         await settle(pilot)
         assert editor.text == text  # "5" switched stages, it was not typed
+
+
+async def test_form_shows_and_edits_a_list_on_one_line(small_dataset):
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        editor = app.screen.query_one("#cfg-editor", TextArea)
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        form = app.screen
+        lst = form.query_one("#set-list", VirtualList)
+        target = next(i for i, r in enumerate(lst.items) if getattr(r, "name", "") ==
+                      "optimizer.betas")
+        # the row as the list draws it: one line (a list used to spread over four)
+        row = form._row(lst.items[target], 80).plain
+        assert "\n" not in row and row.rstrip().endswith("[0.9, 0.999]")
+        for _ in range(target):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert form.query_one("#set-value").value == "[0.9, 0.999]"
+        await pilot.press(*"[0.8, 0.99]", "enter", "escape")
+        await pilot.pause()
+        assert "betas = [0.8, 0.99]" in editor.text

@@ -136,24 +136,28 @@ def save_config(path: Path | str, data: dict[str, Any]) -> None:
 
 def set_value_in_text(text: str, section: str, key: str, value: Any) -> str:
     """`text` with one setting changed, everything else (comments, order) left as written:
-    the key's line is replaced, or the key is added under its section (made if missing)."""
-    line = tomli_w.dumps({key: value}).rstrip("\n")
+    the key's line (or the lines of a value written over several, such as a list) is
+    replaced, or the key is added under its section (made if missing). Lists are written on
+    one line."""
+    from .validate import toml_literal
+
+    line = tomli_w.dumps({key: 0}).split("=", 1)[0] + "= " + toml_literal(value)
     lines = text.splitlines()
     where = line_map(text)
     n = where.get(f"{section}.{key}")
     if n is not None:
+        end = _value_end(lines, n - 1)
         old = lines[n - 1]
-        if old.rstrip().endswith(("[", "{")):  # a multi-line value: leave it to the editor
-            raise LorabakeError(f"{section}.{key} spans several lines: edit it in the editor")
-        before, sep, after = old.partition("#")
         comment = ""
-        if sep:
-            try:
-                tomllib.loads(before)  # the '#' starts a comment, not part of a string
-                comment = "  #" + after.rstrip()
-            except tomllib.TOMLDecodeError:
-                comment = ""
-        lines[n - 1] = line + comment
+        if end == n - 1:  # a one-line value keeps its trailing comment
+            before, sep, after = old.partition("#")
+            if sep:
+                try:
+                    tomllib.loads(before)  # the '#' starts a comment, not part of a string
+                    comment = "  #" + after.rstrip()
+                except tomllib.TOMLDecodeError:
+                    comment = ""
+        lines[n - 1:end + 1] = [line + comment]
     elif section in where:
         lines.insert(where[section], line)
     else:
@@ -161,6 +165,18 @@ def set_value_in_text(text: str, section: str, key: str, value: Any) -> str:
     out = "\n".join(lines) + "\n"
     parse_config(out)  # never hand back a broken file
     return out
+
+
+def _value_end(lines: list[str], first: int) -> int:
+    """The last line (0-based) of the `key = value` starting at `first`: the value may
+    continue over lines (a list, an inline table, a multi-line string)."""
+    for last in range(first, len(lines)):
+        try:
+            tomllib.loads("\n".join(lines[first:last + 1]))
+            return last
+        except tomllib.TOMLDecodeError:
+            continue
+    return first
 
 
 def with_absolute_paths(text: str, base_dir: Path) -> str:

@@ -48,7 +48,11 @@ def resolve_path(value: str, base_dir: Path | None) -> Path:
 
 
 def toml_literal(value: Any) -> str:
-    """A value as the TOML file writes it (true, not True; strings quoted)."""
+    """A value as the TOML file writes it (true, not True; strings quoted), on one line: a
+    list as [0.9, 0.999] (tomli_w would spread it over lines, which breaks a form row or a
+    one-line message)."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

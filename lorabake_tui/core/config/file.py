@@ -134,13 +134,20 @@ def save_config(path: Path | str, data: dict[str, Any]) -> None:
     atomic_write_text(Path(path), dump_config(data))
 
 
+def toml_literal(value: Any) -> str:
+    """A value as the TOML file writes it (true, not True; strings quoted), on one line: a
+    list as [0.9, 0.999] (tomli_w would spread it over lines, which breaks a form row or a
+    one-line message)."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
 def set_value_in_text(text: str, section: str, key: str, value: Any) -> str:
     """`text` with one setting changed, everything else (comments, order) left as written:
     the key's line (or the lines of a value written over several, such as a list) is
     replaced, or the key is added under its section (made if missing). Lists are written on
     one line."""
-    from .validate import toml_literal
-
     line = tomli_w.dumps({key: 0}).split("=", 1)[0] + "= " + toml_literal(value)
     lines = text.splitlines()
     where = line_map(text)

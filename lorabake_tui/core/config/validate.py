@@ -17,12 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from ..dataset.folders import parse_folder_name
 from .blocks import BLOCK_KEYS, NUM_BLOCKS, PRESETS, SIDE, BlockWeightError, parse_side
 from .checkpoints import has_pickle_suffix, pickle_finding
-from .file import ConfigDoc
+from .file import ConfigDoc, toml_literal
 from .findings import ERROR, Finding
 from .schema import (
     BUILTIN_PREFIX,
@@ -45,15 +43,6 @@ def resolve_path(value: str, base_dir: Path | None) -> Path:
     """A path from a config file: `~` expanded, relative ones read against the file's folder."""
     p = Path(value).expanduser()
     return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-
-
-def toml_literal(value: Any) -> str:
-    """A value as the TOML file writes it (true, not True; strings quoted), on one line: a
-    list as [0.9, 0.999] (tomli_w would spread it over lines, which breaks a form row or a
-    one-line message)."""
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def describe(value: Any) -> str:

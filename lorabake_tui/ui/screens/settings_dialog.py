@@ -12,9 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
 from ...core.base.errors import LorabakeError
-from ...core.config.file import ConfigDoc, set_value_in_text
+from ...core.config.file import ConfigDoc, set_value_in_text, toml_literal
 from ...core.config.schema import SECTIONS, SETTINGS, Setting
-from ...core.config.validate import toml_literal
 from ..widgets.virtual_list import VirtualList
 from .sizes import TINY, SizeClasses
 

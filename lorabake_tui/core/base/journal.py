@@ -248,8 +248,21 @@ class Journal:
         return entry
 
     def interrupted(self) -> Entry | None:
-        """An operation a crash or kill left half done, if any."""
-        return next((e for e in self.entries() if e.state in IN_FLIGHT), None)
+        """An operation a crash or kill left half done, if any. Asked before every change:
+        the small <id>.state files answer it, so the (possibly large) entries are parsed
+        only for one in flight, or one whose state file is missing or unreadable."""
+        if not self.dir.is_dir():
+            return None
+        for p in sorted(self.dir.glob("*.json")):
+            try:
+                state = json.loads(p.with_suffix(".state").read_text("utf-8"))["state"]
+            except (OSError, ValueError, KeyError, TypeError):
+                state = None  # no state file yet (killed before it), or damaged: read all
+            if state is None or state in IN_FLIGHT:
+                entry = self._load(p)
+                if entry.state in IN_FLIGHT:
+                    return entry
+        return None
 
     def can_undo(self) -> Entry | None:
         return next((e for e in reversed(self.entries()) if e.state == DONE), None)

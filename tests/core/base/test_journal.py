@@ -262,3 +262,26 @@ def test_two_writes_creating_one_file_are_refused(tmp_path):
     with pytest.raises(LorabakeError):
         Journal(tmp_path).apply("x", "x", cs)
     assert not (tmp_path / "1_a" / "n.txt").exists()
+
+
+def test_the_pending_question_reads_state_files_not_whole_entries(small_dataset):
+    ds = scan_dataset(small_dataset)
+    entry = apply_plan(ds, plan_balance(ds, 1000))
+    j = Journal(small_dataset)
+    big = j.dir / f"{entry.id:06d}.json"
+    state = big.with_suffix(".state")
+    # a done entry is never parsed to answer it (an unreadable body goes unnoticed here)
+    body = big.read_bytes()
+    big.write_bytes(b"{not json")
+    assert Journal(small_dataset).interrupted() is None
+    # killed before its first state file: the body says "applying", and is read
+    data = json.loads(body)
+    data["state"] = APPLYING
+    big.write_text(json.dumps(data))
+    state.unlink()
+    pending = Journal(small_dataset).interrupted()
+    assert pending is not None and pending.id == entry.id and pending.state == APPLYING
+    # a damaged state file: the whole entry is read, and the damage named
+    state.write_text("{")
+    with pytest.raises(LorabakeError, match="damaged"):
+        Journal(small_dataset).interrupted()

@@ -24,6 +24,15 @@ def isolated_env(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def umask():
+    """The process umask is 022 for one test (each xdist worker is its own process); the
+    fixture's value sets another."""
+    old = os.umask(0o022)
+    yield lambda m: os.umask(m)
+    os.umask(old)
+
+
+@pytest.fixture
 def small_dataset(tmp_path) -> Path:
     """Three training folders with 40, 18 and 6 images, one without a repeat prefix."""
     root = tmp_path / "ds"

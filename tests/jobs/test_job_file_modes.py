@@ -16,22 +16,13 @@ from lorabake_tui.jobs.supervisor import try_lock
 from .test_jobs import jobenv, make_config, wait_status  # noqa: F401 - jobenv is a fixture
 
 
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def modes(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): stat.S_IMODE(p.lstat().st_mode)
             for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.usefixtures("jobenv")
-def test_registry_lock_logs_and_run_files_get_the_default_modes(tmp_path, umask_022):
+def test_registry_lock_logs_and_run_files_get_the_default_modes(tmp_path, umask):
     sdir = tmp_path / "state"  # the jobenv fixture's state dir
     cfg = make_config(tmp_path / "cfgs", steps=2, delay=0.01)
     job = wait_status(control.submit(str(cfg)).id, "done")

@@ -22,15 +22,6 @@ from ..support.train_fixtures import make_dataset, write_config  # noqa: E402
 FILE, FOLDER = 0o644, 0o755
 
 
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def modes(root: Path, skip: set[Path] = frozenset()) -> dict[str, int]:
     """Every path under `root` (not `skip`, what the test made itself) and its mode bits."""
     out = {}
@@ -48,7 +39,7 @@ def wrong(found: dict[str, int], root: Path) -> list[str]:
 
 
 def test_every_file_a_run_an_export_and_config_new_create_has_the_default_mode(
-        tmp_path, umask_022, monkeypatch):
+        tmp_path, umask, monkeypatch):
     torch.set_num_threads(1)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     make_dataset(tmp_path, images=1, repeats=2)  # 1 step an epoch

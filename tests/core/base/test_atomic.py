@@ -30,14 +30,6 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o7777
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test (each xdist worker is its own process)."""
-    old = os.umask(0o022)
-    yield lambda m: os.umask(m)
-    os.umask(old)
-
-
 @pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664),
                                                 (0o077, 0o600)])
 def test_new_files_get_the_default_mode(tmp_path, umask, mask, expected):

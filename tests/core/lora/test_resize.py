@@ -5,7 +5,6 @@ nothing is ever overwritten or written for a file that is not a DyLoRA."""
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import struct
 
@@ -141,12 +140,8 @@ def test_all_without_a_unit_uses_4_and_strips_the_suffix(tmp_path):
     assert [p.name for _, p in outs] == ["x-rank4.safetensors", "x-rank8.safetensors"]
 
 
-def test_new_files_get_normal_permissions(dylora, tmp_path):
-    old = os.umask(0o022)
-    try:
-        out = resize(dylora, 4, tmp_path / "p.safetensors")
-    finally:
-        os.umask(old)
+def test_new_files_get_normal_permissions(dylora, tmp_path, umask):
+    out = resize(dylora, 4, tmp_path / "p.safetensors")
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 

@@ -16,18 +16,12 @@ from lorabake_tui.trainer.__main__ import main as train_main  # noqa: E402
 
 from ..support.train_fixtures import make_dataset, write_config  # noqa: E402
 from .test_trainer_run import (  # noqa: E402
+    _one_thread,  # noqa: F401 - autouse: one torch thread, no test hooks set
     assert_reproduces,
     outputs,
     read_lora,
     trained_model,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    torch.set_num_threads(1)
-    for var in ("LORABAKE_TEST_NAN_AT_STEP", "LORABAKE_TEST_SIGTERM_AT_STEP"):
-        monkeypatch.delenv(var, raising=False)
 
 
 def test_one_layer_trains_one_unit_slice_with_kohyas_scale():

@@ -20,9 +20,11 @@ from lorabake_tui.trainer.__main__ import main as train_main  # noqa: E402
 
 from ..support.train_fixtures import BASE, make_dataset, write_config  # noqa: E402
 from .test_trainer_run import (  # noqa: E402
+    _one_thread,  # noqa: F401 - autouse: one torch thread, no test hooks set
     assert_reproduces,
     outputs,
     read_lora,
+    run,
     trained_model,
 )
 
@@ -35,17 +37,6 @@ VARIANTS = {
 # modules in the file (UNet, text encoder): LyCORIS's "full" preset; IA3's own layer set
 COUNTS = {"loha-linear": (230, 72), "loha-conv": (282, 72), "lokr": (282, 72),
           "ia3": (80, 36)}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    torch.set_num_threads(1)
-    for var in ("LORABAKE_TEST_NAN_AT_STEP", "LORABAKE_TEST_SIGTERM_AT_STEP"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def run(cfg, run_dir, *extra) -> int:
-    return train_main([str(cfg), "--run-dir", str(run_dir), *extra])
 
 
 # ---- the loaders' side, from the reference ------------------------------------------------

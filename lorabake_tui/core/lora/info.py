@@ -193,18 +193,23 @@ def _common(values) -> list:
     return [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def _network_args(meta: dict[str, str], notes: list[str]) -> dict | None:
-    text = meta.get("ss_network_args")
-    if text is None or text.strip() in ("", "None"):
-        return None
+def _json_object(text: str, note: str, notes: list[str]) -> dict | None:
+    """A metadata value that holds a JSON object, or None with `note` added."""
     try:
         value = json.loads(text)
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        notes.append("ss_network_args is not a JSON object; ignored")
+        notes.append(note)
         return None
     return value
+
+
+def _network_args(meta: dict[str, str], notes: list[str]) -> dict | None:
+    text = meta.get("ss_network_args")
+    if text is None or text.strip() in ("", "None"):
+        return None
+    return _json_object(text, "ss_network_args is not a JSON object; ignored", notes)
 
 
 def _type_from_metadata(module: str | None, args: dict | None, has_conv: bool) -> str | None:
@@ -224,12 +229,8 @@ def _type_from_metadata(module: str | None, args: dict | None, has_conv: bool) -
 def _tags(text: str | None, top: int, notes: list[str]) -> list[FolderTags] | None:
     if text is None:
         return None
-    try:
-        freq = json.loads(text)
-    except ValueError:
-        freq = None
-    if not isinstance(freq, dict):
-        notes.append("ss_tag_frequency is not a JSON object; no tags shown")
+    freq = _json_object(text, "ss_tag_frequency is not a JSON object; no tags shown", notes)
+    if freq is None:
         return None
     out = []
     for folder, tags in freq.items():

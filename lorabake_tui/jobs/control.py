@@ -18,11 +18,13 @@ from pathlib import Path
 from ..core.base.atomic import atomic_write_text
 from ..core.base.errors import LorabakeError
 from ..core.config.file import read_config_text, with_absolute_paths
+from ..core.eval.layout import REQUEST_FILE, render_folder
+from ..core.eval.request import GridRequest, ProbeRequest, write_request
 from ..core.run.event_reader import finished_end
 from ..core.run.folder import STATE_DIR, RunFolder
 from .paths import configs_dir
 from .procs import create_time, is_alive, send, send_group
-from .spawn import launch, trainer_command
+from .spawn import launch, render_command, trainer_command
 from .store import ACTIVE, RESUMABLE, Job, Registry
 from .supervisor import ensure_supervisor
 
@@ -139,6 +141,42 @@ def submit_text(text: str, *, base_dir: Path | str, source: str = "", name: str 
         return reg.get(job.id)
 
 
+def submit_render(req: GridRequest | ProbeRequest, *, gpus: str = "", start: bool = False,
+                  reg: Registry | None = None, name: str | None = None,
+                  command: list[str] | None = None) -> Job:
+    """Queue a grid or a probe as a render job (kind "render"): it waits for its GPUs like a
+    training job and runs detached in its render folder (core/eval/layout.py), which gets
+    the request as request.json. `start=True` starts it now whatever else runs."""
+    req.check()
+    gpus = normalize_gpus(gpus)
+    folder = render_folder(req).expanduser().resolve()
+    with _registry(reg) as reg:
+        if RunFolder(folder).holds_run():
+            raise LorabakeError(f"{folder} already holds a render",
+                                "choose another output name (-o)")
+        if other := _busy_with(reg, folder):
+            raise LorabakeError(f"{folder} is the folder of {other.id} ({other.status})")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            request = folder / REQUEST_FILE
+            write_request(req, request)
+        except OSError as exc:
+            raise LorabakeError(f"{folder}: {exc.strerror or exc}",
+                                "choose an output folder you can write to") from None
+        default = f"{req.kind}-{Path(req.out).stem}" if isinstance(req, GridRequest) else \
+            f"probe-{req.word}"
+        now = time.time()
+        job = reg.add(kind="render", name=_safe_name(name or default),
+                      status="running" if start else "queued", config=str(request),
+                      source=getattr(req, "run_dir", "") or str(request), run_dir=str(folder),
+                      workdir=str(folder), command=command or render_command(), gpus=gpus,
+                      created=now, started=now if start else None)
+        if start:
+            return launch(reg, job)
+        ensure_supervisor(reg)
+        return reg.get(job.id)
+
+
 def stop(ref: str, *, force: bool = False, wait: bool = False, timeout: float = STOP_TIMEOUT_S,
          reg: Registry | None = None) -> Job:
     """Ask a running job to stop: SIGTERM to its runner, which passes it to the trainer (it
@@ -234,6 +272,9 @@ def resume(ref: str, *, start: bool = True, gpus: str | None = None,
 
 def resume_refusal(reg: Registry, job: Job) -> LorabakeError | None:
     """Why `job` cannot be resumed (one line naming it, with a hint), None when it can."""
+    if job.kind == "render":
+        return LorabakeError(f"{job.id} is a render (grid or probe): it is not resumed",
+                             "queue it again from the Evaluate stage or the command")
     if job.kind != "lorabake":
         return LorabakeError(f"{job.id} is a followed kohya run",
                              "resume it with kohya's own --resume")

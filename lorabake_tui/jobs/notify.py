@@ -82,7 +82,8 @@ def finish_notice(job: Job) -> Notice:
     elif job.status == "stopped":
         step = last_event(job.events_path, EventType.STEP) if job.kind == "lorabake" else None
         at = f" at step {step['step']}/{step.get('total_steps', '?')}" if step else ""
-        message = f"stopped{at} after {took}; resume: lorabake jobs resume {job.id}"
+        message = f"stopped{at} after {took}" + \
+            ("" if job.kind == "render" else f"; resume: lorabake jobs resume {job.id}")
     else:
         tail = f" ({rest[-1].strip()})" if rest and rest[-1].strip() else ""
         message = f"{first}{tail} after {took}"

@@ -19,6 +19,7 @@ from .procs import create_time
 from .store import ACTIVE, Job, Registry
 
 TRAINER_ENV = "LORABAKE_TRAINER_CMD"
+RENDER_ENV = "LORABAKE_RENDER_CMD"
 
 
 def trainer_command() -> list[str]:
@@ -28,6 +29,15 @@ def trainer_command() -> list[str]:
 
     custom = os.environ.get(TRAINER_ENV, "").strip()
     return shlex.split(custom) if custom else [sys.executable, "-m", "lorabake_tui.trainer"]
+
+
+def render_command() -> list[str]:
+    """The render process's argv before REQUEST.json --run-dir DIR (the trainer's argument
+    shape, so the runner starts both alike); $LORABAKE_RENDER_CMD replaces it for tests."""
+    import shlex
+
+    custom = os.environ.get(RENDER_ENV, "").strip()
+    return shlex.split(custom) if custom else [sys.executable, "-m", "lorabake_tui.trainer.render"]
 
 
 def _reap_later(proc: subprocess.Popen) -> None:

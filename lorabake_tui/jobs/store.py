@@ -39,7 +39,8 @@ ACTIVE = ("running", "stopping")
 FINISHED = OUTCOMES
 STATUSES = ("queued", *ACTIVE, *FINISHED)
 RESUMABLE = ("stopped", "failed", "crashed")
-KINDS = ("lorabake", "kohya")
+KINDS = ("lorabake", "kohya", "render")
+GPU_KINDS = ("lorabake", "render")  # kinds we start: they hold their GPUs while active
 # a job is marked running before its runner exists; give the spawn this long to report a pid
 START_GRACE_S = 60.0
 BUSY_TIMEOUT_S = 15.0

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..core.base.errors import LorabakeError
 from .paths import db_path, ensure_state_dir, lock_path
 from .spawn import launch, spawn_supervisor
-from .store import ACTIVE, Job, Registry
+from .store import ACTIVE, GPU_KINDS, Job, Registry
 
 POLL_ENV = "LORABAKE_SUPERVISOR_POLL"
 DEFAULT_POLL_S = 1.0
@@ -57,7 +57,7 @@ def supervisor_pid(sdir: Path) -> int | None:
 
 
 def _has_work(reg: Registry) -> bool:
-    return bool(reg.queue() or reg.jobs(statuses=ACTIVE, kinds=("lorabake",)))
+    return bool(reg.queue() or reg.jobs(statuses=ACTIVE, kinds=GPU_KINDS))
 
 
 def ensure_supervisor(reg: Registry) -> bool:
@@ -82,7 +82,7 @@ def start_ready(reg: Registry) -> list[Job]:
     now = time.time()
     with reg.transaction() as db:
         busy: set[str] = set()
-        for job in reg.jobs(statuses=ACTIVE, kinds=("lorabake",)):
+        for job in reg.jobs(statuses=ACTIVE, kinds=GPU_KINDS):
             busy |= gpu_set(job.gpus)
         for job in reg.queue():
             lane = gpu_set(job.gpus)

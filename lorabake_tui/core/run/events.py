@@ -24,6 +24,7 @@ class EventType(StrEnum):
     WARNING = "warning"
     ERROR = "error"
     END = "end"  # the run ended (the last event of an attempt)
+    RENDER = "render"  # a render job (grid, probe) wrote one image
 
 
 class EndStatus(StrEnum):
@@ -72,6 +73,10 @@ SCHEMA: dict[EventType, tuple[Field, ...]] = {
         Field("epoch", "int", required=True), Field("paths", "strs", required=True)),
     EventType.WARNING: (Field("message", "str", required=True), Field("step", "int")),
     EventType.ERROR: (Field("message", "str", required=True), Field("step", "int")),
+    EventType.RENDER: (
+        Field("done", "int", required=True), Field("total", "int", required=True),
+        Field("path", "str", required=True), Field("label", "str"),
+        Field("s_per_image", "number"), Field("eta_s", "number")),
     EventType.END: (
         Field("status", "str", required=True, choices=END_STATUSES),
         Field("message", "str", required=True), Field("exit_code", "int")),

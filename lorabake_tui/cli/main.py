@@ -19,7 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "buckets": ("buckets", "main"), "config": ("config", "main"), "train": ("train", "main"),
     "jobs": ("jobs", "main"), "undo": ("history", "undo_main"),
     "redo": ("history", "redo_main"), "demo": ("demo", "main"), "trigger": ("trigger", "main"),
-    "lora": ("lora", "main"),
+    "lora": ("lora", "main"), "grid": ("evaluate", "grid_main"),
+    "probe": ("evaluate", "probe_main"),
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -4,6 +4,7 @@ spellings, and whether the captions already use it."""
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from .common import Parser, print_json
 
@@ -70,4 +71,6 @@ def main(argv: list[str]) -> int:
               f"{u.partial} inside a longer tag")
         for f in u.folders:
             print(f"  {f.folder}: {f.exact} tag, {f.partial} inside, of {f.captions}")
+    print(f"see what the base model draws for it: lorabake probe {shlex.quote(report.word)} "
+          "--config CONFIG -o DIR (or --model BASE)")
     return 0

@@ -43,6 +43,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_grid_manifest(req: GridRequest, done: list[Cell], *, complete: bool) -> Path:
     path = grid_manifest(req.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, grid_json(req, done, complete=complete))
     return path
 

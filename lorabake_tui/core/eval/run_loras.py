@@ -20,6 +20,7 @@ class RunInfo:
     base: str
     clip_skip: int
     prompts: tuple[str, ...]  # the run's sampling prompts (kohya options stripped)
+    train_dir: Path | None  # the dataset it trained on
 
 
 def run_info(run_dir: Path | str) -> RunInfo:
@@ -31,7 +32,8 @@ def run_info(run_dir: Path | str) -> RunInfo:
     settings, _ = read_settings(load_config(snap), base_dir=snap.parent)
     prompts = tuple(p.split(" --", 1)[0].strip() for p in settings.sampling.prompts)
     return RunInfo(run.path, settings.saving.output_name, settings.general.base_model,
-                   settings.general.clip_skip, tuple(p for p in prompts if p))
+                   settings.general.clip_skip, tuple(p for p in prompts if p),
+                   settings.data.train_dir)
 
 
 def run_loras(run_dir: Path | str, output_name: str | None = None) -> list[LoraChoice]:

@@ -23,7 +23,7 @@ lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K]
 lorabake config presets | new DIR | check FILE | export FILE --to kohya|easy OUT | import FILE
 lorabake train CONFIG [--run-dir D] | --resume RUN_DIR [--detach]
                                    train a LoRA (foreground; --detach: as a job)
-lorabake jobs [ACTION ...]         training jobs, detached and queued: list start stop resume
+lorabake jobs [ACTION ...]         training and render jobs, detached and queued: list start stop resume
                                    remove move log attach follow
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
@@ -32,7 +32,11 @@ lorabake trigger WORD [--dir DIR] [--json]
                                    how CLIP reads a trigger: known words, rarer spellings
 lorabake lora info FILE [--json] | resize FILE (--dim N | --all) -o OUT
                                    a LoRA file's type, modules, dims, base model, tags;
-                                   DyLoRA ranks cut out as files"""
+                                   DyLoRA ranks cut out as files
+lorabake grid RUN_DIR|LORA... -o GRID.png [--epochs E] [--weights W] [--prompt P] [--detach]
+                                   an epoch x weight grid of a run's LoRA files
+lorabake probe WORD (--model BASE | --config FILE) -o DIR [--seeds 4] [--detach]
+                                   draw a trigger with the base model: free or known?"""
 
 
 def add_ui_options(p: argparse.ArgumentParser) -> None:

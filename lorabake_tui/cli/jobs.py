@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.base.errors import LorabakeError
-from ..core.run.events import EventType
+from ..core.run.events import EventType, render_as_step
 from ..core.run.folder import STDOUT_LOG, TRAIN_LOG
 from .common import Parser, print_json
 
@@ -118,6 +118,9 @@ def _latest_step(job) -> dict | None:
         return None
     if job.kind == "kohya":
         return latest_kohya_step(job.log_path) if job.log_path else None
+    if job.kind == "render":
+        image = last_event(job.events_path, EventType.RENDER)
+        return render_as_step(image) if image else None
     if job.finished and job.ended:
         # a later attempt (resume) may write on in the same events.jsonl: this one's last
         return last_event(job.events_path, EventType.STEP,

@@ -23,8 +23,8 @@ lorabake buckets DIR [--resolution N] [--batch N] [--no-upscale] [--recommend K]
 lorabake config presets | new DIR | check FILE | export FILE --to kohya|easy OUT | import FILE
 lorabake train CONFIG [--run-dir D] | --resume RUN_DIR [--detach]
                                    train a LoRA (foreground; --detach: as a job)
-lorabake jobs [ACTION ...]         training and render jobs, detached and queued: list start stop resume
-                                   remove move log attach follow
+lorabake jobs [ACTION ...]         training and render jobs, detached and queued: list start
+                                   stop resume remove move log attach follow
 lorabake undo DIR                  undo the last change (or roll back an interrupted one)
 lorabake redo DIR                  redo what undo took back
 lorabake demo [--dir D] [--no-tui] build the demo dataset and open it

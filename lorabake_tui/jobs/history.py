@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.run.event_reader import CHUNK_BYTES, read_events_chunk
-from ..core.run.events import EventType
+from ..core.run.events import EventType, render_as_step
 from ..core.run.folder import RunFolder
 from .kohya_log import KohyaLogParser
 from .logs import BLOCK, display_line, tail_lines
@@ -25,6 +25,7 @@ from .store import Job
 
 # plain strings for the hot loop of a 50k-event load
 _START, _STEP, _SAVE = EventType.START.value, EventType.STEP.value, EventType.SAVE.value
+_RENDER = EventType.RENDER.value
 _SAMPLE, _WARNING, _ERROR = EventType.SAMPLE.value, EventType.WARNING.value, \
     EventType.ERROR.value
 
@@ -193,6 +194,8 @@ class JobHistory:
                     self._add_lr(lr)
             elif typ == _START:
                 self.steps_since_start = 0
+            elif typ == _RENDER:
+                self.steps_since_start += 1
             elif typ == _SAVE:
                 self.saves.append(ev)
             elif typ == _SAMPLE:
@@ -274,7 +277,11 @@ class JobHistory:
     # ---- summary ---------------------------------------------------------------------------
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get(EventType.STEP)
+        """The last step; for a render job, its last image as a step (render_as_step)."""
+        step = self.latest.get(EventType.STEP)
+        if step is None and (image := self.latest.get(EventType.RENDER)) is not None:
+            return render_as_step(image)
+        return step
 
     @property
     def ended(self) -> dict | None:

@@ -147,3 +147,13 @@ def validate(event: dict[str, Any]) -> None:
 def is_lora_save(event: dict[str, Any]) -> bool:
     """A save event of a LoRA file (the trainer also reports state saves)."""
     return event.get("type") == EventType.SAVE and event.get("kind") != STATE_SAVE
+
+
+def render_as_step(event: dict) -> dict:
+    """A render job's progress (its last `render` event) in a step event's terms, for the
+    lists and lines that show any job's progress as step/total and ETA."""
+    out = {"type": EventType.STEP.value, "t": event.get("t"), "step": event.get("done"),
+           "total_steps": event.get("total")}
+    if isinstance(event.get("eta_s"), (int, float)):
+        out["eta_s"] = event["eta_s"]
+    return out

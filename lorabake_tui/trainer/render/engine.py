@@ -138,8 +138,8 @@ class RenderEngine:
                     base = self._originals.get(name)
                     if base is None:
                         base = self._originals[name] = layer.weight.detach().clone()
-                    w0 = base.float()
-                    layer.weight.copy_((w0 + float(weight) * factors.delta(w0)).to(base.dtype))
+                    w0 = base.float()  # the sum in float32 whatever the model's dtype
+                    layer.weight.copy_(torch.add(w0, factors.delta(w0), alpha=float(weight)))
                 self._applied = set(deltas.modules)
         self.lora = None if deltas is None or weight == 0 else (deltas.path, float(weight))
         if self.device.type == "cuda":

@@ -313,3 +313,32 @@ def test_an_engine_over_live_modules_refuses_to_switch(engine):
     with pytest.raises(LorabakeError, match="cannot switch"):
         live.set_lora(None)
     assert live.render("a", seed=1, steps=1, width=32, height=32).image.size == (32, 32)
+
+
+def test_the_cp_forms_of_loha_and_lokr_are_the_composed_convolutions():
+    """`hada_t1/t2` and `lokr_t2` (Tucker cores): each factor is a down 1x1, a kxk core and an
+    up 1x1 composed, the form checked against real convolutions above."""
+    g = torch.Generator().manual_seed(1)
+
+    def rand(*shape):
+        return torch.randn(shape, generator=g)
+
+    def composed(core, b, a):  # b (r, in), a (r, out) as LyCORIS stores them
+        return lora_apply.ModuleFactors("x", "lora", {
+            "lora_down.weight": b[:, :, None, None], "lora_mid.weight": core,
+            "lora_up.weight": a.T[:, :, None, None]}).delta(torch.zeros(a.shape[1], b.shape[1],
+                                                                        3, 3))
+
+    t = {"hada_w1_a": rand(2, 6), "hada_w1_b": rand(2, 4), "hada_t1": rand(2, 2, 3, 3),
+         "hada_w2_a": rand(2, 6), "hada_w2_b": rand(2, 4), "hada_t2": rand(2, 2, 3, 3),
+         "alpha": torch.tensor(1.0)}
+    loha = lora_apply.ModuleFactors("x", "loha", t).delta(torch.zeros(6, 4, 3, 3))
+    want = composed(t["hada_t1"], t["hada_w1_b"], t["hada_w1_a"]) * \
+        composed(t["hada_t2"], t["hada_w2_b"], t["hada_w2_a"])
+    assert torch.allclose(loha, want * 1.0 / 2, atol=1e-5)  # alpha / rank
+    t = {"lokr_w1": rand(2, 2), "lokr_w2_a": rand(2, 3), "lokr_w2_b": rand(2, 4),
+         "lokr_t2": rand(2, 2, 3, 3), "alpha": torch.tensor(4.0)}
+    lokr = lora_apply.ModuleFactors("x", "lokr", t).delta(torch.zeros(6, 8, 3, 3))
+    w2 = composed(t["lokr_t2"], t["lokr_w2_b"], t["lokr_w2_a"]).contiguous()
+    assert torch.allclose(lokr, torch.kron(t["lokr_w1"][:, :, None, None], w2) * 4 / 2,
+                          atol=1e-5)

@@ -98,7 +98,9 @@ def _alpha_scale(t: Mapping[str, torch.Tensor], rank: int) -> float | torch.Tens
 
 def _cp(core: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """LyCORIS's Tucker form: core (r, r, k, k), b (r, in), a (r, out) -> (out, in, k, k)."""
-    return torch.einsum("i j k l, j r, i p -> p r k l", core, b.flatten(1), a.flatten(1))
+    # contiguous: einsum may hand back a permuted view, which kron cannot take
+    return torch.einsum("i j k l, j r, i p -> p r k l", core, b.flatten(1),
+                        a.flatten(1)).contiguous()
 
 
 def _delta(kind: str, t: Mapping[str, torch.Tensor], weight: torch.Tensor) -> torch.Tensor:

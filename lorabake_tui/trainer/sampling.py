@@ -1,7 +1,9 @@
 """Preview images during training, from the config's prompts.
 
 A prompt may carry kohya's options after ` --`: `--n` negative prompt, `--w`/`--h` size,
-`--s` steps, `--l` guidance scale, `--d` seed.
+`--s` steps, `--l` guidance scale, `--d` seed. The images come from the render engine
+(render/engine.py) over the live training modules: the same samplers and seeds as the
+evaluation grids, initial and ancestral noise drawn on the CPU from the prompt's seed.
 """
 
 from __future__ import annotations
@@ -42,34 +44,32 @@ def parse_prompt(text: str, default_steps: int) -> dict:
 @torch.no_grad()
 def sample_images(model, unet, text_encoder, settings: TrainingSettings, output_name: str,
                   run_dir: Path, epoch: int, device) -> list[Path]:
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+    from .render.engine import RenderEngine
+    from .render.samplers import DEFAULT_SAMPLER
 
     was_training = (unet.training, text_encoder.training)
     unet.eval()
     text_encoder.eval()
     vae_device = model.vae.device
     model.vae.to(device)
-    pipe = StableDiffusionPipeline(
-        vae=model.vae, text_encoder=text_encoder, tokenizer=model.tokenizer, unet=unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(model.noise_scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    engine = RenderEngine.from_modules(model.vae, text_encoder, model.tokenizer, unet,
+                                       model.noise_scheduler.config, device=device,
+                                       clip_skip=settings.general.clip_skip)
+    # a sampler setting, once the config has one; A1111's default until then
+    sampler = getattr(settings.sampling, "sampler", None) or DEFAULT_SAMPLER
     out_dir = RunFolder(run_dir).samples
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     seed = settings.general.seed
-    clip_skip = settings.general.clip_skip
     try:
         for i, text in enumerate(settings.sampling.prompts):
             p = parse_prompt(text, settings.sampling.steps)
-            g = torch.Generator(device=device).manual_seed(p["seed"] if p["seed"] is not None
-                                                           else seed + i)
-            image = pipe(p["prompt"], negative_prompt=p["negative"] or None,
-                         width=p["width"], height=p["height"], num_inference_steps=p["steps"],
-                         guidance_scale=p["scale"], generator=g,
-                         clip_skip=clip_skip - 1 if clip_skip > 1 else None).images[0]
+            result = engine.render(p["prompt"], negative=p["negative"],
+                                   seed=p["seed"] if p["seed"] is not None else seed + i,
+                                   steps=p["steps"], cfg=p["scale"], width=p["width"],
+                                   height=p["height"], sampler=sampler)
             path = out_dir / sample_name(output_name, epoch, i)
-            image.save(path)
+            result.image.save(path)
             paths.append(path)
     finally:
         unet.train(was_training[0])

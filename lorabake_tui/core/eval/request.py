@@ -18,9 +18,9 @@ from typing import Any
 
 from ..base.atomic import atomic_write_text
 from ..base.errors import LorabakeError
+from .samplers import DEFAULT_SAMPLER, canonical_name
 
 DEFAULT_WEIGHTS = (0.0, 0.4, 0.7, 1.0)
-DEFAULT_SAMPLER = "Euler a"
 MAX_SIDE = 2048
 MAX_CELLS = 2000  # a typo like --seeds 1000 should not queue a day of rendering
 DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -51,6 +51,7 @@ class RenderSettings:
                                     "give a size like 512x512 or 512x768")
         if not 1 <= self.clip_skip <= 12:
             raise LorabakeError(f"clip skip {self.clip_skip}: out of range", "give 1 to 12")
+        self.sampler = canonical_name(self.sampler)
         if self.dtype not in DTYPES:
             raise LorabakeError(f"precision {self.dtype!r} unknown",
                                 f"give one of {', '.join(DTYPES)}")

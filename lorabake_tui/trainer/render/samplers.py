@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
-from ...core.base.errors import LorabakeError
+from ...core.eval.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, canonical_name
 
 _K = {"timestep_spacing": "linspace"}  # k-diffusion's default schedule
 _KARRAS = {**_K, "use_karras_sigmas": True}
@@ -38,27 +38,11 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "PLMS": ("PNDMScheduler", {**_LEADING, "skip_prk_steps": True, "set_alpha_to_one": False}),
     "UniPC": ("UniPCMultistepScheduler", dict(_K)),
 }
-DEFAULT_SAMPLER = "Euler a"
-
-
-def _key(name: str) -> str:
-    return " ".join(str(name).split()).casefold()
-
-
-_BY_KEY = {_key(n): n for n in SAMPLERS}
+assert tuple(SAMPLERS) == SAMPLER_NAMES, "core/eval/samplers.py lists the same names"
 
 
 def sampler_names() -> list[str]:
     return list(SAMPLERS)
-
-
-def canonical_name(name: str) -> str:
-    """The A1111 spelling of `name` (matched ignoring case and extra spaces)."""
-    found = _BY_KEY.get(_key(name))
-    if found is None:
-        raise LorabakeError(f"unknown sampler {name!r}",
-                            f"use one of: {', '.join(SAMPLERS)}")
-    return found
 
 
 def make_scheduler(name: str, base_config: Mapping):

@@ -384,7 +384,7 @@ class Journal:
             if entry is None:
                 return None
             final = UNDONE if entry.state in (UNDOING, REDOING) else ROLLED_BACK
-            return self._reverse_all(entry, final)
+            return self._reverse_all(entry, final, crashed=True)
 
     # ---- internals -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -585,10 +585,10 @@ class Journal:
             flush()
         return refused
 
-    def _reverse_all(self, entry: Entry, final_state: str) -> Entry:
-        """Put every file back as before `entry`, newest change first; record conflicts."""
-        crashed = entry.state in IN_FLIGHT
-        if crashed:
+    def _reverse_all(self, entry: Entry, final_state: str, *, crashed: bool = False) -> Entry:
+        """Put every file back as before `entry`, newest change first; record conflicts.
+        `crashed`: the entry was found interrupted (see `_torn`)."""
+        if entry.state in IN_FLIGHT:
             self._clean_temp_files(entry)  # a crash may have left some behind
         entry.conflicts = []
         blobs = self._read_blobs(entry)

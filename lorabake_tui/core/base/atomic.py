@@ -458,12 +458,14 @@ def _reuse(spare: Path, tmp: Path, data: bytes, mode: int, kept: _Kept) -> bool:
         fd = -1
     if fd >= 0:
         try:
-            ok = _reusable(fd, os.path.dirname(tmp), kept)
-            if ok:
+            st = _reusable(fd, os.path.dirname(tmp), kept)
+            if st is not None:
+                ok = True
                 try:
                     os.ftruncate(fd, 0)
                     _write_all(fd, data)
-                    if os.fstat(fd).st_mode & 0o7777 != mode:
+                    # (a write by a non-root user clears the set-id bits: set them again)
+                    if st.st_mode & 0o7777 != mode or mode & 0o6000:
                         os.fchmod(fd, mode)
                 finally:
                     fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
@@ -474,25 +476,26 @@ def _reuse(spare: Path, tmp: Path, data: bytes, mode: int, kept: _Kept) -> bool:
     return ok
 
 
-def _reusable(fd: int, folder: str, kept: _Kept) -> bool:
-    """See `_reuse`; on True the caller holds a write lease on `fd`, to release."""
+def _reusable(fd: int, folder: str, kept: _Kept) -> os.stat_result | None:
+    """See `_reuse`: its stat if it may be reused, and then the caller holds a write lease
+    on `fd`, to release."""
     if _F_SETLEASE is None:
-        return False
+        return None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 \
             or kept.owners.get(folder) != (st.st_uid, st.st_gid):
-        return False
+        return None
     try:
         if os.listxattr(fd):
-            return False
+            return None
     except OSError as exc:
         if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return False
+            return None
     try:
         fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
     except OSError:
-        return False  # open elsewhere, not ours to lease, or leases are off
-    return True
+        return None  # open elsewhere, not ours to lease, or leases are off
+    return st
 
 
 def remove_checked(path: Path, expect: str) -> str | None:

@@ -256,26 +256,35 @@ class Journal:
         """An operation a crash or kill left half done, if any. Asked before every change:
         the small <id>.state files answer it, so the (possibly large) entries are parsed
         only for one in flight, or one whose state file is missing or unreadable."""
+        for p, state in self._states():
+            if state in IN_FLIGHT:
+                return self._load(p)
+        return None
+
+    def _states(self) -> list[tuple[Path, str]]:
+        """(entry file, state) of every entry, oldest first, from the small state files; an
+        entry is parsed only when its state file is missing (killed before it) or damaged."""
         if not self.dir.is_dir():
-            return None
+            return []
+        out = []
         for p in sorted(self.dir.glob("*.json")):
             try:
                 state = json.loads(p.with_suffix(".state").read_text("utf-8"))["state"]
             except (OSError, ValueError, KeyError, TypeError):
-                state = None  # no state file yet (killed before it), or damaged: read all
-            if state is None or state in IN_FLIGHT:
-                entry = self._load(p)
-                if entry.state in IN_FLIGHT:
-                    return entry
-        return None
+                state = self._load(p).state
+            out.append((p, state))
+        return out
 
     def can_undo(self) -> Entry | None:
-        return next((e for e in reversed(self.entries()) if e.state == DONE), None)
+        # from the state files: only the entry found is parsed
+        p = next((p for p, state in reversed(self._states()) if state == DONE), None)
+        return None if p is None else self._load(p)
 
     def can_redo(self) -> Entry | None:
-        entries = self.entries()
-        last_done = max((e.id for e in entries if e.state == DONE), default=0)
-        return next((e for e in entries if e.state == UNDONE and e.id > last_done), None)
+        states = self._states()
+        last = max((i for i, (_, state) in enumerate(states) if state == DONE), default=-1)
+        p = next((p for p, state in states[last + 1:] if state == UNDONE), None)
+        return None if p is None else self._load(p)
 
     def _read_blobs(self, entry: Entry) -> dict[str, bytes]:
         """All of an entry's blobs in one read (thousands of captions: one file)."""
@@ -415,7 +424,9 @@ class Journal:
         return self.dir / f"{entry_id:06d}.blobs"
 
     def _next_id(self) -> int:
-        return max((e.id for e in self.entries()), default=0) + 1
+        # entry files are named by id: no need to parse them
+        ids = [int(p.stem) for p in self.dir.glob("*.json") if p.stem.isdigit()]
+        return max(ids, default=0) + 1
 
     def _save(self, entry: Entry) -> None:
         atomic_write_text(self.dir / f"{entry.id:06d}.json",
@@ -452,12 +463,12 @@ class Journal:
 
     def _discard_redo(self) -> None:
         """A new operation ends the redo branch, as in any editor."""
-        for e in self.entries():
-            if e.state in (UNDONE, ROLLED_BACK):
-                (self.dir / f"{e.id:06d}.json").unlink(missing_ok=True)
-                (self.dir / f"{e.id:06d}.state").unlink(missing_ok=True)
-                self._blob_path(e.id).unlink(missing_ok=True)
-                self._cache.pop(f"{e.id:06d}.json", None)
+        for p, state in self._states():
+            if state in (UNDONE, ROLLED_BACK):
+                p.unlink(missing_ok=True)
+                p.with_suffix(".state").unlink(missing_ok=True)
+                p.with_suffix(".blobs").unlink(missing_ok=True)
+                self._cache.pop(p.name, None)
 
     def _preflight(self, changes: list[Change], *, redo: bool
                    ) -> tuple[list[Change], list[str]]:
@@ -486,21 +497,27 @@ class Journal:
                     vacated.add(ch.src)
                     ok.append(ch)
                 continue
-            if not redo and ch.path not in vacated:
-                ch, problem = self._resolve_link(ch)
-                if problem is not None:
-                    problems.append(problem)
-                    continue
-            first = written.get(ch.path)
-            if first is not None:
-                if (first.before, first.after) != (ch.before, ch.after):
-                    problems.append(_same_file(ch, first))
-                continue  # the very same edit twice (two links to one file): once is enough
             path = self._path(ch.path)
             try:
                 st: os.stat_result | None = os.lstat(path)
             except FileNotFoundError:
                 st = None
+            if not redo and ch.path not in vacated and st is not None \
+                    and stat_mod.S_ISLNK(st.st_mode):
+                ch, problem = self._resolve_link(ch)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                path = self._path(ch.path)  # the link's target, a file (see _resolve_link)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    st = None
+            first = written.get(ch.path)
+            if first is not None:
+                if (first.before, first.after) != (ch.before, ch.after):
+                    problems.append(_same_file(ch, first))
+                continue  # the very same edit twice (two links to one file): once is enough
             if redo and st is not None and stat_mod.S_ISREG(st.st_mode) \
                     and _file_sha(path) == ch.after:
                 clean = True  # already done: the redo skips it

@@ -54,7 +54,7 @@ def is_read_only(mode: int) -> bool:
     return mode & 0o222 == 0
 
 
-def _existing_mode(path: Path) -> int | None:
+def _existing_mode(path: str | Path) -> int | None:
     try:
         return os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -127,7 +127,7 @@ def _renameat2():
     return fn
 
 
-def _renameat2_call(src: Path, dst: Path, flags: int) -> int:
+def _renameat2_call(src: str | Path, dst: str | Path, flags: int) -> int:
     """0 when done, else the errno (EINVAL/ENOSYS: the flag is not supported here)."""
     import ctypes
 
@@ -155,7 +155,7 @@ def rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def _exchange(a: str | Path, b: str | Path) -> bool:
     """Swap two names atomically (renameat2 RENAME_EXCHANGE). False where the filesystem
     or the system cannot (NFS, some FUSE, not Linux)."""
     err = _renameat2_call(a, b, _RENAME_EXCHANGE)
@@ -191,7 +191,7 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def file_sha256(path: Path) -> str | None:
+def file_sha256(path: str | Path) -> str | None:
     """sha256 of a regular file's bytes, not following a link; None when it is missing."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -233,7 +233,7 @@ def _final_check(path: Path, expect: str) -> tuple[str | None, os.stat_result | 
     return (None if digest == expect else CHANGED), st
 
 
-def _still_the_same(old: Path, seen: os.stat_result, expect: str) -> bool:
+def _still_the_same(old: str | Path, seen: os.stat_result, expect: str) -> bool:
     """Is `old` (what the exchange took out) the file the final check read? The same inode,
     size and mtime say so without reading it again (its ctime moved with the rename, so it
     cannot be compared); anything else is read and compared by content."""
@@ -244,7 +244,7 @@ def _still_the_same(old: Path, seen: os.stat_result, expect: str) -> bool:
     return stat.S_ISREG(st.st_mode) and file_sha256(old) == expect
 
 
-def _put_checked(tmp: Path, path: Path, expect: str | None) -> str | None:
+def _put_checked(tmp: str | Path, path: Path, expect: str | None) -> str | None:
     """Move `tmp` to `path` if `path` still holds `expect` (None: if it does not exist).
     Returns why it was left alone (and `tmp` removed), or None once `tmp` is in place."""
     hook = after_final_check
@@ -357,7 +357,7 @@ class _Kept:
     __slots__ = ("spare", "owners")
 
     def __init__(self) -> None:
-        self.spare: Path | None = None  # what the last swap took out, at its temp name
+        self.spare: str | Path | None = None  # what the last swap took out, at its temp name
         self.owners: dict[str, tuple[int, int]] = {}  # folder -> (uid, gid) of a new file
 
 
@@ -383,7 +383,7 @@ def bytes_kept_elsewhere(root: Path) -> Iterator[None]:
         sync_filesystem(root)
 
 
-def _done_with(tmp: Path) -> None:
+def _done_with(tmp: str | Path) -> None:
     """The old file a successful swap left at `tmp`: kept as the next temp file inside a
     `bytes_kept_elsewhere` block, else removed."""
     kept = _KEPT.get()
@@ -404,18 +404,21 @@ def _write_kept(items: list[tuple[Path, bytes]], tag: str,
     assert kept is not None
     refused: list[tuple[int, str]] = []
     for i, (path, data) in enumerate(items):
-        tmp = temp_path(path, tag)
-        mode = _existing_mode(path)
+        name = os.fspath(path)  # strings from here on: pathlib costs more than the syscalls
+        folder, base = os.path.split(name)
+        tmp = os.path.join(folder, f".{base}.{tag}.tmp")  # as temp_path names it
+        mode = _existing_mode(name)
         spare, kept.spare = kept.spare, None
         if spare is None or mode is None or not _reuse(spare, tmp, data, mode, kept):
             _write_new(tmp, data, mode, kept)
+        # (the target is passed as given: the after_final_check hook is handed it)
         why = _put_checked(tmp, path, expect[i])
         if why is not None:
             refused.append((i, why))
     return refused
 
 
-def _write_new(tmp: Path, data: bytes, mode: int | None, kept: _Kept) -> None:
+def _write_new(tmp: str, data: bytes, mode: int | None, kept: _Kept) -> None:
     try:
         fd = _open_new(tmp, mode)
     except FileExistsError:  # a leftover of this very entry: ours to replace
@@ -438,7 +441,7 @@ def _write_new(tmp: Path, data: bytes, mode: int | None, kept: _Kept) -> None:
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
 
 
-def _reuse(spare: Path, tmp: Path, data: bytes, mode: int, kept: _Kept) -> bool:
+def _reuse(spare: str | Path, tmp: str, data: bytes, mode: int, kept: _Kept) -> bool:
     """Move the file the previous swap took out to `tmp` and write `data` into it (in that
     order: a crash then leaves, at any temp name, its own bytes or bytes recovery removes).
     Only a file nobody can tell from a new one is reused: a regular file with no other name,

@@ -183,7 +183,7 @@ class ConflictError(LorabakeError):
     pass
 
 
-def _file_sha(path: Path) -> str | None:
+def _file_sha(path: str | Path) -> str | None:
     """sha256 of the file's bytes, None when it is missing; never through a link (a link
     gives a value no digest equals)."""
     try:
@@ -207,6 +207,7 @@ def stat_signature(path: Path) -> tuple[int, int] | None:
 class Journal:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        self._root_s = str(self.root)
         files = ProjectFiles(self.root)
         self.state_dir = files.state
         self.dir = files.journal
@@ -497,7 +498,7 @@ class Journal:
                     vacated.add(ch.src)
                     ok.append(ch)
                 continue
-            path = self._path(ch.path)
+            path = os.path.join(self._root_s, ch.path)  # a string: pathlib costs more here
             try:
                 st: os.stat_result | None = os.lstat(path)
             except FileNotFoundError:
@@ -508,7 +509,7 @@ class Journal:
                 if problem is not None:
                     problems.append(problem)
                     continue
-                path = self._path(ch.path)  # the link's target, a file (see _resolve_link)
+                path = os.path.join(self._root_s, ch.path)  # the link's target, a file
                 try:
                     st = os.lstat(path)
                 except FileNotFoundError:

@@ -409,7 +409,14 @@ def _write_kept(items: list[tuple[Path, bytes]], tag: str,
         tmp = os.path.join(folder, f".{base}.{tag}.tmp")  # as temp_path names it
         mode = _existing_mode(name)
         spare, kept.spare = kept.spare, None
-        if spare is None or mode is None or not _reuse(spare, tmp, data, mode, kept):
+        reused = False
+        if spare is not None:
+            if mode is None:  # a new file gets a new file's mode: not the spare's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spare)
+            else:
+                reused = _reuse(spare, tmp, data, mode, kept)
+        if not reused:
             _write_new(tmp, data, mode, kept)
         # (the target is passed as given: the after_final_check hook is handed it)
         why = _put_checked(tmp, path, expect[i])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lorabake_tui.core.base.journal import APPLYING, DONE, ROLLED_BACK, Journal
+from lorabake_tui.core.base.journal import APPLYING, DONE, ROLLED_BACK, ChangeSet, Journal
 from lorabake_tui.core.captions.store import CaptionStore
 from lorabake_tui.core.dataset.scan import scan_dataset
 
@@ -184,3 +184,23 @@ def test_each_replaced_file_keeps_its_own_mode(ds, umask):
     Journal(ds).undo()
     assert [p.stat().st_mode & 0o7777 for p in files] == modes
     assert snapshot(ds) == before
+
+
+def test_a_new_file_between_two_replaced_ones_leaves_no_temp_file(tmp_path, umask):
+    umask(0o022)
+    for name in ("a.txt", "c.txt"):
+        (tmp_path / name).write_bytes(b"old " + name.encode())
+        os.chmod(tmp_path / name, 0o600)
+    cs = ChangeSet()
+    cs.write("a.txt", b"new a", b"old a.txt")
+    cs.write("b.txt", b"new b", None)  # created: a new file's mode, not a reused one's
+    cs.write("c.txt", b"new c", b"old c.txt")
+    j = Journal(tmp_path)
+    j.apply("tags", "edit", cs)
+    assert [(tmp_path / n).read_bytes() for n in ("a.txt", "b.txt", "c.txt")] == \
+        [b"new a", b"new b", b"new c"]
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))
+    j.undo()
+    assert not (tmp_path / "b.txt").exists() and not list(tmp_path.glob(".*.tmp"))
+    assert (tmp_path / "a.txt").read_bytes() == b"old a.txt"

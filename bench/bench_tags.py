@@ -17,7 +17,7 @@ The baseline is a plain in-place rewrite of the same files (open, read, bytes.re
 'wb', write: no temp file, no fsync), which must produce the very bytes (1) and (2) produce.
 Also once: `lorabake tags DIR replace 'blue eyes' 'green eyes'` and `lorabake undo DIR` as
 subprocesses. --profile adds a cProfile of store.apply() for (1).
-Targets: each operation (plan + apply, or an undo) <= 2 s; ours / plain <= 2x.
+Targets: each operation (plan + apply, or an undo) <= 2 s; ours / plain <= 1.5x (median of runs).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import _common as c
 
 TARGET_S = 2.0
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.5
 SEED = 20240602
 TAGS_PER_CAPTION = 20
 HALF_TAG, HALF_NEW = "blue eyes", "green eyes"  # (1): present in exactly half the captions

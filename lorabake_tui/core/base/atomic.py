@@ -11,13 +11,15 @@ thread that creates a file meanwhile. A replaced file keeps its own mode.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
+import fcntl
 import functools
 import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 # Why write_batch left a target alone (see `write_batch`).
@@ -52,7 +54,7 @@ def is_read_only(mode: int) -> bool:
     return mode & 0o222 == 0
 
 
-def _existing_mode(path: Path) -> int | None:
+def _existing_mode(path: str | Path) -> int | None:
     try:
         return os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -125,7 +127,7 @@ def _renameat2():
     return fn
 
 
-def _renameat2_call(src: Path, dst: Path, flags: int) -> int:
+def _renameat2_call(src: str | Path, dst: str | Path, flags: int) -> int:
     """0 when done, else the errno (EINVAL/ENOSYS: the flag is not supported here)."""
     import ctypes
 
@@ -153,7 +155,7 @@ def rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def _exchange(a: str | Path, b: str | Path) -> bool:
     """Swap two names atomically (renameat2 RENAME_EXCHANGE). False where the filesystem
     or the system cannot (NFS, some FUSE, not Linux)."""
     err = _renameat2_call(a, b, _RENAME_EXCHANGE)
@@ -189,7 +191,7 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def file_sha256(path: Path) -> str | None:
+def file_sha256(path: str | Path) -> str | None:
     """sha256 of a regular file's bytes, not following a link; None when it is missing."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -231,7 +233,7 @@ def _final_check(path: Path, expect: str) -> tuple[str | None, os.stat_result | 
     return (None if digest == expect else CHANGED), st
 
 
-def _still_the_same(old: Path, seen: os.stat_result, expect: str) -> bool:
+def _still_the_same(old: str | Path, seen: os.stat_result, expect: str) -> bool:
     """Is `old` (what the exchange took out) the file the final check read? The same inode,
     size and mtime say so without reading it again (its ctime moved with the rename, so it
     cannot be compared); anything else is read and compared by content."""
@@ -242,7 +244,7 @@ def _still_the_same(old: Path, seen: os.stat_result, expect: str) -> bool:
     return stat.S_ISREG(st.st_mode) and file_sha256(old) == expect
 
 
-def _put_checked(tmp: Path, path: Path, expect: str | None) -> str | None:
+def _put_checked(tmp: str | Path, path: Path, expect: str | None) -> str | None:
     """Move `tmp` to `path` if `path` still holds `expect` (None: if it does not exist).
     Returns why it was left alone (and `tmp` removed), or None once `tmp` is in place."""
     hook = after_final_check
@@ -281,7 +283,7 @@ def _put_checked(tmp: Path, path: Path, expect: str | None) -> str | None:
         os.replace(tmp, path)
         return None
     if _still_the_same(tmp, seen, expect):
-        os.unlink(tmp)
+        _done_with(tmp)
         return None
     _exchange(tmp, path)  # the other writer's file goes back where it was
     os.unlink(tmp)
@@ -303,6 +305,8 @@ def write_batch(items: list[tuple[Path, bytes]], tag: str,
     """
     if not items:
         return []
+    if expect is not None and _KEPT.get() is not None:
+        return _write_kept(items, tag, expect)
     written: list[tuple[Path, Path]] = []
     try:
         for path, data in items:
@@ -335,6 +339,173 @@ def write_batch(items: list[tuple[Path, bytes]], tag: str,
     for d in {p.parent for _, p in written}:
         fsync_dir(d)
     return refused
+
+
+# ---- batches whose bytes the caller keeps durably (the journal) ----------------------------
+#
+# Creating a file is what costs most on some filesystems (ext4 without a journal scans past
+# every inode freed in the last 30 s, so a second 10k-file edit pays for the first one's).
+# When the journal already holds every byte on disk, nothing needs to be durable before a
+# swap: a file swapped out of its place can be emptied and reused as the next temp file, so
+# a batch creates about one file per folder, and one filesystem sync at the end of the
+# `bytes_kept_elsewhere` block makes it all durable.
+
+
+class _Kept:
+    """The state of one `bytes_kept_elsewhere` block."""
+
+    __slots__ = ("spare", "owners")
+
+    def __init__(self) -> None:
+        self.spare: str | Path | None = None  # what the last swap took out, at its temp name
+        self.owners: dict[str, tuple[int, int]] = {}  # folder -> (uid, gid) of a new file
+
+
+_KEPT: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar("_KEPT", default=None)
+
+
+@contextlib.contextmanager
+def bytes_kept_elsewhere(root: Path) -> Iterator[None]:
+    """For the journal: every checked `write_batch` inside holds bytes that the caller has
+    already made durable (old and new), so it may replace files without syncing first; a
+    crash (power loss) can then leave a replaced file short or empty, and the caller puts it
+    right from its copy. One sync of the filesystem holding `root` at the end, before the
+    caller may record the change as done."""
+    kept = _Kept()
+    token = _KEPT.set(kept)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+        if kept.spare is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(kept.spare)
+        sync_filesystem(root)
+
+
+def _done_with(tmp: str | Path) -> None:
+    """The old file a successful swap left at `tmp`: kept as the next temp file inside a
+    `bytes_kept_elsewhere` block, else removed."""
+    kept = _KEPT.get()
+    if kept is None:
+        os.unlink(tmp)
+        return
+    if kept.spare is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(kept.spare)
+    kept.spare = tmp
+
+
+def _write_kept(items: list[tuple[Path, bytes]], tag: str,
+                expect: Sequence[str | None]) -> list[tuple[int, str]]:
+    """write_batch inside `bytes_kept_elsewhere`: one file at a time, temp file written
+    (into the previous swap's old file when it can be reused), checked, swapped."""
+    kept = _KEPT.get()
+    assert kept is not None
+    refused: list[tuple[int, str]] = []
+    for i, (path, data) in enumerate(items):
+        name = os.fspath(path)  # strings from here on: pathlib costs more than the syscalls
+        folder, base = os.path.split(name)
+        tmp = os.path.join(folder, f".{base}.{tag}.tmp")  # as temp_path names it
+        mode = _existing_mode(name)
+        spare, kept.spare = kept.spare, None
+        reused = False
+        if spare is not None:
+            if mode is None:  # a new file gets a new file's mode: not the spare's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spare)
+            else:
+                reused = _reuse(spare, tmp, data, mode, kept)
+        if not reused:
+            _write_new(tmp, data, mode, kept)
+        # (the target is passed as given: the after_final_check hook is handed it)
+        why = _put_checked(tmp, path, expect[i])
+        if why is not None:
+            refused.append((i, why))
+    return refused
+
+
+def _write_new(tmp: str, data: bytes, mode: int | None, kept: _Kept) -> None:
+    try:
+        fd = _open_new(tmp, mode)
+    except FileExistsError:  # a leftover of this very entry: ours to replace
+        os.unlink(tmp)
+        fd = _open_new(tmp, mode)
+    try:
+        folder = os.path.dirname(tmp)
+        if folder not in kept.owners:
+            st = os.fstat(fd)
+            kept.owners[folder] = (st.st_uid, st.st_gid)
+        _write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+
+
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
+
+
+def _reuse(spare: str | Path, tmp: str, data: bytes, mode: int, kept: _Kept) -> bool:
+    """Move the file the previous swap took out to `tmp` and write `data` into it (in that
+    order: a crash then leaves, at any temp name, its own bytes or bytes recovery removes).
+    Only a file nobody can tell from a new one is reused: a regular file with no other name,
+    no extended attributes (ACLs, labels), owned as a new file in that folder would be, and
+    open nowhere else (a write lease is granted only then), so a reader that opened it
+    before the swap keeps reading the old bytes. False: `spare` is gone, write a new one."""
+    try:
+        os.replace(spare, tmp)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(spare)
+        return False
+    ok = False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            st = _reusable(fd, os.path.dirname(tmp), kept)
+            if st is not None:
+                ok = True
+                try:
+                    os.ftruncate(fd, 0)
+                    _write_all(fd, data)
+                    # (a write by a non-root user clears the set-id bits: set them again)
+                    if st.st_mode & 0o7777 != mode or mode & 0o6000:
+                        os.fchmod(fd, mode)
+                finally:
+                    fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+        finally:
+            os.close(fd)
+    if not ok:
+        os.unlink(tmp)
+    return ok
+
+
+def _reusable(fd: int, folder: str, kept: _Kept) -> os.stat_result | None:
+    """See `_reuse`: its stat if it may be reused, and then the caller holds a write lease
+    on `fd`, to release."""
+    if _F_SETLEASE is None:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 \
+            or kept.owners.get(folder) != (st.st_uid, st.st_gid):
+        return None
+    try:
+        if os.listxattr(fd):
+            return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return None
+    try:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
+    except OSError:
+        return None  # open elsewhere, not ours to lease, or leases are off
+    return st
 
 
 def remove_checked(path: Path, expect: str) -> str | None:

@@ -30,7 +30,7 @@ import json
 import os
 import stat as stat_mod
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from .atomic import (
     LINK,
     READ_ONLY,
     atomic_write_text,
+    bytes_kept_elsewhere,
     file_sha256,
     fsync_dir,
     is_read_only,
@@ -58,6 +59,10 @@ from .sessions import current_origin
 APPLYING, DONE, UNDOING, UNDONE, REDOING, ROLLED_BACK = (
     "applying", "done", "undoing", "undone", "redoing", "rolled-back")
 IN_FLIGHT = (APPLYING, UNDOING, REDOING)
+
+# Tests only: called with the entry once it and its bytes are on disk (state "applying"),
+# before the first file is touched. None in production.
+after_recorded: Callable[[Entry], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,7 @@ class ConflictError(LorabakeError):
     pass
 
 
-def _file_sha(path: Path) -> str | None:
+def _file_sha(path: str | Path) -> str | None:
     """sha256 of the file's bytes, None when it is missing; never through a link (a link
     gives a value no digest equals)."""
     try:
@@ -202,6 +207,7 @@ def stat_signature(path: Path) -> tuple[int, int] | None:
 class Journal:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        self._root_s = str(self.root)
         files = ProjectFiles(self.root)
         self.state_dir = files.state
         self.dir = files.journal
@@ -251,26 +257,35 @@ class Journal:
         """An operation a crash or kill left half done, if any. Asked before every change:
         the small <id>.state files answer it, so the (possibly large) entries are parsed
         only for one in flight, or one whose state file is missing or unreadable."""
+        for p, state in self._states():
+            if state in IN_FLIGHT:
+                return self._load(p)
+        return None
+
+    def _states(self) -> list[tuple[Path, str]]:
+        """(entry file, state) of every entry, oldest first, from the small state files; an
+        entry is parsed only when its state file is missing (killed before it) or damaged."""
         if not self.dir.is_dir():
-            return None
+            return []
+        out = []
         for p in sorted(self.dir.glob("*.json")):
             try:
                 state = json.loads(p.with_suffix(".state").read_text("utf-8"))["state"]
             except (OSError, ValueError, KeyError, TypeError):
-                state = None  # no state file yet (killed before it), or damaged: read all
-            if state is None or state in IN_FLIGHT:
-                entry = self._load(p)
-                if entry.state in IN_FLIGHT:
-                    return entry
-        return None
+                state = self._load(p).state
+            out.append((p, state))
+        return out
 
     def can_undo(self) -> Entry | None:
-        return next((e for e in reversed(self.entries()) if e.state == DONE), None)
+        # from the state files: only the entry found is parsed
+        p = next((p for p, state in reversed(self._states()) if state == DONE), None)
+        return None if p is None else self._load(p)
 
     def can_redo(self) -> Entry | None:
-        entries = self.entries()
-        last_done = max((e.id for e in entries if e.state == DONE), default=0)
-        return next((e for e in entries if e.state == UNDONE and e.id > last_done), None)
+        states = self._states()
+        last = max((i for i, (_, state) in enumerate(states) if state == DONE), default=-1)
+        p = next((p for p, state in states[last + 1:] if state == UNDONE), None)
+        return None if p is None else self._load(p)
 
     def _read_blobs(self, entry: Entry) -> dict[str, bytes]:
         """All of an entry's blobs in one read (thousands of captions: one file)."""
@@ -318,6 +333,8 @@ class Journal:
             self._save_blobs(entry, cs.blobs)
             self._save(entry)
             self._save_state(entry)
+            if after_recorded is not None:
+                after_recorded(entry)
             try:
                 refused = self._run_forward(entry, entry.changes, fresh=True)
                 if refused:
@@ -377,7 +394,7 @@ class Journal:
             if entry is None:
                 return None
             final = UNDONE if entry.state in (UNDOING, REDOING) else ROLLED_BACK
-            return self._reverse_all(entry, final)
+            return self._reverse_all(entry, final, crashed=True)
 
     # ---- internals -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -408,7 +425,9 @@ class Journal:
         return self.dir / f"{entry_id:06d}.blobs"
 
     def _next_id(self) -> int:
-        return max((e.id for e in self.entries()), default=0) + 1
+        # entry files are named by id: no need to parse them
+        ids = [int(p.stem) for p in self.dir.glob("*.json") if p.stem.isdigit()]
+        return max(ids, default=0) + 1
 
     def _save(self, entry: Entry) -> None:
         atomic_write_text(self.dir / f"{entry.id:06d}.json",
@@ -445,12 +464,12 @@ class Journal:
 
     def _discard_redo(self) -> None:
         """A new operation ends the redo branch, as in any editor."""
-        for e in self.entries():
-            if e.state in (UNDONE, ROLLED_BACK):
-                (self.dir / f"{e.id:06d}.json").unlink(missing_ok=True)
-                (self.dir / f"{e.id:06d}.state").unlink(missing_ok=True)
-                self._blob_path(e.id).unlink(missing_ok=True)
-                self._cache.pop(f"{e.id:06d}.json", None)
+        for p, state in self._states():
+            if state in (UNDONE, ROLLED_BACK):
+                p.unlink(missing_ok=True)
+                p.with_suffix(".state").unlink(missing_ok=True)
+                p.with_suffix(".blobs").unlink(missing_ok=True)
+                self._cache.pop(p.name, None)
 
     def _preflight(self, changes: list[Change], *, redo: bool
                    ) -> tuple[list[Change], list[str]]:
@@ -479,21 +498,27 @@ class Journal:
                     vacated.add(ch.src)
                     ok.append(ch)
                 continue
-            if not redo and ch.path not in vacated:
+            path = os.path.join(self._root_s, ch.path)  # a string: pathlib costs more here
+            try:
+                st: os.stat_result | None = os.lstat(path)
+            except FileNotFoundError:
+                st = None
+            if not redo and ch.path not in vacated and st is not None \
+                    and stat_mod.S_ISLNK(st.st_mode):
                 ch, problem = self._resolve_link(ch)
                 if problem is not None:
                     problems.append(problem)
                     continue
+                path = os.path.join(self._root_s, ch.path)  # the link's target, a file
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    st = None
             first = written.get(ch.path)
             if first is not None:
                 if (first.before, first.after) != (ch.before, ch.after):
                     problems.append(_same_file(ch, first))
                 continue  # the very same edit twice (two links to one file): once is enough
-            path = self._path(ch.path)
-            try:
-                st: os.stat_result | None = os.lstat(path)
-            except FileNotFoundError:
-                st = None
             if redo and st is not None and stat_mod.S_ISREG(st.st_mode) \
                     and _file_sha(path) == ch.after:
                 clean = True  # already done: the redo skips it
@@ -557,44 +582,50 @@ class Journal:
                            for k, why in out)
             batch.clear()
 
-        for i, ch in enumerate(changes):
-            if isinstance(ch, Write):
-                path = self._path(ch.path)
-                if fresh or _file_sha(path) != ch.after:  # redo skips what is done
-                    if not fresh:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                    batch.append((i, path, blobs[ch.after], ch.before))
-                continue
+        # the blob pack holds every byte on disk: files are replaced without a sync each,
+        # and one sync at the end comes before the caller marks the entry done
+        with bytes_kept_elsewhere(self.root):
+            for i, ch in enumerate(changes):
+                if isinstance(ch, Write):
+                    path = self._path(ch.path)
+                    if fresh or _file_sha(path) != ch.after:  # redo skips what is done
+                        if not fresh:
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                        batch.append((i, path, blobs[ch.after], ch.before))
+                    continue
+                flush()
+                src, dst = self._path(ch.src), self._path(ch.dst)
+                if not os.path.lexists(src) and os.path.lexists(dst):
+                    continue  # already applied (redo after a crash)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                rename_noreplace(src, dst)
+                fsync_dir(dst.parent)
             flush()
-            src, dst = self._path(ch.src), self._path(ch.dst)
-            if not os.path.lexists(src) and os.path.lexists(dst):
-                continue  # already applied (redo after a crash)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            rename_noreplace(src, dst)
-            fsync_dir(dst.parent)
-        flush()
         return refused
 
-    def _reverse_all(self, entry: Entry, final_state: str) -> Entry:
-        """Put every file back as before `entry`, newest change first; record conflicts."""
+    def _reverse_all(self, entry: Entry, final_state: str, *, crashed: bool = False) -> Entry:
+        """Put every file back as before `entry`, newest change first; record conflicts.
+        `crashed`: the entry was found interrupted (see `_torn`)."""
         if entry.state in IN_FLIGHT:
             self._clean_temp_files(entry)  # a crash may have left some behind
         entry.conflicts = []
         blobs = self._read_blobs(entry)
-        restore: list[tuple[Write, Path, bytes]] = []
-        delete: list[tuple[Write, Path]] = []
+        # (change, path, bytes to put back, sha256 the file must still hold)
+        restore: list[tuple[Write, Path, bytes, str]] = []
+        delete: list[tuple[Write, Path, str]] = []
 
         def flush() -> None:
             # writes are batched, but never reordered across a rename; each file must still
             # hold what the entry wrote right before it is put back
-            out = write_batch([(p, data) for _, p, data in restore], entry.tmp_tag,
-                              [ch.after for ch, _, _ in restore])
+            with bytes_kept_elsewhere(self.root):
+                out = write_batch([(p, data) for _, p, data, _ in restore], entry.tmp_tag,
+                                  [want for *_, want in restore])
             entry.conflicts.extend(_refusal(restore[k][0], why, undo=True) for k, why in out)
-            for ch, path in delete:
-                why = remove_checked(path, ch.after)
+            for ch, path, want in delete:
+                why = remove_checked(path, want)
                 if why is not None:
                     entry.conflicts.append(_refusal(ch, why, undo=True))
-            for d in {p.parent for _, p in delete}:
+            for d in {p.parent for _, p, _ in delete}:
                 fsync_dir(d)
             restore.clear()
             delete.clear()
@@ -608,15 +639,15 @@ class Journal:
                     cur = _file_sha(path)
                     if cur == ch.before:
                         continue
-                    if cur != ch.after:
+                    if cur != ch.after and not (crashed and self._torn(entry, ch, blobs)):
                         raise ConflictError(
                             f"{ch.name} was edited after this operation; left as is")
                     if is_read_only(os.stat(path).st_mode):
                         raise ConflictError(_refusal(ch, READ_ONLY))
                     if ch.before is None:
-                        delete.append((ch, path))
+                        delete.append((ch, path, cur))
                     else:
-                        restore.append((ch, path, blobs[ch.before]))
+                        restore.append((ch, path, blobs[ch.before], cur))
                 else:
                     flush()
                     self._rename_back(ch)
@@ -628,6 +659,29 @@ class Journal:
         entry.state = final_state
         self._save_state(entry)
         return entry
+
+    def _torn(self, entry: Entry, ch: Write, blobs: dict[str, bytes]) -> bool:
+        """After a power cut, a file the interrupted entry was writing may hold less than the
+        bytes it was given (files are replaced without a sync each: the journal holds the
+        bytes): empty, cut at a block boundary, or zero-filled where the filesystem had no
+        time to write. That is taken as the entry's own unfinished write and put back from
+        the journal; anything else is someone's edit, left alone."""
+        meant = ch.before if entry.state == UNDOING else ch.after
+        if meant is None:
+            return False
+        data = blobs[meant]
+        try:
+            fd = os.open(self._path(ch.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode) or st.st_size > len(data):
+                return False
+            cur = os.read(fd, len(data) + 1)
+        finally:
+            os.close(fd)
+        return _torn_form(cur, data)
 
     def _clean_temp_files(self, entry: Entry) -> None:
         """Remove what a crash left of this entry's temp files, but put back someone else's
@@ -672,6 +726,23 @@ class Journal:
             raise ConflictError(f"{ch.src} exists again; not moving {ch.dst} onto it")
         rename_noreplace(dst, src)
         fsync_dir(src.parent)
+
+
+_BLOCK = 4096
+
+
+def _torn_form(cur: bytes, meant: bytes) -> bool:
+    """Could `cur` be what a crash left of writing `meant`? Empty; `meant` cut at a block
+    boundary; or the start of `meant` followed by zeros. (A user's edit that cuts text off
+    ends anywhere, so it is not mistaken for one.)"""
+    if len(cur) > len(meant) or cur == meant:
+        return False
+    if not cur:
+        return True
+    head = cur.rstrip(b"\0")
+    if len(head) < len(cur):  # zeros where the data never reached the disk
+        return meant.startswith(head)
+    return len(cur) % _BLOCK == 0 and meant.startswith(cur)
 
 
 def _first(problems: list[str]) -> str:

@@ -166,6 +166,32 @@ class CaptionStore:
             else:
                 del forms[tag]
 
+    def _recount(self, rec: CaptionRecord, old_tags: list[str], old_keys: frozenset[str]
+                 ) -> None:
+        """The counts after `rec` changed from `old_tags`: only what differs is counted again
+        (an edit changes a tag or two of twenty)."""
+        counts, all_forms = self.counts, self.forms
+        for key in old_keys - rec.keys:
+            n = counts[key] - 1
+            if n > 0:
+                counts[key] = n
+            else:
+                del counts[key]
+        for key in rec.keys - old_keys:
+            counts[key] += 1
+        old, new = Counter(old_tags), Counter(rec.tags)
+        for tag, sign in [*((t, -1) for t in (old - new).elements()),
+                          *((t, +1) for t in (new - old).elements())]:
+            key = tag_key(tag)
+            forms = all_forms.get(key)
+            if forms is None:
+                forms = all_forms[key] = Counter()
+            n = forms[tag] + sign
+            if n > 0:
+                forms[tag] = n
+            else:
+                del forms[tag]
+
     # ---- reading ------------------------------------------------------------------------
     def display(self, key: str) -> str:
         """The written form most captions use for a tag."""
@@ -249,14 +275,14 @@ class CaptionStore:
                 # a link to it: show what is on disk now
                 self.refresh([rec.rel])
                 continue
-            self._count(rec, -1)
             st = os.stat(os.path.join(self.root, rec.rel))
             rec.raw, rec.stat, rec.exists = ch.new_bytes, (st.st_size, st.st_mtime_ns), True
             # the new text is known: no need to parse the bytes we just wrote
             rec.text = (CaptionText(tuple(ch.new_tags)) if rec.text is None
                         else dataclasses.replace(rec.text, tags=tuple(ch.new_tags)))
+            old_tags, old_keys = rec.tags, rec.keys
             rec.set_tags(list(ch.new_tags))
-            self._count(rec, +1)
+            self._recount(rec, old_tags, old_keys)
         return ApplyResult(entry, len(applied), entry.skipped)
 
     def refresh(self, rels: Iterable[str]) -> None:

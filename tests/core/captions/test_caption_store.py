@@ -236,3 +236,26 @@ def test_sigkill_between_two_renames(tmp_path, kill_after):
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
     "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+
+
+def test_counts_after_apply_match_a_fresh_load(tmp_path):
+    """apply recounts only the tags that changed: the result is what loading gives."""
+    root = tmp_path / "ds"
+    d = root / "5_c"
+    d.mkdir(parents=True)
+    texts = ["mira, blue eyes, Blue_Eyes, hat", "mira, blue eyes", "zoe, hat, hat, blue eyes",
+             "zoe, red eyes"]
+    for i, text in enumerate(texts):
+        (d / f"i{i}.png").write_bytes(PNG_1PX)
+        (d / f"i{i}.txt").write_text(text + "\n")
+    store = load(root)
+
+    def edit(tags):
+        out = [("green eyes" if t == "blue eyes" else t) for t in tags if t != "mira"]
+        return [*out, "new"] if "zoe" in tags else out
+
+    store.apply(store.plan(edit, store.records, "edit"))
+    fresh = load(root)
+    assert store.counts == fresh.counts
+    assert {k: v for k, v in store.forms.items() if v} == \
+        {k: v for k, v in fresh.forms.items() if v}

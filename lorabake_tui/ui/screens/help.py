@@ -1,4 +1,4 @@
-"""`?`: every key that works on the current screen, and the workflow in five lines."""
+"""`?`: every key that works on the current screen, and the workflow in a few lines."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ WORKFLOW = """\
 3 Buckets   see how kohya will bucket and crop your images
 4 Config    review the training TOML
 5 Train     run and watch the trainer
+6 Evaluate  grids of epochs x weights; keep the best epoch
 """
 
 

@@ -292,13 +292,15 @@ def test_the_readme_names_every_key_id_and_no_other():
     from lorabake_tui.ui.screens.buckets import BucketsScreen
     from lorabake_tui.ui.screens.concepts import ConceptsScreen
     from lorabake_tui.ui.screens.config import ConfigScreen
+    from lorabake_tui.ui.screens.evaluate import EvaluateScreen
     from lorabake_tui.ui.screens.tags import TagsScreen
     from lorabake_tui.ui.screens.train import TrainScreen
 
     from ..support.paths import REPO
 
     ids = {b.id for cls in (LorabakeApp, ConceptsScreen, TagsScreen, BucketsScreen,
-                            ConfigScreen, TrainScreen) for b in cls.BINDINGS if b.id}
+                            ConfigScreen, TrainScreen, EvaluateScreen)
+           for b in cls.BINDINGS if b.id}
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("[keymap]"):]
     block = block[:block.index("```")]

@@ -303,3 +303,9 @@ async def test_train_shows_a_render_and_stops_it_but_never_resumes_it(
         with Registry() as reg:
             again = reg.get(job.id)
         assert again.status == "stopped" and again.attempt == 1
+
+
+def test_the_keep_folder_is_a_user_setting():
+    assert Settings().keep_folder == ""
+    Settings(keep_folder="/models/Lora").save()
+    assert Settings.load().keep_folder == "/models/Lora"

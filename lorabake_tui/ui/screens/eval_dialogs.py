@@ -91,6 +91,10 @@ class FormDialog(PlanDialog):
 
     clip_skip = 1
 
+    def keys_hint(self) -> str:
+        return (f"[b]enter[/b] {self.APPLY_LABEL.lower()}  [b]esc[/b] "
+                f"{self.CANCEL_LABEL.lower()}  [b]tab[/b] next field")
+
     def compose_preview(self) -> ComposeResult:
         yield Static(id="ev-summary")
 

@@ -254,7 +254,7 @@ class EvaluateScreen(StageScreen):
         self._select_run(lst.current)
 
     def _run_row(self, run: RunItem, width: int) -> Text:
-        t = Text(f"{run.job_id or 'dir':<7}", style=self._style("muted"))
+        t = Text(f"{run.job_id or '':<7}", style=self._style("muted"))  # no job: a folder
         right = f" {run.files} file{'s' if run.files != 1 else ''}"
         room = max(width - t.cell_len - len(right), 4)
         t.append(run.name[:room].ljust(room), style="bold")

@@ -309,3 +309,25 @@ def test_the_keep_folder_is_a_user_setting():
     assert Settings().keep_folder == ""
     Settings(keep_folder="/models/Lora").save()
     assert Settings.load().keep_folder == "/models/Lora"
+
+
+@pytest.mark.usefixtures("jobenv")
+async def test_runs_come_from_the_jobs_and_the_output_dir_newest_first(small_dataset, tmp_path):
+    write_config(small_dataset)  # output dir: tmp_path/runs
+    old = make_run(tmp_path / "runs", "mira-20250101-000000")
+    elsewhere = make_run(tmp_path / "moved", "mira-20260202-000000")  # known to the registry
+    (tmp_path / "runs" / "not-a-run").mkdir()  # no config snapshot: not listed
+    (tmp_path / "runs" / "not-a-run" / "x.safetensors").write_bytes(b"x")
+    with Registry() as reg:
+        job = reg.add(kind="lorabake", name="mira", status="done", run_dir=str(elsewhere),
+                      created=2e9, started=2e9, ended=2e9 + 60)
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        screen = app.screen
+        await until(pilot, lambda: len(screen.runs) == 2, "both runs")
+        assert [(r.path, r.job_id) for r in screen.runs] == [(elsewhere, job.id), (old, None)]
+        await until(pilot, lambda: screen.loras and Path(screen.loras[0].path).parent
+                    == elsewhere, "the newest run's files")
+        await pilot.press("down")
+        await until(pilot, lambda: Path(screen.loras[0].path).parent == old, "the older run")

@@ -265,6 +265,10 @@ class EvaluateScreen(StageScreen):
     def _run_highlighted(self, event: VirtualList.Highlighted) -> None:
         self._select_run(event.item)
 
+    @on(VirtualList.Selected, "#ev-runs")
+    def _run_chosen(self) -> None:
+        self.query_one("#ev-files", VirtualList).focus()
+
     def _select_run(self, run: RunItem | None) -> None:
         changed = run is None or self.run is None or run.path != self.run.path
         self.run = run

@@ -303,7 +303,9 @@ class ZoomScreen(ModalScreen[None]):
             why = "not drawn yet" if not self.path else (
                 "image previews are off (--images)" if cls is None else "could not be read")
             yield Static(f"{self.path or ''}\n{why}", id="zoom-image", classes="placeholder")
-        yield Static(self.info, id="zoom-info")
+        info = self.info.copy()
+        info.append("   esc back", style="dim")
+        yield Static(info, id="zoom-info")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -261,9 +261,11 @@ class EvaluateScreen(StageScreen):
         t.append(right, style=self._style("muted"))
         return t
 
+    # the list's current item, not the event's: set_items announces the cursor it had before
+    # the list was reordered (a new run on top), and the cursor is put back after it
     @on(VirtualList.Highlighted, "#ev-runs")
-    def _run_highlighted(self, event: VirtualList.Highlighted) -> None:
-        self._select_run(event.item)
+    def _run_highlighted(self) -> None:
+        self._select_run(self.query_one("#ev-runs", VirtualList).current)
 
     @on(VirtualList.Selected, "#ev-runs")
     def _run_chosen(self) -> None:
@@ -367,8 +369,8 @@ class EvaluateScreen(StageScreen):
         return t
 
     @on(VirtualList.Highlighted, "#ev-grids")
-    def _grid_highlighted(self, event: VirtualList.Highlighted) -> None:
-        self._select_grid(event.item)
+    def _grid_highlighted(self) -> None:
+        self._select_grid(self.query_one("#ev-grids", VirtualList).current)
 
     @on(VirtualList.Selected, "#ev-grids")
     def _grid_chosen(self) -> None:
@@ -535,8 +537,10 @@ class EvaluateScreen(StageScreen):
         from ...jobs import control
 
         name = None
-        if what == "grid" and self.info is not None:
-            name = f"grid-{self.info.output_name}"
+        if what == "grid":
+            # named now, not when the dialog opened: two grids queued in one second differ
+            req.out = str(new_grid_path(req.run_dir))
+            name = f"grid-{self.info.output_name}" if self.info is not None else None
         try:
             job = control.submit_render(req, start=False, name=name)
         except (LorabakeError, OSError, sqlite3.Error) as exc:

@@ -184,6 +184,7 @@ class EvaluateScreen(StageScreen):
         self.trigger = ""
         self.subject = ""
         self._reading = False
+        self._defaults_generation = -1
 
     @property
     def project(self):
@@ -210,13 +211,15 @@ class EvaluateScreen(StageScreen):
         self._show_run_panels(False)
         self.query_one("#ev-runs", VirtualList).focus()
         self.set_interval(POLL_S, self._poll)
-        self.set_interval(RUNS_S, self.refresh_runs)
+        self.set_interval(RUNS_S, lambda: self.refresh_runs() if self.is_current else None)
         self.refresh_runs()
-        self._load_defaults()
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self.refresh_runs()
+        if self._defaults_generation != self.project.generation:
+            self._defaults_generation = self.project.generation  # captions changed: reread
+            self._load_defaults()
 
     def _show_run_panels(self, has_runs: bool) -> None:
         self.query_one("#ev-empty").display = not has_runs
@@ -225,17 +228,15 @@ class EvaluateScreen(StageScreen):
 
     # ---- the runs -------------------------------------------------------------------------
     def refresh_runs(self) -> None:
-        self._load_runs(self._output_dir())
-
-    def _output_dir(self) -> Path | None:
-        try:
-            return self.project.settings()[0].saving.output_dir
-        except (LorabakeError, OSError):
-            return None
+        self._load_runs()
 
     @work(thread=True, exclusive=True, group="eval-runs", exit_on_error=False,
           description="find training runs")
-    def _load_runs(self, output_dir: Path | None) -> None:
+    def _load_runs(self) -> None:
+        try:
+            output_dir = self.project.settings()[0].saving.output_dir
+        except (LorabakeError, OSError):
+            output_dir = None  # a broken config: the Config stage says why; jobs still count
         runs = find_runs(output_dir)
         self.app.call_from_thread(self._runs_loaded, runs)
 

@@ -180,3 +180,20 @@ def test_evaluate_at_every_size(snap_compare, demo_project, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=open_evaluate)
+
+
+def test_grid_dialog_at_80x24(snap_compare, demo_project):
+    """The grid form, summary and buttons fit the smallest terminal."""
+    _demo_run_with_grid(demo_project)
+    app = make_app(demo_project, images="none", save_settings=False)
+
+    async def open_dialog(pilot):
+        await until(pilot, lambda: _settled(pilot.app), "the Concepts screen", 30)
+        await pilot.press("6")
+        await until(pilot, lambda: _evaluate_ready(pilot.app), "the grid", 30)
+        await until(pilot, lambda: pilot.app.screen.prompts, "the prompts", 30)
+        await pilot.press("g")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_dialog)

@@ -20,6 +20,7 @@ from lorabake_tui.ui.screens.balance_dialog import BalanceDialog
 from lorabake_tui.ui.screens.buckets import BucketsScreen
 from lorabake_tui.ui.screens.concepts import ConceptsScreen
 from lorabake_tui.ui.screens.config import ConfigScreen
+from lorabake_tui.ui.screens.evaluate import EvaluateScreen
 from lorabake_tui.ui.screens.help import HelpScreen
 from lorabake_tui.ui.screens.recover import RecoverScreen
 from lorabake_tui.ui.screens.repeats_dialog import RepeatsDialog
@@ -49,7 +50,7 @@ async def test_every_stage_reachable_by_keys(small_dataset):
         await settle(pilot, 3)
         assert isinstance(app.screen, ConceptsScreen)
         for key, cls in [("2", TagsScreen), ("3", BucketsScreen), ("4", ConfigScreen),
-                         ("5", TrainScreen), ("1", ConceptsScreen)]:
+                         ("5", TrainScreen), ("6", EvaluateScreen), ("1", ConceptsScreen)]:
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, cls), key

@@ -331,3 +331,16 @@ async def test_runs_come_from_the_jobs_and_the_output_dir_newest_first(small_dat
                     == elsewhere, "the newest run's files")
         await pilot.press("down")
         await until(pilot, lambda: Path(screen.loras[0].path).parent == old, "the older run")
+
+
+async def test_help_shows_the_bracket_keys(small_dataset):
+    from lorabake_tui.ui.screens.help import HelpScreen
+
+    app = make_app(small_dataset, images="none", save_settings=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6", "question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-keys").render())
+        assert "[  Previous block" in text and "]  Next block" in text
+        assert "g  Queue grid" in text and "k  Keep epoch" in text

@@ -486,6 +486,9 @@ class EvaluateScreen(StageScreen):
         browser.border_title = "Grid" if self.view is None else \
             f"Grid: block {browser.block + 1}/{len(self.view.blocks)} ([ ] or PgUp/PgDn)"
 
+    def recolour(self) -> None:
+        self._draw_info()
+
     def _style(self, role: str | None = None, *, bold: bool = False):
         return theme_style(self.app, role, bold=bold)
 

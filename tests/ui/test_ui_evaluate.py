@@ -1,5 +1,6 @@
 """The Evaluate stage, driven by keys: queue a grid of the files that are on (a real render job
-through the registry, runner and supervisor, drawn by tests/ui/fake_render.py), browse it
+through the registry, runner, supervisor and render process, with the stand-in engine of
+tests/support/fake_render.py), browse it
 (arrows, blocks), zoom a cell, keep an epoch (bytes equal, never overwriting), a grid that
 fills in while it renders, a trigger probe; the Train stage shows a render's progress, stops
 it and does not offer to resume it."""
@@ -7,6 +8,7 @@ it and does not offer to resume it."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -34,9 +36,9 @@ from lorabake_tui.ui.screens.train import TrainScreen
 from lorabake_tui.ui.widgets.grid_browser import CellTile, GridBrowser
 
 from ..support.helpers import until
+from ..support.paths import FAKE_RENDER
 from .test_ui_train import head, jobenv, write_config  # noqa: F401
 
-FAKE_RENDER = Path(__file__).with_name("fake_render.py")
 SIZE = (100, 30)
 
 
@@ -93,7 +95,6 @@ def browser(screen) -> GridBrowser:
 @pytest.mark.usefixtures("jobenv")
 async def test_queue_a_grid_then_browse_and_zoom_it(small_dataset, monkeypatch):
     monkeypatch.setenv("LORABAKE_RENDER_CMD", shlex.join([sys.executable, str(FAKE_RENDER)]))
-    monkeypatch.setenv("FAKE_RENDER_DELAY", "0.01")
     write_config(small_dataset)
     run = make_run(small_dataset.parent / "runs")
     app = make_app(small_dataset, images="none", save_settings=False)
@@ -277,8 +278,7 @@ async def test_probe_a_trigger_word_queues_a_render(small_dataset, monkeypatch):
 async def test_train_shows_a_render_and_stops_it_but_never_resumes_it(
         small_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("LORABAKE_RENDER_CMD", shlex.join([sys.executable, str(FAKE_RENDER)]))
-    monkeypatch.setenv("FAKE_RENDER_DELAY", "0.01")
-    monkeypatch.setenv("FAKE_RENDER_HOLD", "3")  # waits after 3 of 8 images until stopped
+    monkeypatch.setenv("FAKE_RENDER_DELAY", "2")  # slow enough to be stopped half way, loaded
     write_config(small_dataset)
     run = make_run(tmp_path / "runs")
     req = make_grid(run, write=False)
@@ -289,7 +289,8 @@ async def test_train_shows_a_render_and_stops_it_but_never_resumes_it(
         screen = app.screen
         assert isinstance(screen, TrainScreen)
         await until(pilot, lambda: screen.job and screen.job.id == job.id, "the render job")
-        await until(pilot, lambda: "image 3/8" in head(screen), "its progress", 30)
+        await until(pilot, lambda: re.search(r"image [1-9]\d*/\d+", head(screen)),
+                    "its progress", 30)
         assert "running" in head(screen)
         assert not screen.query_one("#tr-charts").display  # no loss to chart
         assert screen.check_action("resume", ()) is False  # not offered in the footer
@@ -297,7 +298,9 @@ async def test_train_shows_a_render_and_stops_it_but_never_resumes_it(
         await pilot.pause()
         assert isinstance(app.screen, StopDialog)
         await pilot.press("y")
-        await until(pilot, lambda: screen.job.status == "stopped", "the render to stop", 30)
+        ended = await until(pilot, lambda: screen.job.finished and screen.job,
+                            "the render to end", 30)
+        assert ended.status == "stopped", (ended.status, ended.last_message)
         await pilot.press("r")  # not bound for a render: nothing happens
         await pilot.pause(0.5)
         with Registry() as reg:

@@ -28,7 +28,7 @@ from textual.widgets import Log, Static
 
 from ...core.base.errors import LorabakeError
 from ...core.run.event_reader import last_event
-from ...core.run.events import STATE_SAVE, EventType, is_lora_save
+from ...core.run.events import STATE_SAVE, EventType, is_lora_save, render_as_step
 from ...jobs import control
 from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
@@ -100,16 +100,10 @@ class HistoryView:
 
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get(EventType.STEP) or render_step(self.latest.get(EventType.RENDER))
-
-
-def render_step(ev: dict | None) -> dict | None:
-    """A render job's last `render` event as the step fields the list and the head read: the
-    images drawn stand for steps."""
-    if not ev:
-        return None
-    return {"step": ev.get("done"), "total_steps": ev.get("total"), "eta_s": ev.get("eta_s"),
-            "t": ev.get("t"), "s_per_image": ev.get("s_per_image"), "label": ev.get("label")}
+        step = self.latest.get(EventType.STEP)
+        if step is None and (image := self.latest.get(EventType.RENDER)) is not None:
+            return render_as_step(image)  # a render job: images drawn stand for steps
+        return step
 
 
 def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryView:
@@ -293,7 +287,8 @@ class TrainScreen(StageScreen):
         if job.kind == "kohya":
             step = latest_kohya_step(job.log_path) if job.log_path else None
         elif job.kind == "render":
-            step = render_step(last_event(job.events_path, EventType.RENDER))
+            image = last_event(job.events_path, EventType.RENDER)
+            step = render_as_step(image) if image else None
         elif job.finished and job.ended:
             # a resume writes on in the same events.jsonl: this attempt's last step
             step = last_event(job.events_path, EventType.STEP,
@@ -535,8 +530,9 @@ class TrainScreen(StageScreen):
         self._bar(t, job, frac)
         t.append(f" image {step.get('step')}/{step.get('total_steps') or '?'}", style="bold")
         t.append(f" {frac:.0%}\n")
+        image = (self.view.latest.get(EventType.RENDER) or {}) if self.view is not None else {}
         parts: list[tuple[str, str | Style]] = []
-        if job.active and (v := _num(step.get("s_per_image"), ".1f")) is not None:
+        if job.active and (v := _num(image.get("s_per_image"), ".1f")) is not None:
             parts.append((f"{v} s/image", "bold"))
         if (eta := eta_left(step, job)) is not None:
             parts.append((f"ETA {duration(eta)}", self._style("accent", bold=True)))
@@ -544,8 +540,8 @@ class TrainScreen(StageScreen):
             parts.append((f"{'elapsed' if job.active else 'took'} "
                           f"{duration((job.ended or time.time()) - job.started)}",
                           self._style("muted")))
-        if isinstance(step.get("label"), str):
-            parts.append((f"last: {step['label']}", ""))
+        if isinstance(image.get("label"), str):
+            parts.append((f"last: {image['label']}", ""))
         for i, (text, style) in enumerate(parts):
             if i:
                 t.append(" · ", style=self._style("muted"))

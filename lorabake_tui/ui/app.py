@@ -1,4 +1,4 @@
-"""The workbench application: one mode per workflow stage, keys 1-5 between them."""
+"""The workbench application: one mode per workflow stage, keys 1-6 between them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ..jobs.notify import FinishWatcher, finish_notice
 from .screens.buckets import BucketsScreen
 from .screens.concepts import ConceptsScreen
 from .screens.config import ConfigScreen
+from .screens.evaluate import EvaluateScreen
 from .screens.help import HelpScreen, describe_bindings
 from .screens.recover import RecoverScreen
 from .screens.tags import TagsScreen
@@ -41,7 +42,7 @@ class StageNotice(Message, bubble=False):
 class LorabakeApp(App[int]):
     TITLE = "lorabake"
     MODES = {"concepts": ConceptsScreen, "tags": TagsScreen, "buckets": BucketsScreen,
-             "config": ConfigScreen, "train": TrainScreen}
+             "config": ConfigScreen, "train": TrainScreen, "evaluate": EvaluateScreen}
     DEFAULT_MODE = "concepts"
     BINDINGS = [
         *(Binding(str(n), f"stage('{key}')", title, id=f"stage.{key}", show=False)

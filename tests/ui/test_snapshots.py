@@ -124,3 +124,76 @@ def test_every_stage_at_every_size(snap_compare, demo_project, stage, size):
         await _repaint_tables(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=open_stage)
+
+
+def _demo_run_with_grid(project_root):
+    """A finished run of the demo under its config's output dir, with a grid of all its
+    files drawn (names fixed: they show in the picture)."""
+    from PIL import Image
+
+    from lorabake_tui.core.eval.layout import grid_cells
+    from lorabake_tui.core.eval.manifest import write_grid_manifest
+    from lorabake_tui.core.eval.request import GridRequest
+    from lorabake_tui.core.eval.run_loras import run_loras
+
+    run = project_root.parent / "demo-output" / "demo-20260101-120000"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text('[general]\nbase_model = "builtin:tiny-sd15"\n'
+                                     '[saving]\noutput_name = "demo"\n')
+    for e in (1, 2, 3):
+        (run / f"demo-{e:06d}.safetensors").write_bytes(b"e%d" % e)
+    (run / "demo.safetensors").write_bytes(b"final")
+    req = GridRequest(base="builtin:tiny-sd15", loras=run_loras(run, "demo"),
+                      weights=[0.0, 0.4, 0.7, 1.0], prompts=["demochar, 1girl", "demochar"],
+                      seeds=[1], out=str(run / "grids" / "grid-20260101-130000.png"),
+                      run_dir=str(run))
+    cells = grid_cells(req)
+    for c in cells:
+        c.path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (60 * c.row, int(200 * c.weight), 90)).save(c.path)
+    write_grid_manifest(req, cells, complete=True)
+
+
+def _evaluate_ready(app) -> bool:
+    from lorabake_tui.ui.widgets.grid_browser import CellTile
+
+    screen = app.screen
+    view = getattr(screen, "view", None)
+    tiles = screen.query(CellTile)
+    return (view is not None and bool(tiles) and all(t.shown for t in tiles)
+            and not any(w.is_running for w in app.workers))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 48)],
+                         ids=["80x24", "100x30", "160x48"])
+def test_evaluate_at_every_size(snap_compare, demo_project, size):
+    """Runs, files, grids and a whole grid browsed, at the sizes of stage test above."""
+    _demo_run_with_grid(demo_project)
+    app = make_app(demo_project, images="none", save_settings=False)
+
+    async def open_evaluate(pilot):
+        await until(pilot, lambda: _settled(pilot.app), "the Concepts screen", 30)
+        await pilot.press("6")
+        await until(pilot, lambda: _evaluate_ready(pilot.app), "the grid", 30)
+        await pilot.press("tab", "tab", "enter", "right", "down")  # a cell inside the grid
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=open_evaluate)
+
+
+def test_grid_dialog_at_80x24(snap_compare, demo_project):
+    """The grid form, summary and buttons fit the smallest terminal."""
+    _demo_run_with_grid(demo_project)
+    app = make_app(demo_project, images="none", save_settings=False)
+
+    async def open_dialog(pilot):
+        await until(pilot, lambda: _settled(pilot.app), "the Concepts screen", 30)
+        await pilot.press("6")
+        await until(pilot, lambda: _evaluate_ready(pilot.app), "the grid", 30)
+        await until(pilot, lambda: pilot.app.screen.prompts, "the prompts", 30)
+        await pilot.press("g")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_dialog)

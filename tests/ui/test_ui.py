@@ -20,6 +20,7 @@ from lorabake_tui.ui.screens.balance_dialog import BalanceDialog
 from lorabake_tui.ui.screens.buckets import BucketsScreen
 from lorabake_tui.ui.screens.concepts import ConceptsScreen
 from lorabake_tui.ui.screens.config import ConfigScreen
+from lorabake_tui.ui.screens.evaluate import EvaluateScreen
 from lorabake_tui.ui.screens.help import HelpScreen
 from lorabake_tui.ui.screens.recover import RecoverScreen
 from lorabake_tui.ui.screens.repeats_dialog import RepeatsDialog
@@ -49,7 +50,7 @@ async def test_every_stage_reachable_by_keys(small_dataset):
         await settle(pilot, 3)
         assert isinstance(app.screen, ConceptsScreen)
         for key, cls in [("2", TagsScreen), ("3", BucketsScreen), ("4", ConfigScreen),
-                         ("5", TrainScreen), ("1", ConceptsScreen)]:
+                         ("5", TrainScreen), ("6", EvaluateScreen), ("1", ConceptsScreen)]:
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, cls), key
@@ -292,13 +293,15 @@ def test_the_readme_names_every_key_id_and_no_other():
     from lorabake_tui.ui.screens.buckets import BucketsScreen
     from lorabake_tui.ui.screens.concepts import ConceptsScreen
     from lorabake_tui.ui.screens.config import ConfigScreen
+    from lorabake_tui.ui.screens.evaluate import EvaluateScreen
     from lorabake_tui.ui.screens.tags import TagsScreen
     from lorabake_tui.ui.screens.train import TrainScreen
 
     from ..support.paths import REPO
 
     ids = {b.id for cls in (LorabakeApp, ConceptsScreen, TagsScreen, BucketsScreen,
-                            ConfigScreen, TrainScreen) for b in cls.BINDINGS if b.id}
+                            ConfigScreen, TrainScreen, EvaluateScreen)
+           for b in cls.BINDINGS if b.id}
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("[keymap]"):]
     block = block[:block.index("```")]

@@ -26,6 +26,9 @@ class Settings:
     # binding id -> keys, e.g. {"concepts.balance": "B"}: remaps any key that has an id
     keymap: dict[str, str] = field(default_factory=dict)
     notify_on_finish: bool = True  # bell + notice when a training job ends
+    # where "keep this epoch" (Evaluate) copies a LoRA file: the folder A1111 or ComfyUI
+    # loads LoRAs from; "" until the user sets it
+    keep_folder: str = ""
 
     @classmethod
     def load(cls) -> Settings:
@@ -41,6 +44,8 @@ class Settings:
             s.images = data["images"]
         if isinstance(data.get("notify_on_finish"), bool):
             s.notify_on_finish = data["notify_on_finish"]
+        if isinstance(data.get("keep_folder"), str):
+            s.keep_folder = data["keep_folder"]
         keymap = data.get("keymap")
         if isinstance(keymap, dict):
             s.keymap = {k: v for k, v in keymap.items() if isinstance(v, str)}

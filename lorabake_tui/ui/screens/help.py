@@ -1,8 +1,7 @@
-"""`?`: every key that works on the current screen, and the workflow in five lines."""
+"""`?`: every key that works on the current screen, and the workflow in a few lines."""
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -17,7 +16,14 @@ WORKFLOW = """\
 3 Buckets   see how kohya will bucket and crop your images
 4 Config    review the training TOML
 5 Train     run and watch the trainer
+6 Evaluate  grids of epochs x weights; keep the best epoch
 """
+
+
+def literal(text: str) -> str:
+    """`text` as markup that shows it as it is: every "[" escaped (Rich's escape leaves a
+    lone "[" alone, and "[" before the closing "[/b]" then swallows the tag)."""
+    return text.replace("[", "\\[")
 
 
 # where a binding is defined -> the heading it is listed under, in this order
@@ -70,7 +76,7 @@ class HelpScreen(ModalScreen[None]):
         for heading, rows in self.groups:
             lines += ["" if lines else "", f"[b]{heading}[/b]"]
             # a key such as "[" or a description with brackets must not be read as markup
-            lines += [f"  [b]{escape(f'{k:>10}')}[/b]  {escape(d)}" for k, d in rows]
+            lines += [f"  [b]{literal(f'{k:>10}')}[/b]  {literal(d)}" for k, d in rows]
         with VerticalScroll():
             yield Static("\n".join(lines[1:]), id="help-keys")
             yield Static("\n" + WORKFLOW, id="help-workflow")

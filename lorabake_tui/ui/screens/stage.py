@@ -1,4 +1,4 @@
-"""Base for the five stage screens: header, stage bar, footer, and a body of their own.
+"""Base for the stage screens: header, stage bar, footer, and a body of their own.
 
 The screen keeps its size classes current (sizes.py): each stage's .tcss lets panels shrink,
 stack or give way in order of importance under them, so every stage works at 80x24, 100x30

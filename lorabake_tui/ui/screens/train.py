@@ -28,7 +28,7 @@ from textual.widgets import Log, Static
 
 from ...core.base.errors import LorabakeError
 from ...core.run.event_reader import last_event
-from ...core.run.events import STATE_SAVE, EventType, is_lora_save
+from ...core.run.events import STATE_SAVE, EventType, is_lora_save, render_as_step
 from ...jobs import control
 from ...jobs.history import JobHistory
 from ...jobs.kohya_log import latest_kohya_step
@@ -100,7 +100,10 @@ class HistoryView:
 
     @property
     def last_step(self) -> dict | None:
-        return self.latest.get(EventType.STEP)
+        step = self.latest.get(EventType.STEP)
+        if step is None and (image := self.latest.get(EventType.RENDER)) is not None:
+            return render_as_step(image)  # a render job: images drawn stand for steps
+        return step
 
 
 def snapshot(h: JobHistory, job_id: str, prev: HistoryView | None) -> HistoryView:
@@ -283,6 +286,9 @@ class TrainScreen(StageScreen):
             return self._finished_steps[key]  # a finished job's files no longer change
         if job.kind == "kohya":
             step = latest_kohya_step(job.log_path) if job.log_path else None
+        elif job.kind == "render":
+            image = last_event(job.events_path, EventType.RENDER)
+            step = render_as_step(image) if image else None
         elif job.finished and job.ended:
             # a resume writes on in the same events.jsonl: this attempt's last step
             step = last_event(job.events_path, EventType.STEP,
@@ -344,6 +350,8 @@ class TrainScreen(StageScreen):
             if (eta := eta_left(step, job)) is not None:
                 right += f" {duration(eta)}"
         name = job.name + (" (kohya)" if job.kind == "kohya" else "")
+        if job.kind == "render" and not job.name.startswith(("grid", "probe")):
+            name += " (render)"
         if job.attempt > 1:
             right += f" try {job.attempt}"  # resumed: its attempt ("attempt N" in the head)
         room = max(width - text.cell_len - len(right) - 1, 4)
@@ -360,6 +368,8 @@ class TrainScreen(StageScreen):
     def _select(self, job: Job | None) -> None:
         old = self.job
         self.job = job
+        if (old is not None and old.kind == "render") != (job is not None and job.kind == "render"):
+            self.refresh_bindings()  # resume: not offered for a render
         self._show("#tr-empty", job is None)
         self._show("#tr-dash", job is not None)
         if job is None:
@@ -450,7 +460,7 @@ class TrainScreen(StageScreen):
         # a first attempt still queued has no run dir yet: nothing to chart (a queued resume
         # shows the history of its earlier attempts)
         waiting = job.status == "queued" and not job.attempts
-        self._show("#tr-charts", not waiting)
+        self._show("#tr-charts", not waiting and job.kind != "render")  # no loss to chart
         self._show("#tr-bottom", not waiting)
         muted = self._style("muted")
         t = Text()
@@ -480,6 +490,10 @@ class TrainScreen(StageScreen):
                      "is free (K and J move it, d removes it)", style=self._style("accent"))
         elif view is None and step is None:
             t.append("reading its history …", style=muted)
+        elif job.kind == "render" and step:
+            self._render_progress(t, job, step)
+        elif job.kind == "render" and job.active:
+            t.append("starting: loading the base model …", style=self._style("warning"))
         elif step and job.active and view is not None and not view.steps_since_start:
             t.append(f"starting: resumes after step {step.get('step')}",
                      style=self._style("warning"))
@@ -503,14 +517,40 @@ class TrainScreen(StageScreen):
         head.update(t, layout=rows != self._head_rows)
         self._head_rows = rows
 
-    def _progress(self, t: Text, job: Job, latest: dict[str, dict], step: dict) -> None:
-        n, total = step.get("step"), step.get("total_steps")
-        frac = fraction(step) or 0.0
+    def _bar(self, t: Text, job: Job, frac: float) -> None:
         width = max(10, min(60, self.query_one("#tr-head").size.width - 70))
         filled = round(frac * width)
         t.append("█" * filled, style=self._style("error" if job.status == "failed"
                                                   else "success"))
         t.append("░" * (width - filled), style="dim")
+
+    def _render_progress(self, t: Text, job: Job, step: dict) -> None:
+        """A grid or a probe: images drawn of all, time per image, ETA, the last one."""
+        frac = fraction(step) or 0.0
+        self._bar(t, job, frac)
+        t.append(f" image {step.get('step')}/{step.get('total_steps') or '?'}", style="bold")
+        t.append(f" {frac:.0%}\n")
+        image = (self.view.latest.get(EventType.RENDER) or {}) if self.view is not None else {}
+        parts: list[tuple[str, str | Style]] = []
+        if job.active and (v := _num(image.get("s_per_image"), ".1f")) is not None:
+            parts.append((f"{v} s/image", "bold"))
+        if (eta := eta_left(step, job)) is not None:
+            parts.append((f"ETA {duration(eta)}", self._style("accent", bold=True)))
+        if job.started:
+            parts.append((f"{'elapsed' if job.active else 'took'} "
+                          f"{duration((job.ended or time.time()) - job.started)}",
+                          self._style("muted")))
+        if isinstance(image.get("label"), str):
+            parts.append((f"last: {image['label']}", ""))
+        for i, (text, style) in enumerate(parts):
+            if i:
+                t.append(" · ", style=self._style("muted"))
+            t.append(text, style=style)
+
+    def _progress(self, t: Text, job: Job, latest: dict[str, dict], step: dict) -> None:
+        n, total = step.get("step"), step.get("total_steps")
+        frac = fraction(step) or 0.0
+        self._bar(t, job, frac)
         t.append(f" step {n}/{total or '?'}", style="bold")
         t.append(f" {frac:.0%}")
         epochs = (latest.get(EventType.EPOCH) or {}).get("epochs") or \
@@ -702,9 +742,17 @@ class TrainScreen(StageScreen):
             self.notify(f"{job.id}: finishing its step and saving its state", title="Stopping")
         self.refresh_jobs()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # a grid or probe is queued again, not resumed
+        return not (action == "resume" and self.job is not None and self.job.kind == "render")
+
     def action_resume(self) -> None:
         job = self._need_job()
         if job is None:
+            return
+        if job.kind == "render":
+            self.notify(f"{job.id} is a render (grid or probe): it is not resumed; queue it "
+                        "again on Evaluate (6)", title="Not resumed", severity="warning")
             return
         if job.status == "done":
             self.notify(f"{job.id} finished (done): nothing to resume (a queues the config "

@@ -15,7 +15,8 @@ from textual.widgets import Static
 from ..palette import theme_style
 
 STAGES = [("concepts", "Concepts"), ("tags", "Tags"), ("buckets", "Buckets"),
-          ("config", "Config"), ("train", "Train")]
+          ("config", "Config"), ("train", "Train"),
+          ("evaluate", "Evaluate")]
 HINTS = ("? help", "q quit", "ctrl+p commands")  # as many as fit, in this order
 
 

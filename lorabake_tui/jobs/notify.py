@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.run.event_reader import last_event, last_lora_save
+from ..core.run.event_reader import finished_end, last_event, last_lora_save
 from ..core.run.events import EventType
 from ..core.run.folder import lora_kind
 from .history import JobHistory
@@ -78,6 +78,8 @@ def finish_notice(job: Job) -> Notice:
     if job.status == "done":
         save = last_lora_save(job.events_path) if job.kind == "lorabake" else None
         where = f": {save['path']}" if save and save.get("path") else ""
+        if job.kind == "render" and (end := finished_end(job.events_path)):
+            where = f": {end.get('message', '')}"  # a grid's path, a probe's reading
         message = f"finished in {took}{where}"
     elif job.status == "stopped":
         step = last_event(job.events_path, EventType.STEP) if job.kind == "lorabake" else None

@@ -72,3 +72,12 @@ def test_a_second_render_into_the_same_folder_is_refused(renders, tmp_path):
     control.submit_render(_request(tmp_path), start=False)
     with pytest.raises(LorabakeError, match="grid"):
         control.submit_render(_request(tmp_path), start=False)
+
+
+def test_the_finish_notice_of_a_render_says_what_it_made(renders, tmp_path):
+    from lorabake_tui.jobs.notify import finish_notice
+
+    job = wait_status(control.submit_render(_request(tmp_path)).id, ("done", "failed"), 60)
+    notice = finish_notice(job)
+    assert "4 images" in notice.message and "grid.png" in notice.message
+    assert "resume" not in notice.message

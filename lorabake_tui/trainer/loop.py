@@ -215,6 +215,10 @@ class Trainer:
             threads = cpu_threads(os.environ)
             if threads:
                 torch.set_num_threads(threads)
+        elif acc.device.type == "cuda":
+            # TF32 tensor cores (Ampere and newer) for the fp32 matmuls (cuDNN's convolutions
+            # use them already by default); half-precision runs barely have any
+            torch.backends.cuda.matmul.allow_tf32 = True
         self.log = RunLog(self.run_dir if acc.is_main_process else None)
         try:
             return self._train(acc)

@@ -211,6 +211,9 @@ class Trainer:
             finally:
                 self.log.close()
         self.acc = acc
+        # process-wide torch settings, put back when the run ends (a run inside a test or a
+        # notebook leaves its process as it found it)
+        threads_before, tf32_before = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
         if acc.device.type == "cpu":
             threads = cpu_threads(os.environ)
             if threads:
@@ -237,6 +240,8 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
             self.log.close()
+            torch.set_num_threads(threads_before)
+            torch.backends.cuda.matmul.allow_tf32 = tf32_before
 
     def _train(self, acc) -> Outcome:
         s = self.s
@@ -612,6 +617,7 @@ class Trainer:
             "train_samples": d.num_train_images, "reg_samples": d.num_reg_images,
             "batch_size": s.general.batch_size, "processes": st.acc.num_processes,
             "device": str(st.acc.device), "mixed_precision": s.general.mixed_precision,
+            "torch_threads": torch.get_num_threads(),
             "network": st.net.kind, "dim": s.network.dim, "alpha": s.network.alpha,
             "optimizer": s.optimizer.type, "scheduler": s.optimizer.scheduler,
             "base_model": st.model.name, "buckets": {f"{w}x{h}": d.report.samples((w, h))

@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from lorabake_tui.core.run.event_reader import read_all_events  # noqa: E402
+from lorabake_tui.core.run.folder import RunFolder  # noqa: E402
 from lorabake_tui.trainer.loop import Trainer, cpu_threads  # noqa: E402
 from lorabake_tui.trainer.run_config import load_run_config  # noqa: E402
 
@@ -22,7 +24,7 @@ def test_every_allowed_core_unless_omp_num_threads_is_set():
     assert cpu_threads({"OMP_NUM_THREADS": "1"}) is None  # torch already read it
 
 
-def test_a_cpu_run_sets_torch_to_the_allowed_cores(tmp_path, monkeypatch):
+def test_a_cpu_run_uses_the_allowed_cores_and_gives_them_back(tmp_path, monkeypatch):
     make_dataset(tmp_path, images=1, repeats=1)
     cfg = load_run_config(write_config(tmp_path, general__max_steps=1, general__batch_size=1))
     monkeypatch.delenv("OMP_NUM_THREADS")
@@ -30,6 +32,9 @@ def test_a_cpu_run_sets_torch_to_the_allowed_cores(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     try:
         assert Trainer(cfg, tmp_path / "run").run().code == 0
-        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+        assert torch.get_num_threads() == 1  # the process's own setting, back
     finally:
         torch.set_num_threads(before)
+    start = next(e for e in read_all_events(RunFolder(tmp_path / "run").events)
+                 if e["type"] == "start")
+    assert start["torch_threads"] == len(os.sched_getaffinity(0))

@@ -167,6 +167,24 @@ def _noise_generators(step_seed: int) -> tuple[torch.Generator, torch.Generator]
             torch.Generator().manual_seed(step_seed ^ 0x5DEECE66D))
 
 
+def cpu_threads(environ) -> int | None:
+    """Torch threads for a CPU run: every core this process may run on (its affinity mask,
+    which containers and `taskset` narrow), or None to leave torch as it is when
+    OMP_NUM_THREADS says otherwise. Measured on 2 cores: all of them is 1.6x faster per step
+    than half of them on a quiet machine (bench/README.md, "compare_kohya")."""
+    if environ.get("OMP_NUM_THREADS"):
+        return None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def defer_loss_read(device: torch.device) -> bool:
+    """Read the losses once per optimizer step (GPU) rather than after each forward."""
+    return device.type == "cuda"
+
+
 def _gb(n: int) -> float:
     return round(n / 2**30, 3)
 
@@ -193,10 +211,17 @@ class Trainer:
             finally:
                 self.log.close()
         self.acc = acc
-        if acc.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # torch's default (one thread per core) crawls as soon as anything else runs on
-            # the machine: threads wait on each other at every op. Half the cores is robust.
-            torch.set_num_threads(max(1, min(8, (os.cpu_count() or 2) // 2)))
+        # process-wide torch settings, put back when the run ends (a run inside a test or a
+        # notebook leaves its process as it found it)
+        threads_before, tf32_before = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
+        if acc.device.type == "cpu":
+            threads = cpu_threads(os.environ)
+            if threads:
+                torch.set_num_threads(threads)
+        elif acc.device.type == "cuda":
+            # TF32 tensor cores (Ampere and newer) for the fp32 matmuls (cuDNN's convolutions
+            # use them already by default); half-precision runs barely have any
+            torch.backends.cuda.matmul.allow_tf32 = True
         self.log = RunLog(self.run_dir if acc.is_main_process else None)
         try:
             return self._train(acc)
@@ -215,6 +240,8 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
             self.log.close()
+            torch.set_num_threads(threads_before)
+            torch.backends.cuda.matmul.allow_tf32 = tf32_before
 
     def _train(self, acc) -> Outcome:
         s = self.s
@@ -233,6 +260,9 @@ class Trainer:
                       f"{d.batches_per_epoch} batch(es) per epoch, {st.total} steps")
         rank, world = acc.process_index, acc.num_processes
         accum = self.cfg.plan.grad_accum
+        # on a GPU the losses are read once per optimizer step, after the backward passes are
+        # queued: a read after each forward would stall the queue between forward and backward
+        defer = defer_loss_read(acc.device)
         st.t_start = time.monotonic()
         step = st.progress.step
         st.losses = list(st.progress.epoch_losses)
@@ -253,7 +283,7 @@ class Trainer:
                 torch.manual_seed(step_seed)
                 rng = random.Random(step_seed)
                 gens = _noise_generators(step_seed)
-                micro_losses: list[float] = []
+                micro_losses: list = []  # floats, or loss tensors when deferred
                 samples = 0
                 for idx in group:
                     flips = [s.data.flip_aug and rng.random() < 0.5 for _ in idx]
@@ -262,11 +292,14 @@ class Trainer:
                                                 epoch=epoch + 1, step=step,
                                                 max_train_steps=st.total)
                                 for i in idx]
-                    loss = self._loss(st, lat, idx, captions, step, gens)
+                    loss = self._loss(st, lat, idx, captions, step, gens, check=not defer)
                     # the mean over the optimizer step's batches, as accelerate scales it
                     acc.backward(loss / accum if accum > 1 else loss)
-                    micro_losses.append(float(loss.detach().item()))
+                    micro_losses.append(loss.detach() if defer else float(loss.detach().item()))
                     samples += lat.shape[0]
+                if defer:  # one read for the step; a bad loss still never reaches the weights
+                    micro_losses = torch.stack(micro_losses).tolist()
+                    self._check_finite(acc, micro_losses, step)
                 if s.optimizer.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(st.params, s.optimizer.max_grad_norm)
                 st.opt.step()
@@ -330,9 +363,11 @@ class Trainer:
         model = load_base_model(self.cfg.base_model, dtype=torch.float32,
                                 base_dir=self.cfg.base_dir)
         for m in (model.unet, model.text_encoder):
-            m.to(acc.device)
+            # cast where the weights are, then move: an fp32 UNet is never on the GPU beside
+            # its half-precision copy (3.4 GB more at the load's peak, on an 8 GB card)
             if weight_dtype != torch.float32:
                 m.to(dtype=weight_dtype)
+            m.to(acc.device)
         model.vae.to(acc.device)  # kept in fp32: fp16 VAEs give NaN latents
         model.vae.requires_grad_(False)
         model.vae.eval()
@@ -456,7 +491,8 @@ class Trainer:
             return torch.stack([self._te_cached(st, i) for i in idx]).to(st.acc.device)
         ids = tokenize(st.tokenizer, captions, g.max_token_length)
         with torch.set_grad_enabled(st.train_te):
-            return encode(st.te, ids, g.clip_skip)
+            return encode(st.te, ids, g.clip_skip,
+                          dedupe=not (st.train_te and self.s.network.dropout > 0))
 
     def _te_cached(self, st: RunState, i: int) -> torch.Tensor:
         hit = st.te_cache.get(i)
@@ -469,9 +505,11 @@ class Trainer:
         return hit
 
     def _loss(self, st: RunState, lat: torch.Tensor, idx: list[int], captions: list[str],
-              step: int, gens: tuple[torch.Generator, torch.Generator]) -> torch.Tensor:
+              step: int, gens: tuple[torch.Generator, torch.Generator], *,
+              check: bool = True) -> torch.Tensor:
         """Noise the latents at random timesteps, predict, and weigh the error (prior loss
-        for regularization images, min-SNR): the batch's mean loss, checked finite."""
+        for regularization images, min-SNR): the batch's mean loss, checked finite (unless
+        `check` is False: the caller checks)."""
         s, sched, acc = self.s, st.noise_scheduler, st.acc
         noise_gen, t_gen = gens
         noise = torch.randn(lat.shape, generator=noise_gen).to(lat.device, lat.dtype)
@@ -501,12 +539,16 @@ class Trainer:
             raise torch.OutOfMemoryError("injected by LORABAKE_TEST_OOM_AT_STEP")
         if self.hooks.nan_at and step + 1 == self.hooks.nan_at:
             loss = loss * float("nan")
-        bad = not torch.isfinite(loss.detach()).item()
-        if self._any(acc, bad):
-            raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}: stopped; the "
-                                "last good save is kept (try bf16, a lower learning rate, or "
-                                "fp32)")
+        if check:
+            self._check_finite(acc, [float(loss.detach().item())], step)
         return loss
+
+    def _check_finite(self, acc, losses: list[float], step: int) -> None:
+        bad = next((v for v in losses if not math.isfinite(v)), None)
+        if self._any(acc, bad is not None):
+            what = "non-finite on another process" if bad is None else bad
+            raise NonFiniteLoss(f"loss became {what} at step {step + 1}: stopped; the last "
+                                "good save is kept (try bf16, a lower learning rate, or fp32)")
 
     @staticmethod
     def _any(acc, flag: bool) -> bool:
@@ -575,6 +617,7 @@ class Trainer:
             "train_samples": d.num_train_images, "reg_samples": d.num_reg_images,
             "batch_size": s.general.batch_size, "processes": st.acc.num_processes,
             "device": str(st.acc.device), "mixed_precision": s.general.mixed_precision,
+            "torch_threads": torch.get_num_threads(),
             "network": st.net.kind, "dim": s.network.dim, "alpha": s.network.alpha,
             "optimizer": s.optimizer.type, "scheduler": s.optimizer.scheduler,
             "base_model": st.model.name, "buckets": {f"{w}x{h}": d.report.samples((w, h))

@@ -8,6 +8,7 @@ what was drawn (a grid with grey cells for the rest) and exit 3.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -79,6 +80,9 @@ def _run(req, events: EventWriter, stop, say) -> int:
         events.emit(EventType.END, status=status, message=message, exit_code=code)
         return code
 
+    # transformers warns that torchvision (deliberately absent) would speed up image
+    # processors the pipeline never uses: noise in every render's log
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         from .engine import RenderEngine
 

@@ -148,7 +148,7 @@ class CaptionStore:
         rec.set_tags(list(rec.text.tags))
 
     def _count(self, rec: CaptionRecord, sign: int) -> None:
-        counts, all_forms = self.counts, self.forms
+        counts = self.counts
         for key in rec.keys:
             n = counts[key] + sign
             if n > 0:
@@ -156,21 +156,25 @@ class CaptionStore:
             else:
                 del counts[key]
         for tag in rec.tags:
-            key = tag_key(tag)
-            forms = all_forms.get(key)
-            if forms is None:
-                forms = all_forms[key] = Counter()
-            n = forms[tag] + sign
-            if n > 0:
-                forms[tag] = n
-            else:
-                del forms[tag]
+            self._count_form(tag, sign)
+
+    def _count_form(self, tag: str, sign: int) -> None:
+        """One more (or fewer) caption writing `tag` this way."""
+        key = tag_key(tag)
+        forms = self.forms.get(key)
+        if forms is None:
+            forms = self.forms[key] = Counter()
+        n = forms[tag] + sign
+        if n > 0:
+            forms[tag] = n
+        else:
+            del forms[tag]
 
     def _recount(self, rec: CaptionRecord, old_tags: list[str], old_keys: frozenset[str]
                  ) -> None:
         """The counts after `rec` changed from `old_tags`: only what differs is counted again
         (an edit changes a tag or two of twenty)."""
-        counts, all_forms = self.counts, self.forms
+        counts = self.counts
         for key in old_keys - rec.keys:
             n = counts[key] - 1
             if n > 0:
@@ -182,15 +186,7 @@ class CaptionStore:
         old, new = Counter(old_tags), Counter(rec.tags)
         for tag, sign in [*((t, -1) for t in (old - new).elements()),
                           *((t, +1) for t in (new - old).elements())]:
-            key = tag_key(tag)
-            forms = all_forms.get(key)
-            if forms is None:
-                forms = all_forms[key] = Counter()
-            n = forms[tag] + sign
-            if n > 0:
-                forms[tag] = n
-            else:
-                del forms[tag]
+            self._count_form(tag, sign)
 
     # ---- reading ------------------------------------------------------------------------
     def display(self, key: str) -> str:

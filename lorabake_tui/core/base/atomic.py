@@ -76,6 +76,15 @@ def _open_new(path: Path, mode: int | None) -> int:
     return fd
 
 
+def _open_fresh(tmp: Path | str, mode: int | None) -> int:
+    """_open_new for a batch's temp file: a leftover of this very entry is ours to replace."""
+    try:
+        return _open_new(tmp, mode)
+    except FileExistsError:
+        os.unlink(tmp)
+        return _open_new(tmp, mode)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via temp file + fsync + rename, so `path` holds either old or new bytes. A new
     file gets the default mode (0o666 less the umask), a replaced one keeps its mode."""
@@ -312,11 +321,7 @@ def write_batch(items: list[tuple[Path, bytes]], tag: str,
         for path, data in items:
             tmp = temp_path(path, tag)
             mode = _existing_mode(path)
-            try:
-                fd = _open_new(tmp, mode)
-            except FileExistsError:  # a leftover of this very entry: ours to replace
-                os.unlink(tmp)
-                fd = _open_new(tmp, mode)
+            fd = _open_fresh(tmp, mode)
             try:
                 _write_all(fd, data)
             finally:
@@ -426,11 +431,7 @@ def _write_kept(items: list[tuple[Path, bytes]], tag: str,
 
 
 def _write_new(tmp: str, data: bytes, mode: int | None, kept: _Kept) -> None:
-    try:
-        fd = _open_new(tmp, mode)
-    except FileExistsError:  # a leftover of this very entry: ours to replace
-        os.unlink(tmp)
-        fd = _open_new(tmp, mode)
+    fd = _open_fresh(tmp, mode)
     try:
         folder = os.path.dirname(tmp)
         if folder not in kept.owners:

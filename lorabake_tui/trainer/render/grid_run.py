@@ -110,24 +110,23 @@ def run_grid(engine, req: GridRequest, events: EventWriter, stop: Callable[[], b
                 text = infotext(cell.prompt, req.render, cell.seed, lora=lora.path,
                                 weight=weight, base=req.base)
                 finish_cell(cell, png_bytes(result.image, text))
-    _write_grid(req, cells)
-    write_grid_manifest(req, done, complete=True)
-    message = f"{len(done)} images in {time.monotonic() - started:.1f} s: {req.out}"
-    events.emit(EventType.END, status=EndStatus.DONE, message=message,
-                exit_code=exit_codes.DONE)
-    return Outcome(exit_codes.DONE, message)
-
-
-def _write_grid(req: GridRequest, cells: list[Cell]) -> None:
-    atomic_write_bytes(Path(req.out), png_bytes(compose_grid(req, cells)))
+    return _end(req, cells, done, events, stopped=False,
+                message=f"{len(done)} images in {time.monotonic() - started:.1f} s: {req.out}")
 
 
 def _stopped(req: GridRequest, cells: list[Cell], done: list[Cell],
              events: EventWriter) -> Outcome:
     """A stop between images: the grid shows what was drawn (grey for the rest)."""
-    _write_grid(req, cells)
-    write_grid_manifest(req, done, complete=False)
-    message = f"stopped after {len(done)} of {len(cells)} images: {req.out}"
-    events.emit(EventType.END, status=EndStatus.STOPPED, message=message,
-                exit_code=exit_codes.STOPPED)
-    return Outcome(exit_codes.STOPPED, message)
+    return _end(req, cells, done, events, stopped=True,
+                message=f"stopped after {len(done)} of {len(cells)} images: {req.out}")
+
+
+def _end(req: GridRequest, cells: list[Cell], done: list[Cell], events: EventWriter, *,
+         stopped: bool, message: str) -> Outcome:
+    """The grid image and the final manifest, then the end event."""
+    atomic_write_bytes(Path(req.out), png_bytes(compose_grid(req, cells)))
+    write_grid_manifest(req, done, complete=not stopped)
+    code = exit_codes.STOPPED if stopped else exit_codes.DONE
+    events.emit(EventType.END, status=EndStatus.STOPPED if stopped else EndStatus.DONE,
+                message=message, exit_code=code)
+    return Outcome(code, message)

@@ -576,8 +576,11 @@ class Journal:
         blobs = self._read_blobs(entry)
 
         def flush() -> None:
+            # a file swapped out is reused for the next change only: see `_torn`
             out = write_batch([(p, data) for _, p, data, _ in batch], entry.tmp_tag,
-                              [want for *_, want in batch])
+                              [want for *_, want in batch],
+                              chained=[k > 0 and batch[k - 1][0] == i - 1
+                                       for k, (i, *_) in enumerate(batch)])
             refused.extend((batch[k][0], _refusal(changes[batch[k][0]], why))
                            for k, why in out)
             batch.clear()
@@ -610,17 +613,21 @@ class Journal:
             self._clean_temp_files(entry)  # a crash may have left some behind
         entry.conflicts = []
         blobs = self._read_blobs(entry)
-        # (change, path, bytes to put back, sha256 the file must still hold)
-        restore: list[tuple[Write, Path, bytes, str]] = []
+        # (index, change, path, bytes to put back, sha256 the file must still hold)
+        restore: list[tuple[int, Write, Path, bytes, str]] = []
         delete: list[tuple[Write, Path, str]] = []
 
         def flush() -> None:
             # writes are batched, but never reordered across a rename; each file must still
             # hold what the entry wrote right before it is put back
+            # a file swapped out is reused for the next change (the one before it) only: see
+            # `_torn`; never while recovering, when what is swapped out may be a torn file
             with bytes_kept_elsewhere(self.root):
-                out = write_batch([(p, data) for _, p, data, _ in restore], entry.tmp_tag,
-                                  [want for *_, want in restore])
-            entry.conflicts.extend(_refusal(restore[k][0], why, undo=True) for k, why in out)
+                out = write_batch([(p, data) for *_, p, data, _ in restore], entry.tmp_tag,
+                                  [want for *_, want in restore],
+                                  chained=[k > 0 and not crashed and restore[k - 1][0] == i + 1
+                                           for k, (i, *_) in enumerate(restore)])
+            entry.conflicts.extend(_refusal(restore[k][1], why, undo=True) for k, why in out)
             for ch, path, want in delete:
                 why = remove_checked(path, want)
                 if why is not None:
@@ -630,7 +637,8 @@ class Journal:
             restore.clear()
             delete.clear()
 
-        for ch in reversed(entry.changes):
+        for i in reversed(range(len(entry.changes))):
+            ch = entry.changes[i]
             try:
                 if isinstance(ch, Write):
                     path = self._path(ch.path)
@@ -639,7 +647,7 @@ class Journal:
                     cur = _file_sha(path)
                     if cur == ch.before:
                         continue
-                    if cur != ch.after and not (crashed and self._torn(entry, ch, blobs)):
+                    if cur != ch.after and not (crashed and self._torn(entry, i, blobs)):
                         raise ConflictError(
                             f"{ch.name} was edited after this operation; left as is")
                     if is_read_only(os.stat(path).st_mode):
@@ -647,7 +655,7 @@ class Journal:
                     if ch.before is None:
                         delete.append((ch, path, cur))
                     else:
-                        restore.append((ch, path, blobs[ch.before], cur))
+                        restore.append((i, ch, path, blobs[ch.before], cur))
                 else:
                     flush()
                     self._rename_back(ch)
@@ -660,28 +668,38 @@ class Journal:
         self._save_state(entry)
         return entry
 
-    def _torn(self, entry: Entry, ch: Write, blobs: dict[str, bytes]) -> bool:
-        """After a power cut, a file the interrupted entry was writing may hold less than the
-        bytes it was given (files are replaced without a sync each: the journal holds the
-        bytes): empty, cut at a block boundary, or zero-filled where the filesystem had no
-        time to write. That is taken as the entry's own unfinished write and put back from
-        the journal; anything else is someone's edit, left alone."""
-        meant = ch.before if entry.state == UNDOING else ch.after
-        if meant is None:
-            return False
-        data = blobs[meant]
+    def _torn(self, entry: Entry, i: int, blobs: dict[str, bytes]) -> bool:
+        """After a power cut, a file the interrupted entry was writing (change `i`) may hold
+        neither its old nor its new bytes: files are replaced without a sync each (the
+        journal holds the bytes), and the file swapped out for one change is overwritten
+        with the next one's bytes (atomic.bytes_kept_elsewhere). So it may be empty, cut at a
+        block boundary or zero-filled where the filesystem had no time to write, or hold
+        what the reused file held before: the old bytes of the change before it (applying,
+        redoing) or the new bytes of the change after it (undoing, rolling back), whole, cut
+        to the new length, or under the new bytes. That is taken as the entry's own
+        unfinished write and put back from the journal; anything else is someone's edit,
+        left alone."""
+        ch = entry.changes[i]
+        assert isinstance(ch, Write)
+        meant = [blobs[d] for d in (ch.before, ch.after) if d is not None]
+        prior: list[bytes | None] = [None]
+        if i > 0 and isinstance(prev := entry.changes[i - 1], Write) and prev.before:
+            prior.append(blobs[prev.before])
+        if i + 1 < len(entry.changes) and isinstance(nxt := entry.changes[i + 1], Write):
+            prior.append(blobs[nxt.after])
+        most = max(len(b) for b in meant + [p or b"" for p in prior])
         try:
             fd = os.open(self._path(ch.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return False
         try:
             st = os.fstat(fd)
-            if not stat_mod.S_ISREG(st.st_mode) or st.st_size > len(data):
+            if not stat_mod.S_ISREG(st.st_mode) or st.st_size > most:
                 return False
-            cur = os.read(fd, len(data) + 1)
+            cur = os.read(fd, most + 1)
         finally:
             os.close(fd)
-        return _torn_form(cur, data)
+        return any(_torn_form(cur, m, p) for m in meant for p in prior)
 
     def _clean_temp_files(self, entry: Entry) -> None:
         """Remove what a crash left of this entry's temp files, but put back someone else's
@@ -731,18 +749,26 @@ class Journal:
 _BLOCK = 4096
 
 
-def _torn_form(cur: bytes, meant: bytes) -> bool:
-    """Could `cur` be what a crash left of writing `meant`? Empty; `meant` cut at a block
-    boundary; or the start of `meant` followed by zeros. (A user's edit that cuts text off
-    ends anywhere, so it is not mistaken for one.)"""
-    if len(cur) > len(meant) or cur == meant:
+def _torn_form(cur: bytes, meant: bytes, prior: bytes | None = None) -> bool:
+    """Could `cur` be what a crash left of writing `meant` (over a file that held `prior`)?
+    Empty; or, cut where a block ends or at either length (a user's edit that cuts text
+    off ends anywhere, so it is not mistaken for one), pieces that each hold `meant`'s or
+    `prior`'s bytes at that place, or their start followed by zeros (data that never
+    reached the disk); a piece ends where a block or either text ends."""
+    texts = [meant] if prior is None else [meant, prior]
+    n = len(cur)
+    if cur == meant or n > max(map(len, texts)):
         return False
     if not cur:
         return True
-    head = cur.rstrip(b"\0")
-    if len(head) < len(cur):  # zeros where the data never reached the disk
-        return meant.startswith(head)
-    return len(cur) % _BLOCK == 0 and meant.startswith(cur)
+    if n % _BLOCK and n not in map(len, texts) and cur[-1] != 0:
+        return False
+    cuts = sorted({0, n, *range(_BLOCK, n, _BLOCK), *(len(t) for t in texts if len(t) < n)})
+    for s, e in zip(cuts, cuts[1:], strict=False):
+        head = cur[s:e].rstrip(b"\0")
+        if not any(t[s:s + len(head)] == head for t in texts):
+            return False
+    return True
 
 
 def _first(problems: list[str]) -> str:

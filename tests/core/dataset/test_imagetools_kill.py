@@ -39,9 +39,10 @@ KILLER = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         step += 1
 
-    def write_batch(items, tag, expect=None):
+    def write_batch(items, tag, expect=None, chained=None):
         out = []
-        for k, item in enumerate(items):  # one file at a time: a cut between any two
+        # one file at a time: a cut between any two (one-item batches reuse no file)
+        for k, item in enumerate(items):
             cut()
             want = None if expect is None else [expect[k]]
             out += [(k, why) for _, why in real_batch([item], tag, want)]

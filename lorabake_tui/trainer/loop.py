@@ -36,6 +36,7 @@ from ..core.run import exit_codes
 from ..core.run.events import STATE_SAVE, EndStatus, EventType
 from ..core.run.folder import CONFIG_SNAPSHOT, final_lora_name, rank_checksum_name
 from .blocks import block_index, layout_for
+from .cpu_unet import tune_for_cpu
 from .data import TrainData, epoch_batches, load_pixels, load_train_data, shard
 from .formulas import max_norm_, min_snr_weight, offset_noise, pyramid_noise
 from .latents import LatentCache, encode_pixels
@@ -368,6 +369,8 @@ class Trainer:
             if weight_dtype != torch.float32:
                 m.to(dtype=weight_dtype)
             m.to(acc.device)
+        if acc.device.type == "cpu":
+            tune_for_cpu(model.unet)  # measured on CPU only: see cpu_unet
         model.vae.to(acc.device)  # kept in fp32: fp16 VAEs give NaN latents
         model.vae.requires_grad_(False)
         model.vae.eval()

@@ -180,6 +180,13 @@ def killed(script: str, root: Path, swaps: int):
     return entry
 
 
+def versions(root: Path, entry) -> tuple[list[bytes], list[bytes], list[Path]]:
+    """Each change's old bytes, new bytes and path, in the entry's order."""
+    blobs = Journal(root)._read_blobs(entry)
+    return ([blobs[c.before] for c in entry.changes], [blobs[c.after] for c in entry.changes],
+            [root / c.path for c in entry.changes])
+
+
 def test_a_reused_file_a_power_cut_left_mixed_is_put_back_but_an_edit_is_not(ds):
     """The file a swap takes out is overwritten with the next change's bytes. A power cut
     can leave in that change's place the old bytes of the change before it, whole, cut to
@@ -188,11 +195,8 @@ def test_a_reused_file_a_power_cut_left_mixed_is_put_back_but_an_edit_is_not(ds)
     original = snapshot(ds)
     entry = killed(KILL_AFTER_SWAPS, ds, 6)
     assert entry.state == APPLYING
-    blobs = Journal(ds)._read_blobs(entry)
     ch = entry.changes
-    old = [blobs[c.before] for c in ch]
-    new = [blobs[c.after] for c in ch]
-    path = [ds / c.path for c in ch]
+    old, new, path = versions(ds, entry)
     assert [p.read_bytes() for p in path[:6]] == new[:6]  # six swapped, in the entry's order
     assert all(len(o) < len(n) for o, n in zip(old, new, strict=True))
     path[1].write_bytes(old[0])  # the rename reached the disk, the bytes did not
@@ -218,11 +222,8 @@ def test_an_undo_a_power_cut_left_mixed_is_finished(ds):
     apply_tag(ds, "scarf")
     entry = killed(KILL_UNDO_AFTER_SWAPS, ds, 4)
     assert entry.state == UNDOING
-    blobs = Journal(ds)._read_blobs(entry)
     ch = entry.changes
-    old = [blobs[c.before] for c in ch]
-    new = [blobs[c.after] for c in ch]
-    path = [ds / c.path for c in ch]
+    old, new, path = versions(ds, entry)
     last = len(ch) - 1
     assert [p.read_bytes() for p in path[last - 3:]] == old[last - 3:]
     path[last - 1].write_bytes(new[last])  # the rename reached the disk, the bytes did not

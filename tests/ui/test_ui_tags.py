@@ -86,11 +86,14 @@ async def test_find_filter_replace_preview_apply_undo_keys_only(tagged):
         assert (tagged / "10_b" / "img_003.txt").read_bytes() == b"\xef\xbb\xbfmira, circlet\r\n"
         assert (tagged / "10_b" / "img_002.txt").read_bytes() == b"caf\xe9, tiara\n"
         assert len(screen.matching) == 0
-        await pilot.press("escape")  # leave any input, then undo
+        result = screen.query_one("#tags-result", Static)
+        assert result.display and "u undoes it" in str(result.render())
+        assert not isinstance(app.focused, Input)  # (esc here would dismiss the panel)
         await pilot.press("u")
         await settle(pilot)
         for path, data in before.items():
             assert path.read_bytes() == data, path
+        assert not result.display  # no longer true: the notice says what undo did
         assert len(screen.matching) == 7
         await pilot.press("ctrl+y")
         await settle(pilot)

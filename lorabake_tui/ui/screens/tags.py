@@ -407,6 +407,7 @@ class TagsScreen(StageScreen):
         entry = run_history(self, self.project.journal, which)
         if entry is None:
             return
+        self.show_result(None)  # it reported an edit that is now undone (or replayed)
         if entry.op == "tags":
             self.store.refresh_entry(entry)  # only the files it touched
             self._own_change()

@@ -1,8 +1,7 @@
 """How the UNet's tensors are laid out and which convolution kernels run on CPU: one rule for
-every CPU run of the trainer and of the render engine (grids, probes, training's samples).
+every CPU run of the trainer.
 
-Two levers, measured on the side-by-side config's training steps and on UNet forwards at
-256 and 512 px (bench/README.md, "The UNet on CPU"):
+Two levers, each measured on the side-by-side config (bench/README.md, "The UNet on CPU"):
 - channels-last activations and weights: the transformer blocks' reshapes between image and
   token layout become views, and convolutions need no reorder of their input;
 - PyTorch's default CPU convolution (oneDNN) lays the weight out again on every call. For a

@@ -86,14 +86,3 @@ def test_a_cpu_run_trains_a_channels_last_unet(tmp_path, monkeypatch):
     cfg = load_run_config(write_config(tmp_path, general__max_steps=1, general__batch_size=1))
     assert Trainer(cfg, tmp_path / "run").run().code == 0
     assert seen == {"n": 0, "conv_in": True}  # the tiny model has no large convolution
-
-
-def test_the_render_engine_loads_a_channels_last_unet_on_cpu(monkeypatch):
-    from lorabake_tui.trainer.render import engine as engine_mod
-
-    tuned = []
-    real = engine_mod.tune_for_cpu
-    monkeypatch.setattr(engine_mod, "tune_for_cpu", lambda unet: tuned.append(real(unet)))
-    eng = engine_mod.RenderEngine.load("builtin:tiny-sd15", device="cpu")
-    assert tuned == [0]
-    assert eng.unet.conv_in.weight.is_contiguous(memory_format=CL)

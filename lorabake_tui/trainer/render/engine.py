@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from ...core.base.errors import LorabakeError
-from ..cpu_unet import tune_for_cpu
 from .lora_apply import LoraDeltas, kohya_targets, read_lora_deltas
 from .samplers import DEFAULT_SAMPLER, canonical_name, make_scheduler
 
@@ -105,8 +104,6 @@ class RenderEngine:
         model = load_base_model(base, dtype=torch_dtype)
         for m in (model.unet, model.vae, model.text_encoder):
             m.to(dev).eval().requires_grad_(False)
-        if dev.type == "cpu":
-            tune_for_cpu(model.unet)  # as training does: see cpu_unet
         engine = cls(model.vae, model.text_encoder, model.tokenizer, model.unet,
                      model.noise_scheduler.config, device=dev, clip_skip=clip_skip,
                      switchable=True)

@@ -62,7 +62,8 @@ class GridBrowser(VerticalScroll, can_focus=True):
     """Shows `block` of a GridView; `cursor` is (row, col)."""
 
     DEFAULT_CSS = """
-    GridBrowser { border: round $panel; border-title-color: $text-muted; }
+    GridBrowser { border: round $panel; border-title-color: $text-muted;
+                  scrollbar-gutter: stable; }
     GridBrowser:focus { border: round $primary; }
     GridBrowser > #gb-table { layout: grid; height: auto; grid-gutter: 0 0; }
     GridBrowser .gb-head { content-align: center bottom; text-style: bold; height: 1;
@@ -148,7 +149,9 @@ class GridBrowser(VerticalScroll, can_focus=True):
         self._size_tracks()
 
     def _size_tracks(self) -> None:
-        """Cells share the room; below a legible size they keep it and the table scrolls."""
+        """Cells share the room; below a legible size they keep it and the table scrolls.
+        (The scroll bar's column is always kept: whether the bar shows is known only after
+        this layout, and cells sized before it came or went would not fit the room.)"""
         if self.view is None:
             return
         rows, cols = len(self.view.rows), len(self.view.weights)

@@ -375,6 +375,12 @@ class _Kept:
         self.spare: str | Path | None = None  # what the last swap took out, at its temp name
         self.owners: dict[str, tuple[int, int]] = {}  # folder -> (uid, gid) of a new file
 
+    def drop_spare(self) -> None:
+        if self.spare is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.spare)
+            self.spare = None
+
 
 _KEPT: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar("_KEPT", default=None)
 
@@ -392,9 +398,7 @@ def bytes_kept_elsewhere(root: Path) -> Iterator[None]:
         yield
     finally:
         _KEPT.reset(token)
-        if kept.spare is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(kept.spare)
+        kept.drop_spare()
         sync_filesystem(root)
 
 
@@ -405,9 +409,7 @@ def _done_with(tmp: str | Path) -> None:
     if kept is None:
         os.unlink(tmp)
         return
-    if kept.spare is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(kept.spare)
+    kept.drop_spare()
     kept.spare = tmp
 
 
@@ -417,10 +419,7 @@ def _write_kept(items: list[tuple[Path, bytes]], tag: str, expect: Sequence[str 
     (into the previous item's swapped-out file when it can be reused), checked, swapped."""
     kept = _KEPT.get()
     assert kept is not None
-    if kept.spare is not None:  # an earlier batch's: only the previous item's is reused
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(kept.spare)
-        kept.spare = None
+    kept.drop_spare()  # an earlier batch's: only the previous item's is reused
     refused: list[tuple[int, str]] = []
     for i, (path, data) in enumerate(items):
         name = os.fspath(path)  # strings from here on: pathlib costs more than the syscalls
@@ -488,7 +487,7 @@ def _reuse(spare: str | Path, tmp: str, data: bytes, mode: int, kept: _Kept) -> 
             if st is not None:
                 ok = True
                 try:
-                    _pwrite_all(fd, data)  # over the old bytes: see the note above
+                    _write_all(fd, data)  # from offset 0, over the old bytes: see the note above
                     if st.st_size > len(data):
                         os.ftruncate(fd, len(data))
                     # (a write by a non-root user clears the set-id bits: set them again)
@@ -542,12 +541,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _pwrite_all(fd: int, data: bytes) -> None:
-    view, at = memoryview(data), 0
-    while at < len(data):
-        at += os.pwrite(fd, view[at:], at)
 
 
 def temp_path(path: Path, tag: str) -> Path:
